@@ -1,0 +1,1 @@
+"""Training: the paper's recipes, the training loop, checkpoints and run artifacts."""
