@@ -17,6 +17,7 @@ from repro.errors import ReproError
 # subcommand -> (module, one-line help). Order is the order shown by `repro --help`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "params": ("repro.models.cli", "parameter and FLOP counts of every model vs the paper"),
+    "data": ("repro.data.cli", "download and verify CIFAR-10"),
 }
 
 

@@ -146,7 +146,9 @@ class CifarResNet(nn.Module):
         super().__init__()
         n = blocks_per_stage(depth)
         if shortcut not in SHORTCUT_OPTIONS:
-            raise ValueError(f"unknown shortcut option {shortcut!r}: choose one of {SHORTCUT_OPTIONS}")
+            raise ValueError(
+                f"unknown shortcut option {shortcut!r}: choose one of {SHORTCUT_OPTIONS}"
+            )
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.depth, self.residual, self.shortcut_option = depth, residual, shortcut

@@ -76,15 +76,17 @@ def format_table(rows: list[Complexity]) -> str:
     header = ("model", "params", "paper", "match", "MACs/image", "paper", "match")
     lines = [header]
     for r in rows:
-        lines.append((
-            r.model,
-            f"{r.params:,}",
-            "-" if r.paper_params is None else f"{r.paper_params}M",
-            _verdict(r.params_match),
-            f"{r.macs / 1e6:,.1f}M",
-            "-" if r.paper_macs is None else f"{r.paper_macs / 1e9:.1f}G",
-            _verdict(r.macs_match),
-        ))
+        lines.append(
+            (
+                r.model,
+                f"{r.params:,}",
+                "-" if r.paper_params is None else f"{r.paper_params}M",
+                _verdict(r.params_match),
+                f"{r.macs / 1e6:,.1f}M",
+                "-" if r.paper_macs is None else f"{r.paper_macs / 1e9:.1f}G",
+                _verdict(r.macs_match),
+            )
+        )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
@@ -107,12 +109,22 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ReproError(str(exc)) from None
     if args.json:
-        keys = ("model", "params", "paper_params", "macs", "paper_macs", "params_match", "macs_match")
+        keys = (
+            "model",
+            "params",
+            "paper_params",
+            "macs",
+            "paper_macs",
+            "params_match",
+            "macs_match",
+        )
         print(json.dumps([{k: asdict(r)[k] for k in keys} for r in rows], indent=2))
     else:
         print(format_table(rows))
-        print("\nparams: exact count vs Table 6 / Table 1 (plain nets: their option-A ResNet's);"
-              " MACs: forward multiply-adds per image (32x32 CIFAR, 224x224 ImageNet)")
+        print(
+            "\nparams: exact count vs Table 6 / Table 1 (plain nets: their option-A ResNet's);"
+            " MACs: forward multiply-adds per image (32x32 CIFAR, 224x224 ImageNet)"
+        )
     mismatched = [r.model for r in rows if r.params_match is False or r.macs_match is False]
     if mismatched:
         print(f"repro params: disagrees with the paper: {', '.join(mismatched)}")

@@ -122,7 +122,9 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-IMAGENET_LAYERS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
+IMAGENET_LAYERS: dict[
+    int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]
+] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
@@ -134,6 +136,8 @@ IMAGENET_LAYERS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int,
 def imagenet_resnet(depth: int, **kwargs) -> ResNet:
     """ResNet-18/34/50/101/152 of Table 1."""
     if depth not in IMAGENET_LAYERS:
-        raise ValueError(f"no ImageNet ResNet of depth {depth}: choose one of {list(IMAGENET_LAYERS)}")
+        raise ValueError(
+            f"no ImageNet ResNet of depth {depth}: choose one of {list(IMAGENET_LAYERS)}"
+        )
     block, layers = IMAGENET_LAYERS[depth]
     return ResNet(block, layers, **kwargs)

@@ -67,10 +67,13 @@ def model_from_checkpoint(
     checkpoint: dict | str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint holds and load its weights; returns (model, checkpoint)."""
-    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location)
+    state = (
+        checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location)
+    )
     model = build_model(state["model_name"], **state["model_kwargs"])
-    weights = {k.removeprefix("_orig_mod.").removeprefix("module."): v
-               for k, v in state["model"].items()}
+    weights = {
+        k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state["model"].items()
+    }
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
