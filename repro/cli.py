@@ -17,7 +17,13 @@ from repro.errors import ReproError
 # subcommand -> (module, one-line help). Order is the order shown by `repro --help`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "params": ("repro.models.cli", "parameter and FLOP counts of every model vs the paper"),
+    "analyze": ("repro.analysis.cli", "analyses of trained models (layer responses, Fig. 7)"),
     "data": ("repro.data.cli", "download and verify CIFAR-10"),
+    "train": ("repro.train.cli", "train a model with a named recipe into a resumable run folder"),
+    "evaluate": ("repro.train.evaluate_cli", "error, loss and per-class accuracy of a checkpoint"),
+    "env": ("repro.env_cli", "versions, devices, torch.compile and data presence"),
+    "reproduce": ("repro.reproduce.cli", "train the reproduction matrix, resumably"),
+    "report": ("repro.report.cli", "Markdown report of a reproduction run"),
 }
 
 

@@ -1,0 +1,36 @@
+"""Acceptance: a finished run reproduces the paper's claims (He et al. 2016, Sec. 4.2, Fig. 6)."""
+
+from __future__ import annotations
+
+import pytest
+from checks import (
+    SKIP,
+    Verdict,
+    check_completeness,
+    check_degradation,
+    check_residual,
+    check_tolerance,
+)
+
+
+def assert_verdict(v: Verdict) -> None:
+    if v.status == SKIP:
+        pytest.skip(f"{v.name}: {v.reason}")
+    if not v.passed:
+        pytest.fail(f"\n{v}", pytrace=False)  # expected vs measured, without the traceback
+
+
+def test_every_model_finished_its_schedule_with_finite_metrics(runset) -> None:
+    assert_verdict(check_completeness(runset))
+
+
+def test_plain56_has_higher_train_and_test_error_than_plain20(runset) -> None:
+    assert_verdict(check_degradation(runset))
+
+
+def test_resnet56_beats_plain56_and_resnet20(runset) -> None:
+    assert_verdict(check_residual(runset))
+
+
+def test_final_test_error_within_tolerance_of_published(runset) -> None:
+    assert_verdict(check_tolerance(runset))

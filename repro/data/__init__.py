@@ -1,0 +1,47 @@
+"""CIFAR-10 data layer: loading and verification, splits, batched augmentation, device loader."""
+
+from repro.data.augment import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CropFlipStore,
+    augment,
+    crop_flip,
+    normalize,
+    random_crop_flip,
+    sample_crop_params,
+)
+from repro.data.cifar10 import (
+    CIFAR10,
+    CLASSES,
+    OFFICIAL_MD5,
+    find_batches_dir,
+    load_cifar10,
+    resolve_data_root,
+)
+from repro.data.loader import DeviceLoader
+from repro.data.splits import SPLITS, get_split, train_val_indices
+
+__all__ = [
+    "CIFAR10",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CLASSES",
+    "CropFlipStore",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "OFFICIAL_MD5",
+    "SPLITS",
+    "DeviceLoader",
+    "augment",
+    "crop_flip",
+    "find_batches_dir",
+    "get_split",
+    "load_cifar10",
+    "normalize",
+    "random_crop_flip",
+    "resolve_data_root",
+    "sample_crop_params",
+    "train_val_indices",
+]

@@ -1,0 +1,149 @@
+"""Download and verify CIFAR-10 (`repro data download`, `repro data verify`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.data.cifar10 import (
+    CIFAR10,
+    DATA_ENV,
+    DEFAULT_DATA_ROOT,
+    FOLDER,
+    MANUAL_HINT,
+    OFFICIAL_TEST_COUNT,
+    OFFICIAL_TRAIN_COUNT,
+    load_cifar10,
+    resolve_data_root,
+)
+from repro.errors import ReproError
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+def add_root_argument(parser: argparse.ArgumentParser) -> None:
+    """``--root``/``--data-root DIR``, defaulting to ``$REPRO_DATA`` then ``data/cifar10``."""
+    parser.add_argument(
+        "--root",
+        "--data-root",
+        dest="root",
+        default=None,
+        metavar="DIR",
+        help=f"data root (default: ${DATA_ENV}, else {DEFAULT_DATA_ROOT})",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    dl = sub.add_parser("download", help="download CIFAR-10 with torchvision (MD5-checked)")
+    add_root_argument(dl)
+    ver = sub.add_parser("verify", help="counts per split and class, official or subset, MD5s")
+    add_root_argument(ver)
+    ver.add_argument("--json", action="store_true", help="print the report as JSON")
+    ver.add_argument(
+        "--require-official",
+        action="store_true",
+        help="exit 1 unless the copy is the complete official set",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    root = resolve_data_root(args.root)
+    if args.data_command == "download":
+        return download(root)
+    return verify(root, as_json=args.json, require_official=args.require_official)
+
+
+def _torchvision_download(dest: Path) -> None:
+    """Fetch and extract the official archive into ``dest`` (torchvision checks its MD5)."""
+    from torchvision.datasets import CIFAR10 as TVCIFAR10
+
+    TVCIFAR10(root=str(dest), train=True, download=True)
+
+
+def download(root: Path) -> int:
+    """Download into a temp folder beside ``root``; move into place only once verified."""
+    target = root / FOLDER
+    if target.exists():
+        try:
+            data = load_cifar10(root)
+        except ReproError as exc:
+            raise ReproError(
+                f"{target} exists but is not a readable CIFAR-10 copy ({exc}); remove it and retry"
+            ) from exc
+        if data.official:
+            print(f"already present: {data.summary()}")
+            return 0
+        raise ReproError(
+            f"{target} exists but is a subset ({data.num_train} train / {data.num_test} test "
+            "images); remove it or pick another --root to download the full set"
+        )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-download-", dir=root.parent))
+    try:
+        try:
+            _torchvision_download(tmp)
+        except Exception as exc:  # network, disk, bad archive: one clear message either way
+            raise ReproError(
+                f"could not download CIFAR-10 from {CIFAR10_URL} ({type(exc).__name__}: {exc}); "
+                f"to place the files by hand, {MANUAL_HINT.format(root=root)}, then run "
+                f"`repro data verify --root {root}`"
+            ) from exc
+        data = load_cifar10(tmp)
+        if not data.official:
+            raise ReproError(f"downloaded copy failed verification: {data.summary()}")
+        root.mkdir(exist_ok=True)
+        (tmp / FOLDER).rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"downloaded: {load_cifar10(root).summary()}")
+    return 0
+
+
+def report(data: CIFAR10) -> dict[str, Any]:
+    """The verify report as plain data (the JSON form)."""
+
+    def split(labels: torch.Tensor) -> dict[str, Any]:
+        counts = torch.bincount(labels, minlength=len(data.classes)).tolist()
+        return {"count": int(labels.numel()), "per_class": dict(zip(data.classes, counts))}
+
+    return {
+        "root": str(data.root),
+        "official": data.official,
+        "subset": not data.official,
+        "classes": list(data.classes),
+        "train": split(data.train_labels),
+        "test": split(data.test_labels),
+        "official_counts": {"train": OFFICIAL_TRAIN_COUNT, "test": OFFICIAL_TEST_COUNT},
+        "checksums": {
+            name: {"md5": c.md5, "expected": c.expected, "ok": c.ok}
+            for name, c in data.checksums.items()
+        },
+    }
+
+
+def verify(root: Path, as_json: bool = False, require_official: bool = False) -> int:
+    """Print counts per split and class, whether the copy is official, and each file's MD5."""
+    data = load_cifar10(root)
+    rep = report(data)
+    if as_json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(data.summary())
+        width = max(len(c) for c in data.classes)
+        print(f"{'class':<{width}}  {'train':>6}  {'test':>6}")
+        for name in data.classes:
+            tr, te = rep["train"]["per_class"][name], rep["test"]["per_class"][name]
+            print(f"{name:<{width}}  {tr:>6}  {te:>6}")
+        print(f"{'total':<{width}}  {data.num_train:>6}  {data.num_test:>6}")
+        for name, c in rep["checksums"].items():
+            print(f"{name:<13} md5 {c['md5']}  {'OK' if c['ok'] else 'differs from official'}")
+    if require_official and not data.official:
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Run summaries, acceptance verdicts and the Markdown report of a reproduction run."""

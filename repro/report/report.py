@@ -1,0 +1,195 @@
+"""`repro report`: a Markdown report of one reproduction run, honest about what it is.
+
+Headline: the final-evaluation test error (with the paper's 45k/5k split also the test error of the
+evaluation chosen on validation); best-on-test is a labelled secondary number only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from repro.baselines import load_baseline
+from repro.report.plots import plot_curves
+from repro.report.summary import SUMMARY_FILE, load_summary, write_json_atomic
+from repro.report.verdicts import RunSet, all_verdicts, load_runset
+
+CURVES_PNG = "curves.png"
+LAYER_JSON, LAYER_PNG = "layer_response.json", "layer_response.png"
+RECIPE_KEYS = ("recipe", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "epochs",
+               "iterations", "total_iterations", "milestones", "milestone_unit", "gamma",
+               "warmup", "warmup_lr", "warmup_until_error", "split", "val_fraction", "max_steps",
+               "eval_every", "deterministic", "device", "amp", "channels_last", "compile")  # fmt: skip
+
+
+def title_of(summary: dict[str, Any]) -> str:
+    """The report title; anything not comparable with the paper says so first."""
+    preset, exp = summary["preset"], summary["experiment"]
+    counts = summary.get("data_counts") or {}
+    n_train = sum(int(counts.get(k) or 0) for k in ("train", "val"))
+    subset = summary.get("data_official") is not True
+    if preset == "smoke":
+        return (f"SMOKE run ({exp}): a few optimizer steps per model, a plumbing check — "
+                "its numbers mean nothing and are not comparable to the paper's")  # fmt: skip
+    if preset == "mini":
+        where = f"a {n_train:,}-image subset of CIFAR-10" if n_train else "a subset of CIFAR-10"
+        where = "the official data with a shortened schedule" if not subset else where
+        return f"MINI-SCALE run ({exp}) on {where} — not comparable to the paper's numbers"
+    if subset:
+        return (f"FORCED {preset.upper()} run ({exp}) on a SUBSET of CIFAR-10 — "
+                "not comparable to the paper's numbers")  # fmt: skip
+    if not summary.get("complete"):
+        return f"INCOMPLETE {preset} run ({exp}): not every model finished its schedule"
+    return f"Reproduction of He et al. 2016 on CIFAR-10: {exp}, preset {preset}"
+
+
+def _pm(stat: dict[str, Any]) -> str:
+    if not stat or stat.get("mean") is None:
+        return "-"
+    if stat.get("std") is None:
+        return f"{stat['mean']:.2f}"
+    return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def results_table(summary: dict[str, Any], comparable: bool) -> str:
+    """Table 6-style: measured (final test error, mean ± std, every seed) vs paper vs akamaster."""
+    paper = load_baseline("he2016_table6")["models"]
+    aka = load_baseline("akamaster_pytorch_resnet_cifar10")["models"]
+    seedrep = load_baseline("seed_report_200ep")["models"]
+    has_val = any(
+        m["val_selected_test_error"]["mean"] is not None for m in summary["models"].values()
+    )
+    head = ["model", "final test err % (mean ± std)", "per seed"]
+    head += ["val-selected test err %"] if has_val else []
+    head += ["final train err %", "best-on-test % (selected on test)", "paper Table 6",
+             "Δ vs paper", "akamaster (best-on-test)", "seed report ep. 200"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, m in summary["models"].items():
+        final = m["final_test_error"]
+        seeds = ", ".join(_num(s["final_test_error"]) for s in m["seeds"].values())
+        p = paper.get(model, {}).get("test_error_mean", paper.get(model, {}).get("test_error"))
+        delta = None if p is None or final["mean"] is None else final["mean"] - p
+        shown = "n/a" if not comparable else "-" if delta is None else f"{delta:+.2f}"
+        row = [model, _pm(final), seeds]
+        row += [_pm(m["val_selected_test_error"])] if has_val else []
+        row += [_pm(m["final_train_error"]), _pm(m["best_test_error"]), _num(p),
+                shown,
+                _num(aka.get(model, {}).get("test_error")),
+                _num(seedrep.get(model, {}).get("test_error"))]  # fmt: skip
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def deviations(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """Every way this run's recipe and data differ from the paper's (Sec. 4.2)."""
+    ref = {k: v["value"] for k, v in load_baseline("he2016_recipe")["fields"].items()}
+    out = []
+    if summary.get("data_official") is not True:
+        out.append(f"data: a SUBSET of CIFAR-10 ({config.get('data_counts')}), not the official "
+                   "50k/10k")  # fmt: skip
+    for key in ("split", "batch_size", "lr", "momentum", "weight_decay", "gamma"):
+        if key in config and config[key] != ref[key]:
+            out.append(f"{key}: {config[key]!r} (paper: {ref[key]!r})")
+    if config.get("total_iterations") != ref["total_iterations"]:
+        out.append(f"schedule: {config.get('total_iterations')} iterations "
+                   f"(paper: {ref['total_iterations']})")  # fmt: skip
+    unit = config.get("milestone_unit", "iteration")
+    if config.get("milestones") != ref["milestones"] or unit != "iteration":
+        out.append(f"lr milestones: {config.get('milestones')} {unit}s (paper: 32k, 48k "
+                   "iterations)")  # fmt: skip
+    if config.get("max_steps"):
+        out.append(f"cut after max_steps={config['max_steps']} optimizer steps")
+    if config.get("warmup") == "off":
+        out.append("no warm-up for ResNet-110 (paper: lr 0.01 until training error < 80%)")
+    if summary.get("forced"):
+        out.append("run with --force outside the conditions its preset requires")
+    out.append("headline metric: final-evaluation test error (the paper does not say which "
+               "checkpoint Table 6 reports); best-on-test shown only as a labelled secondary "
+               "number")  # fmt: skip
+    return out
+
+
+def layer_response_section(run_dir: Path, out: Path) -> list[str]:
+    """Fig. 7 figure and mean-std table when `repro analyze layer-response` wrote them."""
+    lines: list[str] = []
+    if (run_dir / LAYER_PNG).is_file():
+        shutil.copy2(run_dir / LAYER_PNG, out / LAYER_PNG)
+        lines += [f"![layer responses]({LAYER_PNG})", ""]
+    if (run_dir / LAYER_JSON).is_file():
+        shutil.copy2(run_dir / LAYER_JSON, out / LAYER_JSON)
+        try:
+            doc = json.loads((run_dir / LAYER_JSON).read_text())
+            models = doc["models"]
+            lines += ["| model | mean response std | layers | seeds |", "|---|---|---|---|"]
+            for name, m in models.items():
+                lines.append(f"| {m.get('label', name)} | {float(m['mean_std']):.4f} | "
+                             f"{m.get('num_layers', '-')} | {m.get('num_seeds', '-')} |")  # fmt: skip
+            if doc.get("definition"):
+                lines += ["", f"Definition: {doc['definition']}."]
+        except (ValueError, KeyError, TypeError) as exc:
+            lines.append(f"({LAYER_JSON} could not be read: {type(exc).__name__}: {exc})")
+    if not lines:
+        return []
+    return ["## Layer responses (Fig. 7)", "", *lines, ""]
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.md``, ``summary.json`` and the PNGs to ``out``; returns the report path."""
+    run_dir = Path(run_dir)
+    summary = load_summary(run_dir)
+    rs: RunSet = load_runset(run_dir)
+    out = Path(out) if out else Path("reports") / run_dir.resolve().name
+    out.mkdir(parents=True, exist_ok=True)
+    title = title_of(summary)
+    comparable = bool(summary.get("comparable_to_paper")) and summary.get("complete")
+    short = f"CIFAR-10 {summary['experiment']}, preset {summary['preset']}"
+    short += "" if comparable else f" ({summary['preset'].upper()}: not comparable to the paper)"
+    plot_curves({m: list(s.values()) for m, s in rs.runs.items()}, out / CURVES_PNG, short)
+    verdicts = all_verdicts(rs)
+    configs = [r.config for s in rs.runs.values() for r in s.values() if r.config]
+    config = configs[0] if configs else {}
+
+    md = [f"# {title}", ""]
+    if not comparable:
+        what = summary.get("preset_description", summary["preset"])
+        use = ("it proves the plumbing only" if summary["preset"] == "smoke"
+               else "compare orderings, not values")  # fmt: skip
+        md += [f"> **Not the paper's numbers.** This run is {what}; {use}.", ""]
+    md += [f"Run directory: `{run_dir}` · experiment `{summary['experiment']}` · preset "
+           f"`{summary['preset']}` · seeds {summary['seeds']} · complete: "
+           f"{summary.get('complete')}", ""]  # fmt: skip
+    md += ["## Results (Table 6 style)", "",
+           "Errors in %. Headline: **final-evaluation test error**; 'best-on-test' is the lowest "
+           "test error seen during training, selected on the test set, so it is optimistic.", "",
+           results_table(summary, comparable), ""]  # fmt: skip
+    md += ["## Training curves (Fig. 6 style)", "", f"![curves]({CURVES_PNG})", "",
+           "Dashed: training error (augmented, train mode); bold: test error; mean over seeds.",
+           ""]  # fmt: skip
+    md += ["## Verdicts", ""]
+    for v in verdicts:
+        md += [f"### {v.name}: {v.status.upper()}", "", v.reason, ""]
+        if v.rows:
+            md += [v.markdown(), ""]
+    md += layer_response_section(run_dir, out)
+    md += ["## Deviations from the paper", ""]
+    md += [f"- {d}" for d in deviations(config, summary)] + [""]
+    md += ["## Recipe", "", "| field | value |", "|---|---|"]
+    md += [f"| {k} | {config[k]} |" for k in RECIPE_KEYS if k in config] + [""]
+    md += ["## Data", "", f"- official CIFAR-10: {summary.get('data_official')}",
+           f"- counts: {summary.get('data_counts')}", f"- root: {summary.get('data_root')}", ""]
+    md += ["## Environment", ""]
+    env = {**(summary.get("environment") or {})}
+    md += [f"- {k}: {v}" for k, v in env.items()]
+    wall = summary.get("wall_seconds")
+    md += [f"- training time (sum over runs): {summary.get('training_seconds', 0):.1f} s"]
+    md += [f"- wall time of the last `repro reproduce` call: {wall:.1f} s"] if wall else []
+    md.append("")
+    write_json_atomic(summary, out / SUMMARY_FILE)
+    (out / "report.md").write_text("\n".join(md))
+    return out / "report.md"

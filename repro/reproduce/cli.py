@@ -1,0 +1,38 @@
+"""Train the reproduction matrix (experiment x preset x seeds), resumably, then summarise it.
+
+Experiments: core (plain/resnet 20/56), fig6 (Fig. 6 nets), table6 (Table 6 ResNets). Presets:
+paper, common (full data + CUDA), mini (the 5,085-image subset, CPU), smoke (a few steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from repro.reproduce.presets import EXPERIMENTS, PRESETS, get_experiment, get_preset
+from repro.reproduce.runner import reproduce
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", required=True, choices=list(EXPERIMENTS))
+    parser.add_argument("--preset", required=True, choices=list(PRESETS))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run directory (default runs/<experiment>-<preset>; re-run to resume)")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=1, help="runs per model, seeds 0..K-1")
+    parser.add_argument("--data-root", default=None, help="CIFAR-10 folder (default $REPRO_DATA "
+                        "or data/cifar10)")  # fmt: skip
+    parser.add_argument("--force", action="store_true",
+                        help="run paper/common even without CUDA or on a subset")  # fmt: skip
+    parser.add_argument("--parallel", type=int, default=1, help="trainings at once")
+    parser.add_argument("--device", default=None, help="passed to `repro train` (e.g. cpu, cuda)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from repro.data import resolve_data_root
+
+    preset = get_preset(args.preset)
+    models = get_experiment(args.experiment)
+    out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
+    data_root = resolve_data_root(args.data_root).resolve()
+    return reproduce(args.experiment, models, preset, out, args.seeds, data_root,
+                     device=args.device, parallel=args.parallel, force=args.force)  # fmt: skip

@@ -1,0 +1,146 @@
+"""Evaluation of a classifier on uint8 images: mean cross-entropy, top-1 error, per-class accuracy.
+
+Errors are percentages (He et al. 2016 report test error in %, Table 6). Batches are normalised on
+the device, run in eval mode under ``torch.inference_mode()``, and the sums stay on the device
+until one read at the end, so a training loop can call this at every evaluation point cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro.data import normalize
+
+_AMP_NAMES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean loss, top-1 error (%), accuracy (%) per class index (None: class absent), counts."""
+
+    loss: float
+    error_percent: float
+    per_class_accuracy: tuple[float | None, ...]
+    per_class_count: tuple[int, ...]
+    n: int
+
+    def per_class_by_name(self, classes: Sequence[str]) -> dict[str, float | None]:
+        """``{class name: accuracy %}``; the names are matched to class indices in order."""
+        return dict(zip(classes, self.per_class_accuracy))
+
+
+def autocast_dtype(
+    amp: bool | str | torch.dtype | None, device: torch.device
+) -> torch.dtype | None:
+    """The autocast dtype for ``amp``: off for False/None/"off"; True means fp16 on CUDA, else bf16."""
+    if amp is None or amp is False or amp in ("off", "none", "no", "fp32", "float32", ""):
+        return None
+    if amp is True:
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    if isinstance(amp, torch.dtype):
+        return amp
+    if isinstance(amp, str) and amp.lower() in _AMP_NAMES:
+        return _AMP_NAMES[amp.lower()]
+    raise ValueError(f"unknown amp setting {amp!r}: use False, True, 'bf16' or 'fp16'")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+    channels_last: bool = False,
+    amp: bool | str | torch.dtype | None = False,
+    num_classes: int | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` on uint8 ``images`` [N, 3, H, W] with int ``labels`` [N].
+
+    Inputs are normalised with ``(x / 255 - mean) / std``. ``device`` defaults to the model's;
+    the model must already be there. The model's train/eval mode is restored afterwards.
+    """
+    if images.dim() != 4 or images.dtype != torch.uint8:
+        raise ValueError(
+            f"expected uint8 images [N, C, H, W], got {images.dtype} {list(images.shape)}"
+        )
+    n = int(labels.numel())
+    if images.shape[0] != n:
+        raise ValueError(f"{images.shape[0]} images but {n} labels")
+    if n == 0:
+        raise ValueError("nothing to evaluate: the split has no images")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device) if device is not None else _model_device(model)
+    cast = autocast_dtype(amp, device)
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
+    correct = count = None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                x = images[start : start + batch_size].to(device, non_blocking=True)
+                y = labels[start : start + batch_size].to(device, torch.int64, non_blocking=True)
+                x = normalize(x, mean, std).contiguous(memory_format=memory_format)
+                ctx = (
+                    torch.autocast(device.type, dtype=cast)
+                    if cast is not None
+                    else contextlib.nullcontext()
+                )
+                with ctx:
+                    logits = model(x)
+                logits = logits.float()
+                if correct is None:
+                    k = num_classes or logits.shape[1]
+                    if logits.dim() != 2 or logits.shape[1] < k:
+                        raise ValueError(
+                            f"the model gives {list(logits.shape)} logits for {k} classes"
+                        )
+                    correct = torch.zeros(k, dtype=torch.int64, device=device)
+                    count = torch.zeros(k, dtype=torch.int64, device=device)
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").to(acc_dtype)
+                hit = logits.argmax(dim=1) == y
+                correct += torch.bincount(y[hit], minlength=correct.numel())[: correct.numel()]
+                count += torch.bincount(y, minlength=count.numel())[: count.numel()]
+    finally:
+        model.train(was_training)
+
+    # One transfer for every number.
+    totals = torch.cat([loss_sum.reshape(1), correct.to(acc_dtype), count.to(acc_dtype)]).cpu()
+    loss = float(totals[0]) / n
+    k = correct.numel()
+    hits = [int(v) for v in totals[1 : 1 + k].tolist()]
+    counts = [int(v) for v in totals[1 + k :].tolist()]
+    if sum(counts) != n:
+        raise ValueError(f"labels outside 0..{k - 1}: the model has {k} outputs")
+    accuracy = tuple(100.0 * h / c if c else None for h, c in zip(hits, counts))
+    error = 100.0 * (1.0 - sum(hits) / n)
+    return EvalResult(
+        loss=loss,
+        error_percent=error,
+        per_class_accuracy=accuracy,
+        per_class_count=tuple(counts),
+        n=n,
+    )

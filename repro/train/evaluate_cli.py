@@ -1,0 +1,203 @@
+"""Evaluate a checkpoint on a CIFAR-10 split: top-1 error, loss and per-class accuracy.
+
+Works on any checkpoint this project wrote (normalisation from its config) and, with
+``--from akamaster --model resnetNN``, on the published weights of akamaster/pytorch_resnet_cifar10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.data import CIFAR10_MEAN, CIFAR10_STD, get_split, load_cifar10, resolve_data_root
+from repro.data.cifar10 import DATA_ENV, DEFAULT_DATA_ROOT
+from repro.data.splits import DEFAULT_SPLIT_SEED, SPLITS
+from repro.errors import ReproError
+from repro.models.akamaster import MODELS as AKAMASTER_MODELS
+from repro.models.akamaster import load_akamaster
+from repro.train.checkpoint import model_from_checkpoint
+from repro.train.evaluate import EvalResult, evaluate
+
+SOURCES = ("repro", "akamaster")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file (or akamaster .th)")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        metavar="DIR",
+        help=f"CIFAR-10 root (default: ${DATA_ENV}, else {DEFAULT_DATA_ROOT})",
+    )
+    parser.add_argument("--split", default="test", choices=SPLITS, help="default: test")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=DEFAULT_SPLIT_SEED,
+        help=f"seed of the train45k/val5k hold-out (default: {DEFAULT_SPLIT_SEED})",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default="repro",
+        choices=SOURCES,
+        help="who wrote the checkpoint (default: repro, this project)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        choices=AKAMASTER_MODELS,
+        help="with --from akamaster: the network the file holds",
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=1024, help="default: 1024")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; a clear error for unknown or absent devices."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ReproError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ReproError(f"--device {name}: CUDA is not available here; use --device cpu")
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:
+        raise ReproError(f"--device {name}: only {count} CUDA device(s) here")
+    return device
+
+
+def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model and what to report about it: name, normalisation and its source, extras."""
+    path = Path(args.checkpoint)
+    if args.source == "akamaster":
+        if args.model is None:
+            raise ReproError(
+                "--from akamaster needs --model (resnet20, resnet32, resnet44, resnet56, "
+                "resnet110 or resnet1202): their files do not record the depth"
+            )
+        ckpt = load_akamaster(path, args.model)
+        info = {
+            "model": ckpt.model_name,
+            "mean": list(ckpt.mean),
+            "std": list(ckpt.std),
+            "norm_source": "ImageNet constants, which akamaster trained with",
+            "best_prec1": ckpt.best_prec1,
+        }
+        return ckpt.model, info
+    if args.model is not None:
+        raise ReproError(
+            "--model is only for --from akamaster; this project's checkpoints name their model"
+        )
+    try:
+        model, state = model_from_checkpoint(path)
+    except ValueError as exc:  # a model name or kwargs build_model rejects
+        raise ReproError(f"checkpoint {path}: {exc}") from None
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    if config.get("mean") is not None and config.get("std") is not None:
+        mean, std, source = config["mean"], config["std"], "checkpoint config"
+    else:
+        mean, std = CIFAR10_MEAN, CIFAR10_STD
+        source = "CIFAR-10 constants (the checkpoint records none)"
+    if len(mean) != 3 or len(std) != 3:
+        raise ReproError(f"checkpoint {path}: config mean/std must have 3 values each")
+    info = {
+        "model": state["model_name"],
+        "model_kwargs": dict(state["model_kwargs"]),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "norm_source": source,
+        "iteration": state.get("iteration"),
+    }
+    return model, info
+
+
+def report(args: argparse.Namespace, info: dict, result: EvalResult, data: Any) -> dict:
+    """The ``--json`` dict."""
+    out = {
+        "checkpoint": str(args.checkpoint),
+        "from": args.source,
+        "model": info["model"],
+        "split": args.split,
+        "n": result.n,
+        "error": result.error_percent,
+        "loss": result.loss,
+        "per_class_accuracy": result.per_class_by_name(data.classes),
+        "normalization": {"mean": info["mean"], "std": info["std"], "source": info["norm_source"]},
+        "data_root": str(data.root),
+        "data_official": data.official,
+    }
+    if args.split in ("train45k", "val5k"):
+        out["split_seed"] = args.split_seed
+    for key in ("model_kwargs", "iteration", "best_prec1"):
+        if key in info:
+            out[key] = info[key]
+    return out
+
+
+def format_report(out: dict, data: Any) -> str:
+    """A short table: overall error and loss, then accuracy per class."""
+    name = out["model"]
+    if out.get("model_kwargs"):
+        name += "(" + ", ".join(f"{k}={v!r}" for k, v in out["model_kwargs"].items()) + ")"
+    if out.get("iteration") is not None:
+        name += f" (iteration {out['iteration']})"
+    norm = out["normalization"]
+    lines = [
+        f"checkpoint  {out['checkpoint']}",
+        f"model       {name}",
+        f"data        {data.summary()}",
+        f"normalise   mean {tuple(round(v, 4) for v in norm['mean'])} "
+        f"std {tuple(round(v, 4) for v in norm['std'])} ({norm['source']})",
+        "",
+        f"{out['split']} error  {out['error']:6.2f} %   loss {out['loss']:.4f}   "
+        f"({out['n']} images)",
+    ]
+    if out.get("best_prec1") is not None:
+        lines.append(
+            f"akamaster best_prec1 {out['best_prec1']:.2f} % "
+            f"(error {100 - out['best_prec1']:.2f} % as recorded in the file)"
+        )
+    if not out["data_official"]:
+        lines.append("note: a SUBSET of CIFAR-10, not comparable with published errors")
+    width = max(len(c) for c in out["per_class_accuracy"])
+    lines += ["", f"{'class'.ljust(width)}  accuracy"]
+    for cls, acc in out["per_class_accuracy"].items():
+        shown = "-" if acc is None else f"{acc:6.2f} %"
+        lines.append(f"{cls.ljust(width)}  {shown}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ReproError(f"--batch-size must be >= 1, got {args.batch_size}")
+    device = resolve_device(args.device)
+    model, info = load_model(args)
+    data = load_cifar10(resolve_data_root(args.data_root))
+    images, labels = get_split(data, args.split, seed=args.split_seed)
+    if labels.numel() == 0:
+        raise ReproError(f"split {args.split} of {data.root} has no images")
+    model.to(device)
+    try:
+        result = evaluate(
+            model,
+            images,
+            labels,
+            info["mean"],
+            info["std"],
+            batch_size=args.batch_size,
+            device=device,
+            num_classes=len(data.classes),
+        )
+    except ValueError as exc:
+        raise ReproError(f"cannot evaluate {args.checkpoint}: {exc}") from None
+    out = report(args, info, result, data)
+    print(json.dumps(out, indent=2) if args.json else format_report(out, data))
+    return 0

@@ -1,0 +1,237 @@
+"""Named training recipes and the learning-rate schedule as a pure function.
+
+* ``paper``: He et al. 2016, Sec. 4.2 (SGD 0.9, wd 1e-4, batch 128, lr 0.1 /10 at 32k and 48k
+  iterations, stop at 64k, 45k/5k train/val split, 0.01 warm-up for 110 layers and deeper).
+* ``common``: the widely used public recipe (akamaster/pytorch_resnet_cifar10): 200 epochs on all
+  50k images, lr /10 at epochs 100 and 150, no validation split (best by test error: biased).
+* ``resnet18-cifar``: a ResNet-18 recipe (wd 5e-4, StepLR(30, 0.1), 200 epochs, 20% validation
+  split, early stopping with patience 20 evaluations).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from repro.errors import ReproError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every training hyper-parameter of one recipe; all of them appear in config.json."""
+
+    name: str
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    epochs: int | None = None  # length in epochs (converted with ceil(N / batch) it/epoch) ...
+    iterations: int | None = None  # ... or in iterations; exactly one of the two is set
+    milestones: tuple[int, ...] = ()
+    milestone_unit: str = "iteration"  # "epoch" or "iteration"
+    step_size: int | None = None  # StepLR: a milestone every step_size units (adds to milestones)
+    gamma: float = 0.1
+    warmup: str = "auto"  # "auto" (depth >= warmup_min_depth), "on" or "off"
+    warmup_lr: float = 0.01
+    warmup_until_error: float = 80.0  # percent; warm-up ends once training error is below it
+    warmup_min_depth: int = 110
+    warmup_check_every: int = 50  # iterations between warm-up checks (one host sync each)
+    split: str = "train45k"
+    val_fraction: float = 0.1
+    early_stopping_patience: int | None = None  # evaluations without val improvement
+    source: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+RECIPES: dict[str, Recipe] = {
+    "paper": Recipe(
+        name="paper",
+        iterations=64_000,
+        milestones=(32_000, 48_000),
+        milestone_unit="iteration",
+        split="train45k",
+        val_fraction=0.1,
+        source="He et al. 2016, Sec. 4.2",
+    ),
+    "common": Recipe(
+        name="common",
+        epochs=200,
+        milestones=(100, 150),
+        milestone_unit="epoch",
+        split="train",
+        val_fraction=0.0,
+        source="akamaster/pytorch_resnet_cifar10 (best checkpoint chosen by TEST error: biased)",
+    ),
+    "resnet18-cifar": Recipe(
+        name="resnet18-cifar",
+        weight_decay=5e-4,
+        epochs=200,
+        milestone_unit="epoch",
+        step_size=30,
+        warmup="off",
+        split="train80",
+        val_fraction=0.2,
+        early_stopping_patience=20,
+        source="seed project 004: ResNet-18, StepLR(30, 0.1), 20% validation, patience 20",
+    ),
+}
+
+RECIPE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
+
+
+def split_name(val_fraction: float) -> str:
+    """Name of the training split that remains after holding out ``val_fraction``."""
+    if val_fraction == 0:
+        return "train"
+    if math.isclose(val_fraction, 0.1):
+        return "train45k"
+    return f"train{round(100 * (1 - val_fraction)):d}"
+
+
+def get_recipe(name: str, **overrides: Any) -> Recipe:
+    """The named recipe with ``overrides`` applied (None values are ignored); validated."""
+    if name not in RECIPES:
+        raise ReproError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(overrides) - set(RECIPE_FIELDS))
+    if unknown:
+        raise ReproError(f"unknown recipe field(s) {', '.join(unknown)}")
+    base = RECIPES[name]
+    if "epochs" in overrides and "iterations" not in overrides:
+        overrides["iterations"] = None
+    elif "iterations" in overrides and "epochs" not in overrides:
+        overrides["epochs"] = None
+    if "milestones" in overrides:
+        overrides["milestones"] = tuple(int(m) for m in overrides["milestones"])
+        overrides.setdefault("step_size", None)
+    if "val_fraction" in overrides and "split" not in overrides:
+        overrides["split"] = split_name(float(overrides["val_fraction"]))
+    recipe = dataclasses.replace(base, **overrides)
+    validate_recipe(recipe)
+    return recipe
+
+
+def validate_recipe(r: Recipe) -> None:
+    """ReproError for an inconsistent recipe (each message says which field to fix)."""
+    if (r.epochs is None) == (r.iterations is None):
+        raise ReproError("set exactly one of epochs and iterations")
+    if (r.epochs is not None and r.epochs < 1) or (r.iterations is not None and r.iterations < 1):
+        raise ReproError("epochs / iterations must be >= 1")
+    if r.batch_size < 1:
+        raise ReproError(f"batch size must be >= 1, got {r.batch_size}")
+    if not r.lr > 0 or r.momentum < 0 or r.weight_decay < 0 or not 0 < r.gamma <= 1:
+        raise ReproError("need lr > 0, momentum >= 0, weight decay >= 0 and 0 < gamma <= 1")
+    if r.milestone_unit not in ("epoch", "iteration"):
+        raise ReproError(f"milestone unit must be 'epoch' or 'iteration', got {r.milestone_unit!r}")
+    if list(r.milestones) != sorted(r.milestones) or any(m < 1 for m in r.milestones):
+        raise ReproError(f"milestones must be increasing positive numbers, got {r.milestones}")
+    if r.step_size is not None and r.step_size < 1:
+        raise ReproError(f"step size must be >= 1, got {r.step_size}")
+    if r.warmup not in ("auto", "on", "off"):
+        raise ReproError(f"warmup must be auto, on or off, got {r.warmup!r}")
+    if r.warmup_check_every < 1 or not r.warmup_lr > 0:
+        raise ReproError("need warmup_check_every >= 1 and warmup_lr > 0")
+    if not 0.0 <= r.val_fraction < 1.0:
+        raise ReproError(f"validation fraction must be in [0, 1), got {r.val_fraction}")
+    if r.early_stopping_patience is not None and r.early_stopping_patience < 1:
+        raise ReproError("early stopping patience must be >= 1")
+    if r.early_stopping_patience is not None and r.val_fraction == 0:
+        raise ReproError("early stopping needs a validation split (val_fraction > 0)")
+
+
+def iterations_per_epoch(num_train: int, batch_size: int) -> int:
+    """Optimizer steps per pass over ``num_train`` images (last batch kept: ceil)."""
+    return math.ceil(num_train / batch_size)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recipe resolved against a dataset size and a model depth: all in iterations."""
+
+    base_lr: float
+    gamma: float
+    milestones: tuple[int, ...]  # iterations at which lr is multiplied by gamma
+    total_iterations: int
+    iterations_per_epoch: int
+    warmup_lr: float | None  # None: no warm-up for this model
+    warmup_until_error: float
+    warmup_check_every: int
+
+
+def build_schedule(recipe: Recipe, num_train: int, depth: int | None) -> Schedule:
+    """Resolve epochs/milestones to iterations for ``num_train`` images and decide the warm-up."""
+    ipe = iterations_per_epoch(num_train, recipe.batch_size)
+    unit = ipe if recipe.milestone_unit == "epoch" else 1
+    total = recipe.iterations if recipe.iterations is not None else recipe.epochs * ipe
+    length = total if unit == 1 else recipe.epochs or math.ceil(total / ipe)
+    marks = set(recipe.milestones)
+    if recipe.step_size is not None:
+        marks |= set(range(recipe.step_size, length, recipe.step_size))
+    milestones = tuple(sorted(m * unit for m in marks))
+    warm = recipe.warmup == "on" or (
+        recipe.warmup == "auto" and depth is not None and depth >= recipe.warmup_min_depth
+    )
+    return Schedule(
+        base_lr=recipe.lr,
+        gamma=recipe.gamma,
+        milestones=milestones,
+        total_iterations=int(total),
+        iterations_per_epoch=ipe,
+        warmup_lr=recipe.warmup_lr if warm else None,
+        warmup_until_error=recipe.warmup_until_error,
+        warmup_check_every=recipe.warmup_check_every,
+    )
+
+
+def lr_at(schedule: Schedule, iteration: int, in_warmup: bool = False) -> float:
+    """Learning rate of optimizer step ``iteration`` (0-based) - Sec. 4.2's step schedule.
+
+    ``in_warmup`` is whether the warm-up (0.01 until training error < 80%) is still on; it only
+    matters when the schedule has a warm-up. Milestone m means steps m, m+1, ... use lr*gamma.
+    """
+    if in_warmup and schedule.warmup_lr is not None:
+        return schedule.warmup_lr
+    drops = sum(1 for m in schedule.milestones if iteration >= m)
+    return float(f"{schedule.base_lr * schedule.gamma**drops:.12g}")  # 0.001, not 0.0010000000000000002
+
+
+class Warmup:
+    """Tracks the warm-up: on from step 0 (if the schedule has one) until a check finds the
+    training error of the last ``warmup_check_every`` steps below ``warmup_until_error``.
+
+    Checked every ``warmup_check_every`` iterations (one host sync each) rather than every step.
+    """
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.enabled = schedule.warmup_lr is not None
+        self.threshold = schedule.warmup_until_error
+        self.every = schedule.warmup_check_every
+        self.active = self.enabled
+        self.ended_at: int | None = None
+
+    def due(self, iteration: int) -> bool:
+        """Whether a check is due after ``iteration`` steps have been done."""
+        return self.active and iteration > 0 and iteration % self.every == 0
+
+    def update(self, iteration: int, window_error: float) -> bool:
+        """Feed the window's training error (percent) at a check; True when warm-up just ended."""
+        if self.active and window_error < self.threshold:
+            self.active = False
+            self.ended_at = iteration
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "active": self.active, "ended_at": self.ended_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.enabled = bool(state["enabled"])
+        self.active = bool(state["active"])
+        self.ended_at = state["ended_at"]

@@ -1,0 +1,90 @@
+"""Write synthetic `repro reproduce` run directories following the run-directory contract."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from repro.reproduce.presets import EXPERIMENTS, get_preset
+
+# Final (train, test) error % of a faithful 200-epoch run (test: the seed report's epoch-200).
+FAITHFUL: dict[str, tuple[float, float]] = {
+    "plain20": (2.0, 8.84), "plain32": (3.0, 9.5), "plain44": (4.5, 10.9),
+    "plain56": (6.0, 12.77), "plain110": (20.0, 25.0), "resnet20": (2.5, 8.74),
+    "resnet32": (1.5, 7.6), "resnet44": (0.9, 7.2), "resnet56": (0.5, 6.57),
+    "resnet110": (0.2, 6.4), "resnet1202": (0.1, 7.9),
+}  # fmt: skip
+EVALS = 20
+EVAL_EVERY = 50
+
+
+def write_seed_run(
+    path: Path,
+    model: str,
+    seed: int,
+    preset: str,
+    final_train: float,
+    final_test: float,
+    official: bool = True,
+    evals: int = EVALS,
+) -> None:
+    """One `<model>/seed<k>` folder: config.json, metrics.jsonl (decaying curves), final.pt."""
+    p = get_preset(preset)
+    path.mkdir(parents=True, exist_ok=True)
+    total = p.max_steps if p.max_steps else evals * EVAL_EVERY
+    every = 1 if p.max_steps else EVAL_EVERY
+    n = total // every
+    config: dict[str, Any] = {
+        **p.expected_config(), "model": model, "model_kwargs": {}, "seed": seed,
+        "total_iterations": total, "eval_every": every, "data_official": official,
+        "data_counts": {"train": 50000, "val": 0, "test": 10000},
+        "data_root": "/nowhere", "environment": {"python": "3.x", "torch": "synthetic"},
+    }  # fmt: skip
+    (path / "config.json").write_text(json.dumps(config))
+    rows = []
+    for i in range(1, n + 1):
+        t = i / n
+        decay = math.exp(-5 * t)
+        wiggle = 0.05 * math.sin(7 * i + seed)
+        row = {
+            "epoch": t * 200, "iteration": i * every, "lr": 0.1, "train_loss": 1.0,
+            "train_error": final_train + (90 - final_train) * decay + wiggle,
+            "val_loss": None, "val_error": None, "test_loss": 1.0,
+            "test_error": final_test + (90 - final_test) * decay + wiggle,
+            "seconds": float(i), "images_per_s": 1000.0,
+        }  # fmt: skip
+        if config["val_fraction"] > 0:
+            row["val_loss"], row["val_error"] = 1.0, row["test_error"] + 0.3
+        rows.append(row)
+    rows[-1]["train_error"], rows[-1]["test_error"] = final_train, final_test
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (path / "final.pt").write_text("synthetic marker")
+
+
+def write_run(
+    root: Path,
+    experiment: str = "core",
+    preset: str = "common",
+    seeds: int = 1,
+    finals: dict[str, list[tuple[float, float]]] | None = None,
+    **kw: Any,
+) -> Path:
+    """A whole run directory; ``finals`` overrides {model: [(train, test) per seed]}."""
+    finals = finals or {}
+    for model in EXPERIMENTS[experiment]:
+        for s in range(seeds):
+            train, test = finals.get(model, [FAITHFUL[model]] * seeds)[s]
+            write_seed_run(root / model / f"seed{s}", model, s, preset, train, test, **kw)
+    summary = {"experiment": experiment, "preset": preset, "seeds": list(range(seeds)),
+               "models": {m: {} for m in EXPERIMENTS[experiment]},
+               "data_official": kw.get("official", True)}  # fmt: skip
+    (root / "summary.json").write_text(json.dumps(summary))
+    return root
+
+
+def edit_metrics(path: Path, fn) -> None:
+    """Rewrite a metrics.jsonl through ``fn(rows) -> rows``."""
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in fn(rows)))

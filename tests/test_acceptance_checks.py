@@ -1,0 +1,198 @@
+"""Every acceptance assertion passes a faithful synthetic run and fails the doctored ones."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from synthetic_runs import FAITHFUL, edit_metrics, write_run
+
+from repro.report.summary import seed_metrics
+from repro.report.verdicts import (
+    FAIL,
+    PASS,
+    SKIP,
+    baseline_for,
+    check_completeness,
+    check_degradation,
+    check_residual,
+    check_tolerance,
+    load_runset,
+    preset_policy,
+    tolerance_pp,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def statuses(root: Path) -> dict[str, str]:
+    rs = load_runset(root)
+    return {
+        v.name: v.status
+        for v in (check_completeness(rs), check_degradation(rs), check_residual(rs),
+                  check_tolerance(rs))
+    }  # fmt: skip
+
+
+def test_faithful_common_run_passes_every_check(tmp_path: Path) -> None:
+    assert statuses(write_run(tmp_path)) == dict.fromkeys(
+        ("completeness", "degradation", "residual", "tolerance"), PASS
+    )
+
+
+def test_swapped_plain20_plain56_fails_degradation_only(tmp_path: Path) -> None:
+    finals = {"plain20": [FAITHFUL["plain56"]], "plain56": [FAITHFUL["plain20"]]}
+    root = write_run(tmp_path, finals=finals)
+    v = check_degradation(load_runset(root))
+    assert v.status == FAIL
+    assert {r[1] for r in v.rows if r[-1] == "FAIL"} == {
+        "final_train_error", "last10_train_error", "final_test_error"
+    }  # fmt: skip
+    assert check_completeness(load_runset(root)).status == PASS
+    assert check_residual(load_runset(root)).status == PASS
+
+
+def test_nan_in_metrics_fails_completeness(tmp_path: Path) -> None:
+    root = write_run(tmp_path)
+
+    def poison(rows):
+        rows[5]["train_loss"] = float("nan")
+        return rows
+
+    edit_metrics(root / "resnet20" / "seed0" / "metrics.jsonl", poison)
+    v = check_completeness(load_runset(root))
+    assert v.status == FAIL
+    assert "train_loss=nan" in v.table()
+
+
+def test_missing_evaluation_fails_completeness(tmp_path: Path) -> None:
+    root = write_run(tmp_path)
+    edit_metrics(root / "plain56" / "seed0" / "metrics.jsonl", lambda r: r[:7] + r[8:])
+    v = check_completeness(load_runset(root))
+    assert v.status == FAIL
+    assert "missing evaluation between iterations 350 and 450" in v.table()
+
+
+def test_unfinished_schedule_fails_completeness(tmp_path: Path) -> None:
+    root = write_run(tmp_path)
+    run = root / "resnet56" / "seed0"
+    edit_metrics(run / "metrics.jsonl", lambda r: r[:12])
+    (run / "final.pt").unlink()
+    v = check_completeness(load_runset(root))
+    assert v.status == FAIL
+    text = v.table()
+    assert "last evaluation at iteration 600, schedule ends at 1000" in text
+    assert "final.pt is missing" in text
+
+
+def test_missing_model_fails_completeness(tmp_path: Path) -> None:
+    root = write_run(tmp_path)
+    for f in (root / "plain20" / "seed0").iterdir():
+        f.unlink()
+    assert check_completeness(load_runset(root)).status == FAIL
+
+
+def test_config_of_another_preset_fails_completeness(tmp_path: Path) -> None:
+    root = write_run(tmp_path / "a", preset="mini")
+    (root / "summary.json").write_text(
+        (root / "summary.json").read_text().replace('"mini"', '"common"')
+    )
+    v = check_completeness(load_runset(root))
+    assert v.status == FAIL
+    assert "epochs=30, preset common wants 200" in v.table()
+
+
+def test_common_run_on_a_subset_fails_completeness(tmp_path: Path) -> None:
+    v = check_completeness(load_runset(write_run(tmp_path, official=False)))
+    assert v.status == FAIL
+    assert "subset" in v.table()
+
+
+def test_test_error_outside_tolerance_fails_that_model(tmp_path: Path) -> None:
+    root = write_run(tmp_path, finals={"resnet20": [(2.5, 8.74 + 1.6)]})
+    v = check_tolerance(load_runset(root))
+    assert v.status == FAIL
+    assert [r[0] for r in v.rows if r[-1] == "FAIL"] == ["resnet20"]
+    assert check_residual(load_runset(root)).status == PASS
+
+
+def test_test_error_just_inside_tolerance_passes(tmp_path: Path) -> None:
+    tol = tolerance_pp(preset_policy("common"), 1, baseline_for("resnet20", ["seed_report_200ep"]))
+    assert tol == pytest.approx(2 * 0.53 * math.sqrt(2))
+    root = write_run(tmp_path, finals={"resnet20": [(2.5, 8.74 + tol - 0.05)]})
+    assert check_tolerance(load_runset(root)).status == PASS
+
+
+def test_ordering_on_means_but_minority_of_seeds_fails(tmp_path: Path) -> None:
+    finals = {"plain56": [(6.0, 20.0), (6.0, 8.0), (6.0, 8.5)]}  # mean 12.17 > 8.84, 1 seed of 3
+    root = write_run(tmp_path, seeds=3, finals=finals)
+    v = check_degradation(load_runset(root))
+    assert v.status == FAIL
+    row = next(r for r in v.rows if r[1] == "final_test_error")
+    assert row[2] > row[3] and row[4] == "1/3"
+
+
+def test_multi_seed_faithful_run_passes_on_means(tmp_path: Path) -> None:
+    noisy = {m: [(tr, te + d) for d in (-0.3, 0.0, 0.3)] for m, (tr, te) in FAITHFUL.items()}
+    root = write_run(tmp_path, seeds=3, finals=noisy)
+    assert set(statuses(root).values()) == {PASS}
+    v = check_tolerance(load_runset(root))
+    assert all(r[2] == 3 for r in v.rows)
+
+
+def test_table6_experiment_skips_degradation_and_checks_depth_gain(tmp_path: Path) -> None:
+    rs = load_runset(write_run(tmp_path, experiment="table6"))
+    assert check_degradation(rs).status == SKIP
+    v = check_residual(rs)
+    assert v.status == PASS and [r[0] for r in v.rows] == ["resnet20 > resnet56"]
+
+
+def test_smoke_run_asserts_completeness_only(tmp_path: Path) -> None:
+    finals = {"plain20": [FAITHFUL["plain56"]], "plain56": [FAITHFUL["plain20"]]}
+    rs = load_runset(write_run(tmp_path, preset="smoke", finals=finals))
+    assert check_completeness(rs).status == PASS
+    assert {check_degradation(rs).status, check_tolerance(rs).status} == {SKIP}
+
+
+def test_paper_run_uses_val_selection_and_table6_mean_for_resnet110(tmp_path: Path) -> None:
+    rs = load_runset(write_run(tmp_path, experiment="fig6", preset="paper"))
+    m = seed_metrics(rs.runs["resnet56"][0])
+    assert m["val_selected_test_error"] is not None
+    base = baseline_for("resnet110", ["he2016_table6"])
+    assert (base["value"], base["runs"]) == (6.61, 5)
+    v = check_tolerance(rs)
+    assert {r[0]: r[4] for r in v.rows}["plain32"] == "no published number"
+
+
+def test_last10_train_error_weights_the_last_tenth_of_the_schedule(tmp_path: Path) -> None:
+    root = write_run(tmp_path)
+    edit_metrics(root / "plain20" / "seed0" / "metrics.jsonl",
+                 lambda rows: [{**r, "train_error": 50.0 if r["iteration"] <= 900 else 1.0}
+                               for r in rows])  # fmt: skip
+    m = seed_metrics(load_runset(root).runs["plain20"][0])
+    assert m["last10_train_error"] == pytest.approx(1.0)
+
+
+def _pytest_acceptance(run_dir: Path | None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "acceptance")]
+    cmd += ["--run-dir", str(run_dir)] if run_dir else []
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_acceptance_suite_passes_faithful_fails_doctored_and_skips_without_run_dir(
+    tmp_path: Path,
+) -> None:
+    ok = _pytest_acceptance(write_run(tmp_path / "good"))
+    assert ok.returncode == 0, ok.stdout
+    assert "4 passed" in ok.stdout
+    finals = {"plain20": [FAITHFUL["plain56"]], "plain56": [FAITHFUL["plain20"]]}
+    bad = _pytest_acceptance(write_run(tmp_path / "bad", finals=finals))
+    assert bad.returncode == 1
+    assert "2 failed, 2 passed" in bad.stdout  # degradation, and tolerance for plain20/56
+    assert "plain56 > plain20" in bad.stdout and "outside tolerance: plain20, plain56" in bad.stdout
+    skipped = _pytest_acceptance(None)
+    assert skipped.returncode == 0 and "4 skipped" in skipped.stdout
+    assert "no --run-dir given" in skipped.stdout

@@ -1,0 +1,91 @@
+"""`repro report`: honest titles, Table 6-style results, verdicts, deviations, figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from synthetic_runs import FAITHFUL, write_run
+
+from repro.cli import main
+from repro.errors import ReproError
+from repro.report.report import title_of, write_report
+
+
+def test_faithful_common_run_report_has_table_verdicts_and_curves(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", seeds=2)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["comparable_to_paper"] = True
+    (run / "summary.json").write_text(json.dumps(summary))
+    path = write_report(run, tmp_path / "rep")
+    text = path.read_text()
+    assert text.startswith("# Reproduction of He et al. 2016 on CIFAR-10: core, preset common")
+    assert "Not the paper's numbers" not in text
+    assert "| resnet56 | 6.57 ± 0.00 | 6.57, 6.57 |" in text
+    assert "| 6.97 | -0.40 | 6.61 | 6.57 |" in text  # paper, Δ, akamaster, seed report
+    for name in ("completeness", "degradation", "residual", "tolerance"):
+        assert f"### {name}: PASS" in text
+    assert "schedule: 1000 iterations (paper: 64000)" in text
+    assert (tmp_path / "rep" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "rep" / "summary.json").read_text())["preset"] == "common"
+
+
+def test_mini_run_is_titled_as_not_comparable(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", preset="mini", official=False)
+    cfg = run / "resnet20" / "seed0" / "config.json"
+    counts = {"train": 5085, "val": 0, "test": 1017}
+    for c in run.glob("*/seed0/config.json"):
+        c.write_text(json.dumps({**json.loads(c.read_text()), "data_counts": counts}))
+    assert cfg.is_file()
+    text = write_report(run, tmp_path / "rep").read_text()
+    first = text.splitlines()[0]
+    assert first == (
+        "# MINI-SCALE run (core) on a 5,085-image subset of CIFAR-10 — "
+        "not comparable to the paper's numbers"
+    )
+    assert "**Not the paper's numbers.**" in text
+    assert "| n/a |" in text and "### tolerance: SKIP" in text
+    assert "data: a SUBSET of CIFAR-10" in text
+
+
+def test_doctored_run_report_shows_the_failed_verdict(tmp_path: Path) -> None:
+    finals = {"plain20": [FAITHFUL["plain56"]], "plain56": [FAITHFUL["plain20"]]}
+    text = write_report(write_run(tmp_path / "run", finals=finals), tmp_path / "rep").read_text()
+    assert "### degradation: FAIL" in text
+    assert "| plain56 > plain20 | final_test_error | 8.84 | 12.77 | 0/1 | FAIL |" in text
+
+
+def test_layer_response_files_are_included(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    doc = {"definition": "std after BN", "models": {
+        "plain20": {"label": "plain-20", "mean_std": 0.5, "num_layers": 19, "num_seeds": 1},
+        "resnet20": {"label": "ResNet-20", "mean_std": 0.25, "num_layers": 19, "num_seeds": 1},
+    }}  # fmt: skip
+    (run / "layer_response.json").write_text(json.dumps(doc))
+    (run / "layer_response.png").write_bytes(b"\x89PNG fake")
+    text = write_report(run, tmp_path / "rep").read_text()
+    assert "## Layer responses (Fig. 7)" in text
+    assert "| ResNet-20 | 0.2500 | 19 | 1 |" in text
+    assert (tmp_path / "rep" / "layer_response.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("summary", "start"),
+    [
+        ({"preset": "smoke", "experiment": "core"}, "SMOKE run (core)"),
+        ({"preset": "paper", "experiment": "core", "data_official": False}, "FORCED PAPER run"),
+        ({"preset": "paper", "experiment": "fig6", "data_official": True, "complete": False},
+         "INCOMPLETE paper run"),
+    ],
+)  # fmt: skip
+def test_title_never_presents_a_partial_or_small_run_as_the_paper(summary, start) -> None:
+    assert title_of(summary).startswith(start)
+
+
+def test_report_of_a_folder_that_is_not_a_run_is_one_error(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "summary.json is missing" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ReproError, match="does not exist"):
+        write_report(tmp_path / "nope")

@@ -1,0 +1,50 @@
+"""Shared helpers of the trainer tests: tiny runs through the CLI, in-process or as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from repro.cli import main
+from repro.train.metrics import TIMING_KEYS, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A depth-8 CIFAR ResNet on the 100-image synthetic set: ~10 ms a step on one thread.
+TINY = [
+    "--model", "resnet_cifar", "--depth", "8", "--recipe", "paper", "--batch-size", "16",
+    "--iterations", "36", "--milestones", "18", "27", "--eval-every", "6", "--device", "cpu",
+    "--threads", "1", "--quiet",
+]  # fmt: skip
+
+
+def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", *TINY, "--data-root", str(data), "--out", str(out), *extra]
+
+
+def run_cli(args: list[str]) -> int:
+    """``repro ARGS`` in this process; returns the exit status."""
+    return main(args)
+
+
+def cli_subprocess(args: list[str], **kw) -> subprocess.Popen:
+    """``python -m repro ARGS`` as a child process (stdout/stderr piped, text)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "repro", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def metrics_without_timing(run_dir: Path) -> list[dict]:
+    return [
+        {k: v for k, v in r.items() if k not in TIMING_KEYS}
+        for r in read_metrics(run_dir / "metrics.jsonl")
+    ]
