@@ -1,6 +1,10 @@
-"""Sessions: `nox -s unit` (fast tests, CPU), `nox -s lint` (ruff)."""
+"""Sessions: `nox -s unit` (fast tests, CPU), `nox -s lint` (ruff), `nox -s reproduce` (the mini
+reproduction and its report), `nox -s acceptance` (full trainings + the paper's claims)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import nox
 
@@ -29,3 +33,77 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+# --- reproduction and acceptance -----------------------------------------------------------
+
+MINI_DATA = "../shared/data/cifar-10-mini"  # the 5,085-image subset beside the checkout
+PRECHECK = """
+import sys
+from repro.data import resolve_data_root
+from repro.errors import ReproError
+from repro.reproduce.presets import get_preset
+from repro.reproduce.runner import check_requirements
+try:
+    check_requirements(get_preset(sys.argv[1]), resolve_data_root(sys.argv[2] or None), None, False)
+except ReproError as exc:
+    print(exc)
+"""
+
+
+def _options(session: nox.Session, defaults: dict[str, str]) -> dict[str, str]:
+    """``-- --preset P --experiment E --run-dir D --data-root R --seeds K --parallel K``."""
+    opts, args = dict(defaults), list(session.posargs)
+    while args:
+        flag = args.pop(0)
+        key = flag.removeprefix("--").replace("-", "_")
+        if not flag.startswith("--") or key not in opts or not args:
+            known = ", ".join("--" + k.replace("_", "-") for k in opts)
+            session.error(f"unknown or incomplete option {flag!r}; options: {known} (each + VALUE)")
+        opts[key] = args.pop(0)
+    if not opts["data_root"] and opts["preset"] in ("mini", "smoke"):
+        opts["data_root"] = os.environ.get("REPRO_DATA") or (
+            MINI_DATA if Path(MINI_DATA).is_dir() else ""
+        )
+    return opts
+
+
+def _train(session: nox.Session, opts: dict[str, str]) -> str:
+    """Check the preset's needs first (one plain message), then `repro reproduce`; the run dir."""
+    problem = session.run("python", "-c", PRECHECK, opts["preset"], opts["data_root"],
+                          silent=True)  # fmt: skip
+    if problem and problem.strip():
+        session.error(
+            f"{problem.strip()}\nThis machine cannot run preset {opts['preset']}. Instead run "
+            "`nox -s acceptance -- --preset mini` (CPU, the 5,085-image subset) or "
+            "`-- --preset smoke` (plumbing only)."
+        )
+    run_dir = opts["run_dir"] or f"runs/{opts['experiment']}-{opts['preset']}"
+    cmd = ["repro", "reproduce", "--experiment", opts["experiment"], "--preset", opts["preset"],
+           "--out", run_dir, "--seeds", opts["seeds"], "--parallel", opts["parallel"]]  # fmt: skip
+    if opts["data_root"]:
+        cmd += ["--data-root", opts["data_root"]]
+    session.run(*cmd)
+    return run_dir
+
+
+@nox.session(python=PYTHON)
+def acceptance(session: nox.Session) -> None:
+    """Train `core`/`common` (or -- --preset/--experiment) and assert the paper's claims on it;
+    `-- --run-dir DIR` asserts on an existing run without training."""
+    install(session)
+    given_run = "--run-dir" in session.posargs
+    opts = _options(session, {"preset": "common", "experiment": "core", "run_dir": "",
+                              "data_root": "", "seeds": "1", "parallel": "1"})  # fmt: skip
+    run_dir = opts["run_dir"] if given_run else _train(session, opts)
+    session.run("pytest", "acceptance", "--run-dir", run_dir, "-p", "no:cacheprovider")
+
+
+@nox.session(python=PYTHON)
+def reproduce(session: nox.Session) -> None:
+    """`repro reproduce --experiment core --preset mini` (CPU, the subset), then `repro report`."""
+    install(session)
+    opts = _options(session, {"preset": "mini", "experiment": "core", "run_dir": "",
+                              "data_root": "", "seeds": "1", "parallel": "1"})  # fmt: skip
+    run_dir = _train(session, opts)
+    session.run("repro", "report", run_dir)

@@ -24,6 +24,7 @@ from repro.report.verdicts import (
     preset_policy,
     tolerance_pp,
 )
+from repro.reproduce.presets import MINI_EPOCHS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +103,7 @@ def test_config_of_another_preset_fails_completeness(tmp_path: Path) -> None:
     )
     v = check_completeness(load_runset(root))
     assert v.status == FAIL
-    assert "epochs=30, preset common wants 200" in v.table()
+    assert f"epochs={MINI_EPOCHS}, preset common wants 200" in v.table()
 
 
 def test_common_run_on_a_subset_fails_completeness(tmp_path: Path) -> None:

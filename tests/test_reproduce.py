@@ -12,7 +12,7 @@ from synthetic_runs import write_seed_run
 from repro.cli import main
 from repro.errors import ReproError
 from repro.reproduce import runner
-from repro.reproduce.presets import EXPERIMENTS, PRESETS, MINI_EPOCHS, get_preset
+from repro.reproduce.presets import EXPERIMENTS, MINI_EPOCHS, MINI_MILESTONES, PRESETS, get_preset
 from repro.reproduce.runner import Job, reproduce, train_command
 
 TESTS = Path(__file__).resolve().parent
@@ -75,7 +75,8 @@ def test_mini_and_smoke_commands_carry_their_schedule_and_threads(tmp_path: Path
     job = Job("resnet20", 2, tmp_path / "resnet20" / "seed2", tmp_path / "log")
     mini = train_command(PRESETS["mini"], job, tmp_path, "cpu", 1)
     joined = " ".join(mini)
-    assert f"--epochs {MINI_EPOCHS}" in joined and "--milestones 15 22" in joined
+    milestones = " ".join(map(str, MINI_MILESTONES))
+    assert f"--epochs {MINI_EPOCHS}" in joined and f"--milestones {milestones}" in joined
     assert "--seed 2" in joined and "--threads 1" in joined and "--recipe common" in joined
     smoke = train_command(PRESETS["smoke"], job, tmp_path, None, None)
     assert "--max-steps 3" in " ".join(smoke) and "--threads" not in smoke

@@ -15,9 +15,12 @@ A plain net (``residual=False``) has exactly the same layers and no addition at 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 STAGE_WIDTHS = (16, 32, 64)
 SHORTCUT_OPTIONS = ("A", "B", "C")
@@ -132,8 +135,38 @@ def he_init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+class FrozenBNStatistics:
+    """A context after which the BN buffers under ``module`` are as before it: a checkpoint's
+    recomputation then leaves the running statistics updated once per step, as without it."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+        self.saved: list[list[torch.Tensor]] = []
+
+    def __enter__(self) -> None:
+        self.saved = [[b.clone() for b in bn.buffers()] for bn in self.bns]
+
+    def __exit__(self, *exc: object) -> None:
+        with torch.no_grad():
+            for bn, saved in zip(self.bns, self.saved):
+                for b, s in zip(bn.buffers(), saved):
+                    b.copy_(s)
+        self.saved = []
+
+
+def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)`` keeping only its input for backward, where its activations are recomputed."""
+    contexts = (contextlib.nullcontext(), FrozenBNStatistics(block))
+    return checkpoint(block, x, use_reentrant=False, context_fn=lambda: contexts)
+
+
 class CifarResNet(nn.Module):
-    """A depth-(6n+2) CIFAR network (Sec. 4.2): residual (``residual=True``) or plain."""
+    """A depth-(6n+2) CIFAR network (Sec. 4.2): residual (``residual=True``) or plain.
+
+    ``activation_checkpointing=True`` recomputes each block's activations in the backward pass
+    (training mode with gradients only): the same gradients for about a third more compute and
+    far less activation memory (ResNet-1202 at batch 128 on a 10-16 GB GPU).
+    """
 
     def __init__(
         self,
@@ -142,6 +175,7 @@ class CifarResNet(nn.Module):
         shortcut: str = "A",
         residual: bool = True,
         zero_init_residual: bool = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         n = blocks_per_stage(depth)
@@ -152,6 +186,7 @@ class CifarResNet(nn.Module):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.depth, self.residual, self.shortcut_option = depth, residual, shortcut
+        self.activation_checkpointing = activation_checkpointing
         self.in_planes = STAGE_WIDTHS[0]
         self.conv1 = conv3x3(3, STAGE_WIDTHS[0])
         self.bn1 = nn.BatchNorm2d(STAGE_WIDTHS[0])
@@ -188,7 +223,11 @@ class CifarResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x)
         x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            for block in self.blocks():
+                x = checkpointed(block, x)
+        else:
+            x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 

@@ -181,8 +181,14 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     md += [f"- {d}" for d in deviations(config, summary)] + [""]
     md += ["## Recipe", "", "| field | value |", "|---|---|"]
     md += [f"| {k} | {config[k]} |" for k in RECIPE_KEYS if k in config] + [""]
-    md += ["## Data", "", f"- official CIFAR-10: {summary.get('data_official')}",
-           f"- counts: {summary.get('data_counts')}", f"- root: {summary.get('data_root')}", ""]
+    md += [
+        "## Data",
+        "",
+        f"- official CIFAR-10: {summary.get('data_official')}",
+        f"- counts: {summary.get('data_counts')}",
+        f"- root: {summary.get('data_root')}",
+        "",
+    ]
     md += ["## Environment", ""]
     env = {**(summary.get("environment") or {})}
     md += [f"- {k}: {v}" for k, v in env.items()]

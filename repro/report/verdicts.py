@@ -82,7 +82,11 @@ class RunSet:
 
     def values(self, model: str, key: str) -> list[float | None]:
         """One metric for every seed of a model, in seed order (None where missing)."""
-        return [seed_metrics(self.runs[model][s])[key] for s in self.seeds] if model in self.runs else []
+        return (
+            [seed_metrics(self.runs[model][s])[key] for s in self.seeds]
+            if model in self.runs
+            else []
+        )
 
 
 def load_runset(root: str | Path) -> RunSet:

@@ -211,7 +211,9 @@ def reproduce(
         if states[(j.model, j.seed)] == "done":
             echo(f"skip   {j.model} seed{j.seed}: finished (final.pt present, config matches)")
     threads = max(1, cpu_count() // parallel) if on_cpu(device) else None
-    commands = {(j.model, j.seed): train_command(preset, j, data_root, device, threads) for j in todo}
+    commands = {
+        (j.model, j.seed): train_command(preset, j, data_root, device, threads) for j in todo
+    }
     out.mkdir(parents=True, exist_ok=True)
     extra = {
         "preset_description": preset.description,
@@ -235,6 +237,11 @@ def reproduce(
     write("running", 0.0, {})
     codes = run_jobs(todo, commands, parallel, echo)
     summary = write("finished", time.monotonic() - t0, codes)
+    for model, m in summary["models"].items():
+        stat = m["final_test_error"]
+        if stat["mean"] is not None:
+            spread = f" ± {stat['std']:.2f}" if stat["std"] is not None else ""
+            echo(f"{model}: final test error {stat['mean']:.2f}{spread} % ({stat['n']} seed(s))")
     if summary["failed"]:
         echo(f"{len(summary['failed'])} run(s) failed: {', '.join(summary['failed'])}; "
              f"see {out / 'logs'}; re-run the same command to resume them")  # fmt: skip
