@@ -1,5 +1,5 @@
 """Sessions: `nox -s unit` (fast tests, CPU), `nox -s lint` (ruff), `nox -s reproduce` (the mini
-reproduction and its report), `nox -s acceptance` (full trainings + the paper's claims)."""
+reproduction and its report), `nox -s acceptance` (full trainings + the paper's claims), `nox -s bench` (benchmarks)."""
 
 from __future__ import annotations
 
@@ -107,3 +107,49 @@ def reproduce(session: nox.Session) -> None:
                               "data_root": "", "seeds": "1", "parallel": "1"})  # fmt: skip
     run_dir = _train(session, opts)
     session.run("repro", "report", run_dir)
+
+
+def bench_arguments(posargs: list[str]) -> list[str]:
+    """pytest arguments for `nox -s bench -- ...`: --save NAME, --compare [ID], --all, the rest as is."""
+    args, rest = ["--benchmark-json=.benchmarks/last-run.json"], list(posargs)
+    run_all = "--all" in rest
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--save":
+            if not rest or rest[0].startswith("-"):
+                raise ValueError(
+                    "--save needs a name, e.g. `nox -s bench -- --save before-compile`"
+                )
+            args.append(f"--benchmark-save={rest.pop(0)}")
+        elif arg == "--compare":
+            baseline = rest.pop(0) if rest and not rest[0].startswith("-") else None
+            args += [f"--benchmark-compare={baseline}" if baseline else "--benchmark-compare",
+                     "--benchmark-compare-fail=median:10%"]  # fmt: skip
+        elif arg != "--all":
+            args.append(arg)
+    if not run_all and "-m" not in args:
+        args += ["-m", "not slow"]
+    return args
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks on the default device (training step, evaluation, data pipeline).
+
+    nox -s bench                    run them; JSON in .benchmarks/last-run.json
+    nox -s bench -- --save NAME     also keep the run as a baseline (.benchmarks/<machine>/NNNN_NAME.json)
+    nox -s bench -- --compare [ID]  fail on a median > 10% slower than baseline ID (default: the latest)
+    nox -s bench -- --all           include the slow ones (torch.compile on the CPU)
+    Anything else goes to pytest, e.g. `-k resnet56`.
+    """
+    try:
+        args = bench_arguments(session.posargs)
+    except ValueError as exc:
+        session.error(str(exc))
+    if any(a.startswith("--benchmark-compare") for a in args) and not any(
+        Path(".benchmarks").glob("*/*.json")
+    ):
+        session.error("no saved baseline to compare with: run `nox -s bench -- --save NAME` first")
+    install(session)
+    Path(".benchmarks").mkdir(exist_ok=True)
+    session.run("pytest", "tests/benchmarks", "--benchmark-only", *args)

@@ -17,13 +17,23 @@ from repro.errors import ReproError
 # subcommand -> (module, one-line help). Order is the order shown by `repro --help`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "params": ("repro.models.cli", "parameter and FLOP counts of every model vs the paper"),
-    "analyze": ("repro.analysis.cli", "analyses of trained models (layer responses, Fig. 7)"),
     "data": ("repro.data.cli", "download and verify CIFAR-10"),
     "train": ("repro.train.cli", "train a model with a named recipe into a resumable run folder"),
     "evaluate": ("repro.train.evaluate_cli", "error, loss and per-class accuracy of a checkpoint"),
+    "reproduce": (
+        "repro.reproduce.cli",
+        "train the reproduction matrix (experiment x preset x seeds)",
+    ),
+    "report": (
+        "repro.report.cli",
+        "Markdown report of a reproduction run, with Fig. 6-style curves",
+    ),
+    "analyze": ("repro.analysis.cli", "analyses of trained models (layer responses, Fig. 7)"),
     "env": ("repro.env_cli", "versions, devices, torch.compile and data presence"),
-    "reproduce": ("repro.reproduce.cli", "train the reproduction matrix, resumably"),
-    "report": ("repro.report.cli", "Markdown report of a reproduction run"),
+    "estimate": (
+        "repro.train.estimate_cli",
+        "time training steps, project a schedule's time/memory",
+    ),
 }
 
 

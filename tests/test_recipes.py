@@ -89,6 +89,13 @@ def test_warmup_is_inactive_for_shallow_nets():
     assert not w.active and not w.due(50)
 
 
+def test_milestones_given_without_a_unit_count_in_the_unit_of_the_run_length():
+    assert get_recipe("paper", epochs=12, milestones=[6, 9]).milestone_unit == "epoch"
+    assert get_recipe("common", iterations=90, milestones=[30, 60]).milestone_unit == "iteration"
+    assert get_recipe("common", milestones=[50, 75]).milestone_unit == "epoch"
+    assert get_recipe("paper", milestones=[100], milestone_unit="epoch").milestone_unit == "epoch"
+
+
 def test_overrides_replace_fields_and_epochs_replace_iterations():
     r = get_recipe("paper", epochs=3, milestones=[1, 2], milestone_unit="epoch", lr=0.05)
     assert r.epochs == 3 and r.iterations is None and r.lr == 0.05

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainer_helpers import run_cli, tiny_args
 
 import repro.train.trainer as trainer_mod
 from repro.errors import ReproError
 from repro.train.checkpoint import load_checkpoint, save_checkpoint
-from repro.train.metrics import METRIC_KEYS, read_metrics
+from repro.train.metrics import METRIC_KEYS, TIMING_KEYS, read_metrics
 from repro.train.trainer import TrainConfig, train
-from trainer_helpers import run_cli, tiny_args
 
 CONFIG_KEYS = {
     "model", "model_kwargs", "recipe", "batch_size", "lr", "momentum", "weight_decay", "nesterov",
@@ -45,7 +45,7 @@ def test_training_loss_falls_over_50_steps_on_the_mini_set(mini_root, tmp_path):
     out = tmp_path / "run"
     code = run_cli(
         ["train", "--model", "resnet20", "--recipe", "common", "--batch-size", "32",
-         "--max-steps", "50", "--eval-every", "25", "--device", "cpu", "--threads", "2",
+         "--max-steps", "50", "--eval-every", "25", "--device", "cpu", "--threads", "1",
          "--data-root", str(mini_root), "--out", str(out), "--quiet", "--eval-batch-size", "500"]
     )  # fmt: skip
     assert code == 0
@@ -58,9 +58,13 @@ def test_training_loss_falls_over_50_steps_on_the_mini_set(mini_root, tmp_path):
 def test_run_folder_holds_the_documented_artifacts_and_keys(tiny_run):
     _, out = tiny_run
     cfg = json.loads((out / "config.json").read_text())
-    assert CONFIG_KEYS <= set(cfg)
+    assert set(cfg) >= CONFIG_KEYS
     assert cfg["total_iterations"] == 36 and cfg["max_steps"] is None and cfg["seed"] == 3
-    assert cfg["best_by"] == "val_error" and cfg["data_counts"] == {"train": 90, "val": 10, "test": 20}
+    assert cfg["best_by"] == "val_error" and cfg["data_counts"] == {
+        "train": 90,
+        "val": 10,
+        "test": 20,
+    }
     assert {"torch", "python", "git_commit", "device_name"} <= set(cfg["environment"])
     records = read_metrics(out / "metrics.jsonl")
     assert [r["iteration"] for r in records] == [6, 12, 18, 24, 30, 36]
@@ -71,7 +75,7 @@ def test_run_folder_holds_the_documented_artifacts_and_keys(tiny_run):
     assert records[-1]["epoch"] == pytest.approx(36 / 6)  # 90 images / 16 = 6 iterations/epoch
     for name in ("last.pt", "final.pt"):
         ck = load_checkpoint(out / name)
-        assert TRAINING_CKPT_KEYS <= set(ck) and ck["iteration"] == 36
+        assert set(ck) >= TRAINING_CKPT_KEYS and ck["iteration"] == 36
         assert ck["config"] == cfg
     assert load_checkpoint(out / "final.pt")["stop_reason"] == "schedule"
     best = load_checkpoint(out / "best.pt")
@@ -147,7 +151,9 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
     assert [r["iteration"] for r in read_metrics(out / "metrics.jsonl")] == [6]
 
 
-def test_huge_learning_rate_exits_nonzero_with_a_divergence_message(synthetic_cifar, tmp_path, capsys):
+def test_huge_learning_rate_exits_nonzero_with_a_divergence_message(
+    synthetic_cifar, tmp_path, capsys
+):
     out = tmp_path / "lr"
     code = run_cli(tiny_args(synthetic_cifar, out, "--lr", "1e12", "--log-every", "2"))
     assert code == 2
@@ -163,9 +169,7 @@ def test_unwritable_out_folder_is_one_clear_error(synthetic_cifar, tmp_path, cap
     assert len(err) == 1 and "cannot write to --out" in err[0]
 
 
-def test_out_folder_with_a_different_config_is_refused_before_training(
-    tiny_run, capsys
-):
+def test_out_folder_with_a_different_config_is_refused_before_training(tiny_run, capsys):
     data, out = tiny_run
     before = (out / "metrics.jsonl").read_text()
     assert run_cli(tiny_args(data, out, "--seed", "3", "--lr", "0.05")) == 2
@@ -223,3 +227,73 @@ def test_early_stopping_ends_the_run_after_patience_evaluations(synthetic_cifar,
     final = load_checkpoint(out / "final.pt")
     assert final["stop_reason"] == "early_stopping" and final["iteration"] < 36
     assert records[-1]["val_error"] >= min(r["val_error"] for r in records[:-1])
+
+
+class _FailingCompiled(torch.nn.Module):
+    """What torch.compile returns when compilation breaks: fails on the first call."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = module
+
+    def forward(self, x):
+        raise RuntimeError("simulated inductor failure")
+
+
+def test_compile_failure_warns_once_and_trains_eagerly_with_identical_results(
+    synthetic_cifar, tmp_path, monkeypatch
+):
+    common = ["--max-steps", "12", "--deterministic"]
+    assert run_cli(tiny_args(synthetic_cifar, tmp_path / "eager", *common)) == 0
+    monkeypatch.setattr(trainer_mod.torch, "compile", _FailingCompiled)
+    with pytest.warns(UserWarning, match="torch.compile failed") as record:
+        assert run_cli(tiny_args(synthetic_cifar, tmp_path / "comp", *common, "--compile")) == 0
+    assert sum("torch.compile failed" in str(w.message) for w in record) == 1
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "comp" / "metrics.jsonl")) == strip(
+        read_metrics(tmp_path / "eager" / "metrics.jsonl")
+    )
+
+
+def test_channels_last_and_bf16_autocast_train_on_the_cpu(synthetic_cifar, tmp_path):
+    out = tmp_path / "cl"
+    extra = ["--max-steps", "6", "--channels-last", "--amp", "bf16"]
+    assert run_cli(tiny_args(synthetic_cifar, out, *extra)) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["channels_last"] is True and cfg["amp"] == "bf16"
+    (record,) = read_metrics(out / "metrics.jsonl")
+    assert record["iteration"] == 6 and record["train_loss"] == record["train_loss"]  # not NaN
+
+
+def test_tensorboard_flag_without_the_package_warns_and_trains(synthetic_cifar, tmp_path):
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    out = tmp_path / "tb"
+    with pytest.warns(UserWarning, match="tensorboard package is not installed"):
+        assert run_cli(tiny_args(synthetic_cifar, out, "--max-steps", "2", "--tensorboard")) == 0
+    assert (out / "final.pt").exists()
+
+
+def test_without_a_validation_split_best_is_by_test_error_and_labelled_so(
+    synthetic_cifar, tmp_path
+):
+    out = tmp_path / "common"
+    args = tiny_args(synthetic_cifar, out, "--recipe", "common", "--milestone-unit", "iteration",
+                     "--max-steps", "6")  # fmt: skip
+    assert run_cli(args) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["best_by"] == "test_error" and "biased" in cfg["best_by_note"]
+    assert cfg["data_counts"] == {"train": 100, "val": 0, "test": 20}
+    (record,) = read_metrics(out / "metrics.jsonl")
+    assert record["val_loss"] is None and record["val_error"] is None
+    assert load_checkpoint(out / "best.pt")["best_by"] == "test_error"
+
+
+def test_resume_of_a_run_with_another_model_flag_is_refused(tiny_run, capsys):
+    _, out = tiny_run
+    assert run_cli(["train", "--out", str(out), "--resume", "--model", "resnet56"]) == 2
+    assert "trains resnet_cifar, not resnet56" in capsys.readouterr().err

@@ -155,7 +155,13 @@ class FrozenBNStatistics:
 
 
 def checkpointed(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``block(x)`` keeping only its input for backward, where its activations are recomputed."""
+    """``block(x)`` keeping only its input for backward, where its activations are recomputed.
+
+    Under torch.compile the recomputation is part of the compiled backward graph, which does
+    not repeat buffer updates (and dynamo accepts no custom ``context_fn``).
+    """
+    if torch.compiler.is_compiling():
+        return checkpoint(block, x, use_reentrant=False)
     contexts = (contextlib.nullcontext(), FrozenBNStatistics(block))
     return checkpoint(block, x, use_reentrant=False, context_fn=lambda: contexts)
 

@@ -77,3 +77,17 @@ def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def max_rank_difference(module: nn.Module, info: DistInfo) -> float:
+    """Largest |difference| between any rank's floating-point state and rank 0's (0.0 alone)."""
+    if not info.enabled:
+        return 0.0
+    tensors = [t.detach().double().flatten() for t in module.state_dict().values()
+               if t.is_floating_point()]  # fmt: skip
+    mine = torch.cat(tensors)
+    ref = mine.clone()
+    dist.broadcast(ref, src=0)
+    diff = (mine - ref).abs().max()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff.item())

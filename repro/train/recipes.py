@@ -111,6 +111,9 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     if "milestones" in overrides:
         overrides["milestones"] = tuple(int(m) for m in overrides["milestones"])
         overrides.setdefault("step_size", None)
+        if "milestone_unit" not in overrides:  # milestones count in the unit of the run length
+            by_epochs = overrides.get("epochs", base.epochs) is not None
+            overrides["milestone_unit"] = "epoch" if by_epochs else "iteration"
     if "val_fraction" in overrides and "split" not in overrides:
         overrides["split"] = split_name(float(overrides["val_fraction"]))
     recipe = dataclasses.replace(base, **overrides)
@@ -199,7 +202,8 @@ def lr_at(schedule: Schedule, iteration: int, in_warmup: bool = False) -> float:
     if in_warmup and schedule.warmup_lr is not None:
         return schedule.warmup_lr
     drops = sum(1 for m in schedule.milestones if iteration >= m)
-    return float(f"{schedule.base_lr * schedule.gamma**drops:.12g}")  # 0.001, not 0.0010000000000000002
+    lr = schedule.base_lr * schedule.gamma**drops
+    return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002
 
 
 class Warmup:

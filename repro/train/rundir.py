@@ -14,7 +14,13 @@ from repro.errors import ReproError
 from repro.train.checkpoint import load_checkpoint
 from repro.train.recipes import RECIPE_FIELDS
 
-CONFIG, METRICS, LAST, BEST, FINAL = "config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt"
+CONFIG, METRICS, LAST, BEST, FINAL = (
+    "config.json",
+    "metrics.jsonl",
+    "last.pt",
+    "best.pt",
+    "final.pt",
+)
 
 # The config fields that define *what* is trained; the rest (device, amp, threads, max_steps...)
 # may change when a run is resumed.
@@ -120,7 +126,10 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
     if has[FINAL]:
         final = load_checkpoint(out / FINAL)
         _check_checkpoint(final, out / FINAL, config)
-        if final.get("stop_reason") in ("schedule", "early_stopping") or final["iteration"] >= target:
+        if (
+            final.get("stop_reason") in ("schedule", "early_stopping")
+            or final["iteration"] >= target
+        ):
             return RunState(checkpoint=final, complete=True)
         state.extend_final = True
     if has[LAST]:

@@ -374,7 +374,9 @@ def _config_dict(
         "mean": list(CIFAR10_MEAN),
         "std": list(CIFAR10_STD),
         "data_root": str(
-            splits.root.parent if splits.root.name == "cifar-10-batches-py" else splits.root
+            (
+                splits.root.parent if splits.root.name == "cifar-10-batches-py" else splits.root
+            ).resolve()
         ),  # fmt: skip
         "data_official": splits.official,
         "data_counts": {
@@ -478,6 +480,7 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
     if info.is_main:
         check_writable(out)
     state = inspect_run_dir(out, cfg, target, config.resume)
+    ddp.barrier(info)  # every rank has read the folder before rank 0 changes it
     if state.complete:
         if info.is_main and not config.quiet:
             print(f"{out}: run already complete ({FINAL} exists); nothing to do")
@@ -485,6 +488,8 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
 
     # ---- model, optimiser, loaders
     if config.sync_bn and info.enabled:
+        if device.type != "cuda":
+            raise ReproError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel); drop it")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
@@ -700,10 +705,12 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
     if stop_reason is None:
         stop_reason = "schedule" if iteration >= schedule.total_iterations else "max_steps"
     ddp.broadcast_buffers(plain, info)
+    rank_difference = ddp.max_rank_difference(plain, info)
     if info.is_main:
         seconds = elapsed_before + time.perf_counter() - t0
         final = training_state(iteration, seconds)
         final["stop_reason"] = stop_reason
+        final["ddp"] = {"world_size": info.world_size, "max_rank_difference": rank_difference}
         save_checkpoint(final, out / FINAL)
         if tb is not None:
             tb.close()

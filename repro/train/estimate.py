@@ -1,0 +1,189 @@
+"""Time a few real training steps on this device and project a whole schedule's time and memory.
+
+The steps are the trainer's own (same optimiser, augmentation on the device loader, AMP,
+channels-last), run on random images after some warm-up steps; evaluation time is projected from
+timed forward passes. Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the
+growth of the process's peak RSS, which is only a lower bound (None when an earlier model in the
+same process already set a higher peak).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from repro.data import DeviceLoader
+from repro.errors import ReproError
+from repro.train import ddp
+from repro.train.recipes import build_schedule, get_recipe
+from repro.train.trainer import (
+    amp_name,
+    make_model,
+    make_optimizer,
+    make_step,
+    model_depth,
+    resolve_amp,
+    resolve_device,
+    set_lr,
+)
+
+OFFICIAL_TRAIN = 50_000
+OFFICIAL_TEST = 10_000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Measured step time and the projection for one model under one recipe on one device."""
+
+    model: str
+    recipe: str
+    device: str
+    batch_size: int
+    amp: str
+    channels_last: bool
+    threads: int
+    steps_timed: int
+    step_seconds: float  # median of the timed steps
+    images_per_s: float
+    total_iterations: int
+    evaluations: int
+    eval_images_per_s: float
+    projected_train_seconds: float
+    projected_eval_seconds: float
+    projected_seconds: float
+    peak_memory_bytes: int | None
+    peak_memory_kind: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _max_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def estimate(
+    model_name: str,
+    recipe_name: str = "paper",
+    device: str = "auto",
+    steps: int = 10,
+    warmup_steps: int = 3,
+    batch_size: int | None = None,
+    amp: str = "auto",
+    channels_last: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    eval_batch_size: int = 1000,
+) -> Estimate:
+    """Time ``steps`` training steps (after ``warmup_steps``) and project the full schedule."""
+    dev = resolve_device(device, ddp.DistInfo())
+    amp_dtype = resolve_amp(amp, dev)
+    recipe = get_recipe(recipe_name, batch_size=batch_size)
+    torch.manual_seed(0)
+    model = make_model(model_name, model_kwargs or {})
+    n_val = round(OFFICIAL_TRAIN * recipe.val_fraction)
+    n_train = OFFICIAL_TRAIN - n_val
+    schedule = build_schedule(recipe, n_train, model_depth(model, model_name))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+        mem_before = torch.cuda.memory_allocated(dev)
+    rss_before = _max_rss_bytes()
+
+    model = model.to(dev, memory_format=fmt)
+    optimizer = make_optimizer(model, recipe, dev)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    step = make_step(model, optimizer, amp_dtype, scaler)
+    set_lr(optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
+    gen = torch.Generator().manual_seed(0)
+    n_images = recipe.batch_size * 4
+    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, 10, (n_images,), generator=gen)
+    loader = DeviceLoader(images, labels, recipe.batch_size, train=True, seed=0, device=dev,
+                          drop_last=True, memory_format=fmt)  # fmt: skip
+
+    def batches():
+        while True:
+            yield from loader
+
+    it = batches()
+    times = []
+    for i in range(warmup_steps + steps):
+        _sync(dev)
+        t = time.perf_counter()
+        x, y = next(it)
+        loss, _ = step(x, y, 1.0 / y.shape[0])
+        _sync(dev)
+        if i >= warmup_steps:
+            times.append(time.perf_counter() - t)
+        if not torch.isfinite(loss):
+            raise ReproError(f"{model_name}: non-finite loss while timing")
+    step_s = statistics.median(times)
+
+    # evaluation throughput: a few forward passes in inference mode
+    model.eval()
+    eval_n = min(eval_batch_size, n_images)
+    xe = images[:eval_n].to(dev).float().contiguous(memory_format=fmt)
+    eval_times = []
+    with (
+        torch.inference_mode(),
+        torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)),
+    ):
+        for i in range(3):
+            _sync(dev)
+            t = time.perf_counter()
+            model(xe)
+            _sync(dev)
+            if i:
+                eval_times.append(time.perf_counter() - t)
+    eval_ips = eval_n / statistics.median(eval_times)
+
+    if dev.type == "cuda":
+        peak: int | None = torch.cuda.max_memory_allocated(dev) - mem_before
+        kind = "torch.cuda.max_memory_allocated (training step)"
+    else:
+        grew = _max_rss_bytes() - rss_before
+        peak = grew if grew > 0 else None
+        kind = (
+            "CPU peak RSS growth of this process (a lower bound)"
+            if peak is not None
+            else "n/a (an earlier model in this process set a higher peak RSS)"
+        )
+
+    total = schedule.total_iterations
+    evaluations = total // schedule.iterations_per_epoch + 1
+    train_s = total * step_s
+    eval_s = evaluations * (n_val + OFFICIAL_TEST) / eval_ips
+    return Estimate(
+        model=model_name,
+        recipe=recipe.name,
+        device=str(dev),
+        batch_size=recipe.batch_size,
+        amp=amp_name(amp_dtype),
+        channels_last=channels_last,
+        threads=torch.get_num_threads(),
+        steps_timed=steps,
+        step_seconds=step_s,
+        images_per_s=recipe.batch_size / step_s,
+        total_iterations=total,
+        evaluations=evaluations,
+        eval_images_per_s=eval_ips,
+        projected_train_seconds=train_s,
+        projected_eval_seconds=eval_s,
+        projected_seconds=train_s + eval_s,
+        peak_memory_bytes=peak,
+        peak_memory_kind=kind,
+    )

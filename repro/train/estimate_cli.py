@@ -1,0 +1,74 @@
+"""Time a few training steps per model on this device and project the whole schedule's time.
+
+Example: ``repro estimate --model resnet20 --model resnet56 --recipe paper --device cpu --steps 10``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from repro.errors import ReproError
+from repro.train.recipes import RECIPES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True,
+                        help="model to time (repeat for several)")  # fmt: skip
+    parser.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=3, help="untimed steps first (default 3)"
+    )
+    parser.add_argument("--batch-size", type=int, help="default: the recipe's")
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--depth", type=int, help="depth for resnet_cifar / plain_cifar")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from repro.train.estimate import estimate
+
+    if args.steps < 1 or args.warmup_steps < 0:
+        raise ReproError("--steps must be >= 1 and --warmup-steps >= 0")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ReproError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    kwargs = {"depth": args.depth} if args.depth is not None else {}
+    results = [
+        estimate(
+            name,
+            args.recipe,
+            args.device,
+            args.steps,
+            args.warmup_steps,
+            args.batch_size,
+            args.amp,
+            args.channels_last,
+            kwargs,
+        )  # fmt: skip
+        for name in args.model
+    ]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return 0
+    for r in results:
+        mem = "n/a" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:.0f} MiB"
+        print(
+            f"{r.model:>12} {r.recipe} on {r.device} (batch {r.batch_size}, amp {r.amp}, "
+            f"channels_last {r.channels_last}, {r.threads} threads): "
+            f"{r.step_seconds * 1000:.1f} ms/step, {r.images_per_s:.0f} img/s; "
+            f"{r.total_iterations} iterations + {r.evaluations} evaluations -> "
+            f"~{_hours(r.projected_seconds)}; peak memory {mem} [{r.peak_memory_kind}]"
+        )
+    return 0

@@ -1,0 +1,64 @@
+"""Data-parallel training under torchrun: 2 CPU processes (gloo) share each global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch.distributed as dist
+from trainer_helpers import ROOT, TINY
+
+from repro.train.checkpoint import load_checkpoint
+from repro.train.metrics import read_metrics
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo")
+def test_two_process_gloo_run_completes_with_identical_weights_on_both_ranks(
+    synthetic_cifar, tmp_path
+):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node", "2", "-m", "repro", "train", *TINY, "--iterations", "12",
+           "--milestones", "6", "--data-root", str(synthetic_cifar), "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["per_rank_batch_size"] == 8 and cfg["batch_size"] == 16
+    assert [r["iteration"] for r in read_metrics(out / "metrics.jsonl")] == [6, 12]
+    final = load_checkpoint(out / "final.pt")
+    assert final["ddp"] == {"world_size": 2, "max_rank_difference": 0.0}
+    assert final["iteration"] == 12 and final["stop_reason"] == "schedule"
+    assert not any(k.startswith("module.") for k in final["model"])  # the unwrapped model
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt", "config.json", "final.pt", "last.pt", "metrics.jsonl",
+    ]  # fmt: skip
+
+
+def test_batch_not_divisible_by_the_process_count_is_refused(
+    monkeypatch, synthetic_cifar, tmp_path
+):
+    """Checked before the process group is needed: per-rank batch = batch / world size."""
+    from repro.errors import ReproError
+    from repro.train import ddp
+    from repro.train import trainer as trainer_mod
+    from repro.train.trainer import TrainConfig
+
+    monkeypatch.setattr(trainer_mod.ddp, "init", lambda info, device: None)
+    monkeypatch.setattr(trainer_mod.ddp, "from_env", lambda: ddp.DistInfo(0, 3, 0))
+    config = TrainConfig(model="resnet20", out=tmp_path / "x", data_root=synthetic_cifar,
+                         device="cpu", overrides={"batch_size": 16}, quiet=True)  # fmt: skip
+    with pytest.raises(ReproError, match="not divisible by the 3 processes"):
+        trainer_mod.train(config)

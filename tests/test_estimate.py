@@ -1,0 +1,46 @@
+"""`repro estimate`: timed steps on this device, projected over the recipe's whole schedule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from repro.cli import main
+
+
+def test_estimate_projects_the_whole_schedule_from_timed_steps(capsys):
+    code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--recipe", "common",
+                 "--device", "cpu", "--steps", "2", "--warmup-steps", "1", "--batch-size", "16",
+                 "--threads", "1", "--json"])  # fmt: skip
+    assert code == 0
+    (r,) = json.loads(capsys.readouterr().out)
+    assert r["model"] == "resnet_cifar" and r["device"] == "cpu" and r["batch_size"] == 16
+    assert r["total_iterations"] == 200 * 3125  # 50k images / 16 = 3125 iterations per epoch
+    assert r["evaluations"] == 201
+    assert r["step_seconds"] > 0 and r["images_per_s"] == pytest.approx(16 / r["step_seconds"])
+    assert r["projected_train_seconds"] == pytest.approx(r["total_iterations"] * r["step_seconds"])
+    assert r["projected_eval_seconds"] == pytest.approx(201 * 10_000 / r["eval_images_per_s"])
+    assert r["projected_seconds"] == pytest.approx(
+        r["projected_train_seconds"] + r["projected_eval_seconds"]
+    )
+    if r["peak_memory_bytes"] is None:
+        assert r["peak_memory_kind"].startswith("n/a")
+    else:
+        assert r["peak_memory_bytes"] > 0 and "lower bound" in r["peak_memory_kind"]
+
+
+def test_estimate_prints_one_line_per_model(capsys):
+    code = main(["estimate", "--model", "resnet_cifar", "--model", "plain_cifar", "--depth", "8",
+                 "--device", "cpu", "--steps", "1", "--warmup-steps", "0", "--batch-size", "8",
+                 "--threads", "1"])  # fmt: skip
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "ms/step" in lines[0] and "plain_cifar" in lines[1]
+    assert "64000 iterations" in lines[0]  # the paper recipe by default
+
+
+def test_estimate_of_an_unknown_model_is_one_clear_error(capsys):
+    assert main(["estimate", "--model", "resnet21", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown model 'resnet21'" in err[0]
