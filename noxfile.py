@@ -1,5 +1,5 @@
-"""Sessions: `nox -s unit` (fast tests, CPU), `nox -s lint` (ruff), `nox -s reproduce` (the mini
-reproduction and its report), `nox -s acceptance` (full trainings + the paper's claims), `nox -s bench` (benchmarks)."""
+"""Sessions: `unit` (fast tests, CPU), `slow` (the slow CPU tests), `lint` (ruff), `reproduce`
+(the mini reproduction and its report), `acceptance` (trainings + the paper's claims), `bench`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def unit(session: nox.Session) -> None:
     """Fast unit and property tests (no GPU, no slow tests), with the real-data tests when present."""
     install(session)
     session.run("pytest", "-m", "not slow and not gpu", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def slow(session: nox.Session) -> None:
+    """The slow CPU tests: kill -9 / resume, DDP with 2 processes, torch.compile, smoke matrix."""
+    install(session)
+    session.run("pytest", "-m", "slow and not gpu", *session.posargs)
 
 
 @nox.session(python=PYTHON)

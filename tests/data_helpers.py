@@ -56,3 +56,9 @@ def write_synthetic(
         "test_images": tx.reshape(-1, 3, 32, 32),
         "test_labels": np.asarray(ty, dtype=np.int64),
     }
+
+
+def write_cifar10(root: Path, per_batch: int = 20, test: int = 20, seed: int = 0) -> Path:
+    """A random CIFAR-10 look-alike in the official layout under ``root``; returns ``root``."""
+    write_synthetic(root, per_batch, test, seed)
+    return root

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import write_cifar10
+from data_helpers import write_cifar10
 from trainer_helpers import run_cli, tiny_args
 
 import repro.models.cifar as cifar

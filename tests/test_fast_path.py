@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_cifar10
+from data_helpers import write_cifar10
 from trainer_helpers import run_cli, tiny_args
 
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10

@@ -26,7 +26,7 @@ EXACT = ["--iterations", "72", "--milestones", "36", "54", "--deterministic",
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from conftest import write_cifar10
+    from data_helpers import write_cifar10
 
     return write_cifar10(tmp_path_factory.mktemp("resume") / "data")
 

@@ -32,7 +32,7 @@ TRAINING_CKPT_KEYS = {
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """One complete tiny run (36 iterations, evaluation every 6): (data root, run folder)."""
-    from conftest import write_cifar10
+    from data_helpers import write_cifar10
 
     base = tmp_path_factory.mktemp("tiny")
     data = write_cifar10(base / "data")
