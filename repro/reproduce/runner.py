@@ -88,6 +88,8 @@ def train_command(
         cmd += ["--epochs", str(preset.epochs)]
     if preset.milestones is not None:
         cmd += ["--milestones", *map(str, preset.milestones)]
+    if preset.lr is not None:
+        cmd += ["--lr", str(preset.lr)]
     if preset.max_steps is not None:
         cmd += ["--max-steps", str(preset.max_steps)]
     if preset.eval_every is not None:
