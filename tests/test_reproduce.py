@@ -12,7 +12,14 @@ from synthetic_runs import write_seed_run
 from repro.cli import main
 from repro.errors import ReproError
 from repro.reproduce import runner
-from repro.reproduce.presets import EXPERIMENTS, MINI_EPOCHS, MINI_MILESTONES, PRESETS, get_preset
+from repro.reproduce.presets import (
+    EXPERIMENTS,
+    MINI_EPOCHS,
+    MINI_LR,
+    MINI_MILESTONES,
+    PRESETS,
+    get_preset,
+)
 from repro.reproduce.runner import Job, reproduce, train_command
 
 TESTS = Path(__file__).resolve().parent
@@ -78,8 +85,9 @@ def test_mini_and_smoke_commands_carry_their_schedule_and_threads(tmp_path: Path
     milestones = " ".join(map(str, MINI_MILESTONES))
     assert f"--epochs {MINI_EPOCHS}" in joined and f"--milestones {milestones}" in joined
     assert "--seed 2" in joined and "--threads 1" in joined and "--recipe common" in joined
+    assert f"--lr {MINI_LR}" in joined and PRESETS["mini"].expected_config()["lr"] == MINI_LR
     smoke = train_command(PRESETS["smoke"], job, tmp_path, None, None)
-    assert "--max-steps 3" in " ".join(smoke) and "--threads" not in smoke
+    assert "--max-steps 3" in " ".join(smoke) and "--threads" not in smoke and "--lr" not in smoke
 
 
 def test_failed_model_is_reported_others_finish_and_rerun_resumes_only_it(
@@ -112,7 +120,9 @@ def test_out_dir_of_another_run_is_refused_before_any_work(
     monkeypatch.setattr(runner, "train_command", fake_train_command(tmp_path, "mini"))
     out = tmp_path / "run"
     write_seed_run(out / "resnet20" / "seed0", "resnet20", 0, "smoke", 1.0, 2.0)
-    with pytest.raises(ReproError, match="holds a different run .*max_steps=3"):
+    with pytest.raises(
+        ReproError, match=r"holds a different run \(config lr=0.1, preset mini wants 0.05"
+    ):
         reproduce("core", EXPERIMENTS["core"], get_preset("mini"), out, 1, synthetic_cifar)
     assert not (tmp_path / "calls").exists()
     (out / "summary.json").write_text(json.dumps({"experiment": "table6", "preset": "mini"}))
