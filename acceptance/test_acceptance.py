@@ -8,6 +8,7 @@ from checks import (
     Verdict,
     check_completeness,
     check_degradation,
+    check_layer_response,
     check_residual,
     check_tolerance,
 )
@@ -34,3 +35,7 @@ def test_resnet56_beats_plain56_and_resnet20(runset) -> None:
 
 def test_final_test_error_within_tolerance_of_published(runset) -> None:
     assert_verdict(check_tolerance(runset))
+
+
+def test_residual_responses_are_smaller_than_plain_and_shrink_with_depth(runset) -> None:
+    assert_verdict(check_layer_response(runset))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from synthetic_runs import FAITHFUL, edit_metrics, write_run
+from synthetic_runs import FAITHFUL, edit_metrics, write_layer_response, write_run
 
 from repro.report.summary import seed_metrics
 from repro.report.verdicts import (
@@ -18,6 +18,7 @@ from repro.report.verdicts import (
     baseline_for,
     check_completeness,
     check_degradation,
+    check_layer_response,
     check_residual,
     check_tolerance,
     load_runset,
@@ -186,14 +187,49 @@ def _pytest_acceptance(run_dir: Path | None) -> subprocess.CompletedProcess:
 def test_acceptance_suite_passes_faithful_fails_doctored_and_skips_without_run_dir(
     tmp_path: Path,
 ) -> None:
-    ok = _pytest_acceptance(write_run(tmp_path / "good"))
+    ok = _pytest_acceptance(write_layer_response(write_run(tmp_path / "good")))
     assert ok.returncode == 0, ok.stdout
-    assert "4 passed" in ok.stdout
+    assert "5 passed" in ok.stdout
     finals = {"plain20": [FAITHFUL["plain56"]], "plain56": [FAITHFUL["plain20"]]}
     bad = _pytest_acceptance(write_run(tmp_path / "bad", finals=finals))
     assert bad.returncode == 1
-    assert "2 failed, 2 passed" in bad.stdout  # degradation, and tolerance for plain20/56
+    assert (
+        "2 failed, 2 passed, 1 skipped" in bad.stdout
+    )  # degradation, and tolerance for plain20/56
     assert "plain56 > plain20" in bad.stdout and "outside tolerance: plain20, plain56" in bad.stdout
     skipped = _pytest_acceptance(None)
-    assert skipped.returncode == 0 and "4 skipped" in skipped.stdout
+    assert skipped.returncode == 0 and "5 skipped" in skipped.stdout
     assert "no --run-dir given" in skipped.stdout
+
+
+def test_residual_responses_below_plain_pass_fig7(tmp_path: Path) -> None:
+    v = check_layer_response(load_runset(write_layer_response(write_run(tmp_path))))
+    assert v.status == PASS and len(v.rows) == 3
+
+
+def test_swapped_plain56_resnet56_responses_fail_fig7(tmp_path: Path) -> None:
+    means = {"plain20": [1.2], "plain56": [0.6], "resnet20": [0.8], "resnet56": [1.1]}
+    v = check_layer_response(load_runset(write_layer_response(write_run(tmp_path), means=means)))
+    assert v.status == FAIL
+    assert {r[0] for r in v.rows if r[-1] == "FAIL"} == {
+        "plain56 > resnet56",
+        "resnet20 > resnet56",
+    }
+
+
+def test_responses_holding_on_means_but_in_a_minority_of_seeds_fail(tmp_path: Path) -> None:
+    means = {"plain20": [1.2, 1.2, 1.2], "plain56": [3.0, 0.5, 0.5], "resnet20": [0.8] * 3,
+             "resnet56": [0.6] * 3}  # fmt: skip
+    root = write_layer_response(write_run(tmp_path, seeds=3), seeds=3, means=means)
+    v = check_layer_response(load_runset(root))
+    assert v.status == FAIL and "plain56 > resnet56" in v.reason
+
+
+def test_missing_layer_response_file_skips_with_the_command_to_run(tmp_path: Path) -> None:
+    v = check_layer_response(load_runset(write_run(tmp_path)))
+    assert v.status == SKIP and "repro analyze layer-response" in v.reason
+
+
+def test_smoke_run_does_not_assert_responses(tmp_path: Path) -> None:
+    root = write_layer_response(write_run(tmp_path, preset="smoke"))
+    assert check_layer_response(load_runset(root)).status == SKIP

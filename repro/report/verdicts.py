@@ -279,7 +279,54 @@ def check_tolerance(rs: RunSet) -> Verdict:
     return Verdict("tolerance", PASS, f"{compared} models within tolerance", header, rows)
 
 
-CHECKS = (check_completeness, check_degradation, check_residual, check_tolerance)
+# --- layer responses (Fig. 7 claims) -------------------------------------------------------
+
+LAYER_RESPONSE_FILE = "layer_response.json"
+
+
+def check_layer_response(rs: RunSet) -> Verdict:
+    """Mean response std: ResNet < plain at equal depth, ResNet-56 < ResNet-20 (Fig. 7)."""
+    policy = preset_policy(rs.preset)
+    if "layer_response" not in policy["checks"]:
+        why = policy.get("layer_response_why", policy.get("why", ""))
+        return Verdict("layer_response", SKIP, f"not asserted for preset {rs.preset}: {why}")
+    path = rs.root / LAYER_RESPONSE_FILE
+    if not path.is_file():
+        return Verdict("layer_response", SKIP,
+                       f"no {LAYER_RESPONSE_FILE}: run `repro analyze layer-response {rs.root}`")  # fmt: skip
+    models = read_json(path).get("models", {})
+    header = ("claim", "higher (mean)", "lower (mean)", "seeds holding", "verdict")
+    rows, failed = [], []
+    for claim in load_baseline("he2016_fig7_claims")["claims"]:
+        hi, lo = claim["higher"], claim["lower"]
+        if hi not in rs.runs or lo not in rs.runs:
+            continue
+        per_seed = {
+            m: {int(k): v["mean_std"] for k, v in models.get(m, {}).get("seeds", {}).items()}
+            for m in (hi, lo)
+        }
+        pairs = [(per_seed[hi].get(s), per_seed[lo].get(s)) for s in rs.seeds]
+        complete = all(a is not None and b is not None for a, b in pairs)
+        wins = sum(a > b for a, b in pairs if a is not None and b is not None)
+        mh, ml = (models.get(m, {}).get("mean_std") for m in (hi, lo))
+        ok = complete and mh is not None and ml is not None and mh > ml and wins * 2 > len(pairs)
+        if not ok:
+            failed.append(f"{hi} > {lo}")
+        rows.append((f"{hi} > {lo}", mh, ml, f"{wins}/{len(pairs)}", "ok" if ok else "FAIL"))
+    if not rows:
+        return Verdict("layer_response", SKIP, f"experiment {rs.experiment} compares no pair")
+    if failed:
+        return Verdict("layer_response", FAIL, "does not hold: " + ", ".join(failed), header, rows)
+    return Verdict("layer_response", PASS, "holds on the means and in most seeds", header, rows)
+
+
+CHECKS = (
+    check_completeness,
+    check_degradation,
+    check_residual,
+    check_tolerance,
+    check_layer_response,
+)
 
 
 def all_verdicts(rs: RunSet) -> list[Verdict]:
