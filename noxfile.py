@@ -103,6 +103,8 @@ def acceptance(session: nox.Session) -> None:
     opts = _options(session, {"preset": "common", "experiment": "core", "run_dir": "",
                               "data_root": "", "seeds": "1", "parallel": "1"})  # fmt: skip
     run_dir = opts["run_dir"] if given_run else _train(session, opts)
+    if not (Path(run_dir) / "layer_response.json").is_file():  # the Fig. 7 claims need it
+        session.run("repro", "analyze", "layer-response", run_dir)
     session.run("pytest", "acceptance", "--run-dir", run_dir, "-p", "no:cacheprovider")
 
 
