@@ -44,3 +44,13 @@ def test_estimate_of_an_unknown_model_is_one_clear_error(capsys):
     assert main(["estimate", "--model", "resnet21", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown model 'resnet21'" in err[0]
+
+
+def test_estimate_times_each_model_with_and_without_activation_checkpointing(capsys):
+    code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--device", "cpu",
+                 "--steps", "1", "--warmup-steps", "0", "--batch-size", "8", "--threads", "1",
+                 "--activation-checkpointing", "both", "--json"])  # fmt: skip
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["activation_checkpointing"] for r in rows] == [True, False]
+    assert all(r["model"] == "resnet_cifar" and r["step_seconds"] > 0 for r in rows)

@@ -47,6 +47,7 @@ class Estimate:
     batch_size: int
     amp: str
     channels_last: bool
+    activation_checkpointing: bool
     threads: int
     steps_timed: int
     step_seconds: float  # median of the timed steps
@@ -174,6 +175,7 @@ def estimate(
         batch_size=recipe.batch_size,
         amp=amp_name(amp_dtype),
         channels_last=channels_last,
+        activation_checkpointing=bool((model_kwargs or {}).get("activation_checkpointing")),
         threads=torch.get_num_threads(),
         steps_timed=steps,
         step_seconds=step_s,

@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--depth", type=int, help="depth for resnet_cifar / plain_cifar")
+    parser.add_argument(
+        "--activation-checkpointing",
+        choices=["off", "on", "both"],
+        default="off",
+        help="CIFAR nets: recompute each block in backward; 'both' times each model with and "
+        "without it (peak memory side by side)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
 
@@ -45,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
             raise ReproError("--threads must be >= 1")
         torch.set_num_threads(args.threads)
     kwargs = {"depth": args.depth} if args.depth is not None else {}
+    # with checkpointing first: on the CPU a process's peak RSS only grows, so the smaller
+    # peak must be measured before the larger one
+    ckpt = {"off": [False], "on": [True], "both": [True, False]}[args.activation_checkpointing]
     results = [
         estimate(
             name,
@@ -55,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
             args.batch_size,
             args.amp,
             args.channels_last,
-            kwargs,
+            {**kwargs, "activation_checkpointing": True} if on else kwargs,
         )  # fmt: skip
         for name in args.model
+        for on in ckpt
     ]
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -66,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         mem = "n/a" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:.0f} MiB"
         print(
             f"{r.model:>12} {r.recipe} on {r.device} (batch {r.batch_size}, amp {r.amp}, "
-            f"channels_last {r.channels_last}, {r.threads} threads): "
+            f"channels_last {r.channels_last}, checkpointing {r.activation_checkpointing}, "
+            f"{r.threads} threads): "
             f"{r.step_seconds * 1000:.1f} ms/step, {r.images_per_s:.0f} img/s; "
             f"{r.total_iterations} iterations + {r.evaluations} evaluations -> "
             f"~{_hours(r.projected_seconds)}; peak memory {mem} [{r.peak_memory_kind}]"
