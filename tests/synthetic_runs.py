@@ -99,7 +99,7 @@ def write_layer_response(root: Path, seeds: int = 1, means: dict[str, list[float
     means = means or {m: [v] * seeds for m, v in FAITHFUL_RESPONSES.items()}
     models = {
         m: {
-            "seeds": {str(s): {"mean_std": v} for s, v in enumerate(per_seed)},
+            "seeds": {f"seed{s}": {"mean_std": v} for s, v in enumerate(per_seed)},
             "mean_std": sum(per_seed) / len(per_seed),
         }
         for m, per_seed in means.items()

@@ -233,3 +233,29 @@ def test_missing_layer_response_file_skips_with_the_command_to_run(tmp_path: Pat
 def test_smoke_run_does_not_assert_responses(tmp_path: Path) -> None:
     root = write_layer_response(write_run(tmp_path, preset="smoke"))
     assert check_layer_response(load_runset(root)).status == SKIP
+
+
+def test_mini_run_shows_but_does_not_assert_the_claims_its_calibration_rejected(
+    tmp_path: Path,
+) -> None:
+    finals = {"plain56": [(75.0, 74.0)], "resnet20": [(40.0, 45.0)], "resnet56": [(50.0, 52.0)]}
+    rs = load_runset(write_run(tmp_path, preset="mini", finals=finals))
+    v = check_residual(rs)
+    assert v.status == PASS and "resnet_depth_gain" in v.reason
+    assert [r[-1] for r in v.rows if r[0] == "resnet20 > resnet56"] == [
+        "not asserted (does not hold)"
+    ]
+
+
+def test_mini_run_still_fails_when_resnet56_trains_worse_than_plain56(tmp_path: Path) -> None:
+    finals = {"plain56": [(50.0, 52.0)], "resnet56": [(75.0, 74.0)]}
+    v = check_residual(load_runset(write_run(tmp_path, preset="mini", finals=finals)))
+    assert v.status == FAIL and "plain56 > resnet56 on final_train_error" in v.reason
+
+
+def test_mini_run_asserts_residual_below_plain_responses(tmp_path: Path) -> None:
+    means = {"plain20": [0.9], "plain56": [0.8], "resnet20": [0.7], "resnet56": [1.1]}
+    root = write_layer_response(write_run(tmp_path, preset="mini"), means=means)
+    v = check_layer_response(load_runset(root))
+    assert v.status == FAIL and v.reason.startswith("does not hold: plain56 > resnet56")
+    assert "response_deeper_smaller" in v.reason  # shown as not asserted, with its reason
