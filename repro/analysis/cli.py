@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from repro.analysis.layer_response import LayerResponse, layer_response_std, mean_response_std
-from repro.analysis.plot import ResponseCurve, plot_layer_response
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, SPLITS, get_split, load_cifar10
 from repro.data.cifar10 import resolve_data_root
 from repro.errors import ReproError
@@ -226,6 +225,8 @@ def load_mean_response_stds(path: str | os.PathLike) -> dict[str, float]:
 
 
 def run_layer_response(args: argparse.Namespace) -> int:
+    from repro.analysis.plot import ResponseCurve, plot_layer_response  # matplotlib: only here
+
     if args.batch_size < 1:
         raise ReproError(f"--batch-size must be >= 1, got {args.batch_size}")
     paths = [Path(p) for p in args.paths]

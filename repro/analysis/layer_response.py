@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, normalize
+from repro.train.evaluate import model_device
 
 
 class RunningMoments:
@@ -96,12 +97,6 @@ def response_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(names.get(id(m), f"response{i}"), m) for i, m in enumerate(model.response_layers())]
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def layer_response_std(
     model: nn.Module,
     images: torch.Tensor,
@@ -126,7 +121,7 @@ def layer_response_std(
         raise ValueError(f"images must be uint8 or floating point, got {images.dtype}")
     layers = response_modules(model)
     moments = [RunningMoments() for _ in layers]
-    device = _model_device(model)
+    device = model_device(model)
     param_dtype = next((p.dtype for p in model.parameters()), torch.float32)
     mean = CIFAR10_MEAN if mean is None else mean
     std = CIFAR10_STD if std is None else std

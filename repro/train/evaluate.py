@@ -55,7 +55,8 @@ def autocast_dtype(
     raise ValueError(f"unknown amp setting {amp!r}: use False, True, 'bf16' or 'fp16'")
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
@@ -89,7 +90,7 @@ def evaluate(
         raise ValueError("nothing to evaluate: the split has no images")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     cast = autocast_dtype(amp, device)
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
