@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import one_clear_line, run_cli
 from torch import nn
 
-from repro.cli import main
 from repro.data import IMAGENET_MEAN, IMAGENET_STD, load_cifar10
 from repro.errors import ReproError
 from repro.models import build_model
@@ -120,12 +120,6 @@ def test_depth_mismatch_names_both_depths():
 # --- `repro evaluate --from akamaster` ------------------------------------------------------
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = main(["evaluate", *argv])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
 def test_cli_reports_best_prec1_and_applies_imagenet_normalisation(
     tmp_path, synthetic_cifar, capsys
 ):
@@ -169,15 +163,6 @@ def test_cli_reports_best_prec1_and_applies_imagenet_normalisation(
     )
     assert rc == 0, err
     assert "best_prec1 91.73 %" in out
-
-
-def one_clear_line(rc: int, out: str, err: str) -> str:
-    assert rc != 0
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_cli_depth_mismatch_is_one_clear_line(tmp_path, synthetic_cifar, capsys):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import one_clear_line, run_cli
 from torch import nn
 
-from repro.cli import main
 from repro.data import CLASSES, get_split, load_cifar10, normalize
 from repro.models import build_model
 from repro.train.checkpoint import save_checkpoint
@@ -150,12 +150,6 @@ def write_checkpoint(path: Path, model: nn.Module, mean=MEAN, std=STD, config: b
     return path
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = main(["evaluate", *argv])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
 def test_cli_json_reports_the_same_numbers_as_the_function(tmp_path, synthetic_cifar, capsys):
     model = trained_looking_resnet()
     ckpt = write_checkpoint(tmp_path / "best.pt", model)
@@ -260,15 +254,6 @@ def test_cli_on_the_real_mini_subset_reports_its_size(tmp_path, mini_root, capsy
     assert report["n"] == load_cifar10(mini_root).num_test
     assert 0.0 <= report["error"] <= 100.0
     assert report["data_official"] is False
-
-
-def one_clear_line(rc: int, out: str, err: str) -> str:
-    assert rc != 0
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_nonexistent_checkpoint_is_one_clear_line(tmp_path, synthetic_cifar, capsys):
