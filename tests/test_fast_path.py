@@ -4,6 +4,7 @@ follows the same loss curve as the plain eager fp32 NCHW step it replaces."""
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,16 @@ from trainer_helpers import run_cli, tiny_args
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
 from repro.train.metrics import read_metrics
 from repro.train.recipes import get_recipe
-from repro.train.trainer import make_model, make_optimizer, make_step, resolve_amp
+import repro.train.trainer as trainer_mod
+from repro.errors import ReproError
+from repro.train.trainer import (
+    TrainConfig,
+    fast_path,
+    make_model,
+    make_optimizer,
+    make_step,
+    resolve_amp,
+)
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA: no CUDA device in this environment"
@@ -73,6 +83,76 @@ def loss_curve(
 
 
 TINY = {"model": "resnet_cifar", "model_kwargs": {"depth": 8}}
+CUDA_DEVICE, CPU_DEVICE = torch.device("cuda"), torch.device("cpu")  # no CUDA needed to name one
+
+
+def test_fast_path_is_the_default_on_cuda_and_compile_stays_off_on_the_cpu() -> None:
+    config = TrainConfig(model="resnet20", out="unused")
+    assert fast_path(config, CUDA_DEVICE) == (True, "default")
+    assert fast_path(config, CPU_DEVICE) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("channels_last", "compile", "mode", "want"),
+    [
+        ("off", "off", "default", (False, None)),
+        ("on", "on", "max-autotune", (True, "max-autotune")),
+        (False, True, "reduce-overhead", (False, "reduce-overhead")),  # an older config.json's bools
+        ("auto", "auto", "max-autotune-no-cudagraphs", (True, "max-autotune-no-cudagraphs")),
+    ],
+)
+def test_explicit_switches_override_auto(channels_last, compile, mode, want) -> None:
+    config = TrainConfig("resnet20", "unused", channels_last=channels_last, compile=compile,
+                         compile_mode=mode)  # fmt: skip
+    assert fast_path(config, CUDA_DEVICE) == want
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [("channels_last", "yes", "--channels-last"), ("compile", "fast", "--compile"),
+     ("compile_mode", "turbo", "--compile-mode")],
+)  # fmt: skip
+def test_a_bad_switch_is_one_clear_error_naming_the_flag(field, value, flag) -> None:
+    config = TrainConfig("resnet20", "unused", **{"compile": "on", field: value})
+    with pytest.raises(ReproError, match=f"unknown {flag} '{value}'"):
+        fast_path(config, CUDA_DEVICE)
+
+
+def test_the_run_records_the_resolved_switches_and_passes_the_compile_mode_on(
+    tmp_path: Path, monkeypatch
+) -> None:
+    data = write_cifar10(tmp_path / "data")
+    assert run_cli(tiny_args(data, tmp_path / "default", "--max-steps", "2")) == 0
+    cfg = json.loads((tmp_path / "default" / "config.json").read_text())
+    assert (cfg["channels_last"], cfg["compile"], cfg["compile_mode"]) == (True, False, None)
+
+    modes = []
+
+    def fake_compile(model, mode=None):  # eager stand-in that records how it was called
+        modes.append(mode)
+        return model
+
+    monkeypatch.setattr(trainer_mod.torch, "compile", fake_compile)
+    extra = ("--max-steps", "2", "--compile", "--compile-mode", "reduce-overhead")
+    assert run_cli(tiny_args(data, tmp_path / "compiled", *extra)) == 0
+    cfg = json.loads((tmp_path / "compiled" / "config.json").read_text())
+    assert modes == ["reduce-overhead"]
+    assert (cfg["compile"], cfg["compile_mode"]) == (True, "reduce-overhead")
+
+
+def test_a_cuda_graph_step_marks_each_step_and_computes_the_same(monkeypatch, one_thread) -> None:
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    images, labels = learnable_set(32)
+    x = images.float() / 255
+    results = []
+    for cudagraphs in (False, True):
+        torch.manual_seed(0)
+        net = make_model("resnet_cifar", {"depth": 8})
+        optimizer = make_optimizer(net, get_recipe("paper", batch_size=32), CPU_DEVICE)
+        step = make_step(net, optimizer, None, None, cudagraphs=cudagraphs)
+        results.append([step(x, labels, 1 / 32)[0].item() for _ in range(3)])
+    assert len(marks) == 3 and results[0] == results[1]
 
 
 def test_channels_last_step_gives_the_eager_nchw_loss_curve(one_thread) -> None:
@@ -94,7 +174,7 @@ def test_channels_last_step_gives_the_eager_nchw_loss_curve(one_thread) -> None:
 def test_trainer_run_with_channels_last_matches_nchw_run(tmp_path: Path) -> None:
     data = write_cifar10(tmp_path / "data")
     records = []
-    for name, extra in (("nchw", ()), ("cl", ("--channels-last",))):
+    for name, extra in (("nchw", ("--channels-last", "off")), ("cl", ("--channels-last",))):
         out = tmp_path / name
         assert run_cli(tiny_args(data, out, "--max-steps", "12", *extra)) == 0
         records.append(read_metrics(out / "metrics.jsonl"))

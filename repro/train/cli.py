@@ -17,6 +17,7 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.train.recipes import RECIPES
+from repro.train.switches import COMPILE_MODES, SWITCHES
 
 # CLI flag dest -> recipe field
 RECIPE_FLAGS: dict[str, str] = {
@@ -40,7 +41,7 @@ RECIPE_FLAGS: dict[str, str] = {
     "early_stopping_patience": "early_stopping_patience",
 }
 RUNTIME_FLAGS: tuple[str, ...] = (
-    "seed", "split_seed", "data_root", "device", "amp", "channels_last", "compile",
+    "seed", "split_seed", "data_root", "device", "amp", "channels_last", "compile", "compile_mode",
     "deterministic", "threads", "eval_every", "checkpoint_every", "max_steps", "eval_batch_size",
     "log_every", "sync_bn", "tensorboard", "quiet",
 )  # fmt: skip
@@ -88,8 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s = parser.add_argument_group("runtime")
     s.add_argument("--device", help="auto (default), cpu or cuda")
     s.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], help="auto: bf16 on CUDA, off on CPU")  # fmt: skip
-    s.add_argument("--channels-last", action=bool_flag, default=None)
-    s.add_argument("--compile", action=bool_flag, default=None, help="torch.compile (eager if it fails)")  # fmt: skip
+    s.add_argument("--channels-last", nargs="?", const="on", choices=SWITCHES, metavar="auto|on|off",
+                   help="NHWC memory layout; auto (default) = on")  # fmt: skip
+    s.add_argument("--compile", nargs="?", const="on", choices=SWITCHES, metavar="auto|on|off",
+                   help="torch.compile the model, eager if compiling fails; auto (default) = on "
+                   "CUDA only")  # fmt: skip
+    s.add_argument("--compile-mode", choices=COMPILE_MODES,
+                   help="torch.compile mode (default: default; reduce-overhead and max-autotune "
+                   "add CUDA graphs)")  # fmt: skip
     s.add_argument("--deterministic", action=bool_flag, default=None,
                    help="deterministic algorithms (exact resume; slower on CUDA)")  # fmt: skip
     s.add_argument("--threads", type=int, help="torch CPU threads")

@@ -10,6 +10,7 @@ import json
 
 from repro.errors import ReproError
 from repro.train.recipes import RECIPES
+from repro.train.switches import SWITCHES, resolve_switch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, help="default: the recipe's")
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--channels-last", nargs="?", const="on", default="auto", choices=SWITCHES,
+                        metavar="auto|on|off", help="NHWC layout; auto (default) = on, as in "
+                        "`repro train`")  # fmt: skip
     parser.add_argument("--depth", type=int, help="depth for resnet_cifar / plain_cifar")
     parser.add_argument(
         "--activation-checkpointing",
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             args.warmup_steps,
             args.batch_size,
             args.amp,
-            args.channels_last,
+            resolve_switch("channels-last", args.channels_last, auto=True),
             {**kwargs, "activation_checkpointing": True} if on else kwargs,
         )  # fmt: skip
         for name in args.model

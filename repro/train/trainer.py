@@ -12,6 +12,7 @@ last.pt is always the last good state. SIGINT/SIGTERM are honoured after the cur
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -66,6 +67,7 @@ from repro.train.rundir import (
     inspect_run_dir,
     read_config,
 )
+from repro.train.switches import CUDA_GRAPH_MODES, check_compile_mode, resolve_switch
 
 
 @dataclass
@@ -82,8 +84,9 @@ class TrainConfig:
     data_root: str | os.PathLike | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto | bf16 | fp16 | off
-    channels_last: bool = False
-    compile: bool = False
+    channels_last: bool | str = "auto"  # auto | on | off; auto = on (faster on CPU and CUDA)
+    compile: bool | str = "auto"  # auto | on | off; auto = on CUDA only (slow to compile on CPU)
+    compile_mode: str = "default"  # a torch.compile mode, see COMPILE_MODES
     deterministic: bool = False
     threads: int | None = None
     eval_every: int | None = None  # iterations; default one epoch
@@ -112,8 +115,9 @@ def config_from_run(out: str | os.PathLike) -> TrainConfig:
         raise ReproError(f"nothing to resume: {out / CONFIG} does not exist")
     cfg = read_config(out)
     overrides = {f: cfg[f] for f in RECIPE_FIELDS if f not in ("name", "source") and f in cfg}
-    keep = ("seed", "split_seed", "data_root", "amp", "channels_last", "compile", "deterministic",
-            "threads", "eval_every", "checkpoint_every", "eval_batch_size", "log_every", "sync_bn")  # fmt: skip
+    keep = ("seed", "split_seed", "data_root", "amp", "channels_last", "compile", "compile_mode",
+            "deterministic", "threads", "eval_every", "checkpoint_every", "eval_batch_size",
+            "log_every", "sync_bn")  # fmt: skip
     kw = {k: cfg[k] for k in keep if cfg.get(k) is not None}
     return TrainConfig(
         model=cfg["model"],
@@ -179,6 +183,23 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     raise ReproError(f"unknown --amp {amp!r}; use auto, bf16, fp16 or off")
 
 
+def fast_path(config: TrainConfig, device: torch.device) -> tuple[bool, str | None]:
+    """(channels_last, compile mode or None) for this device: the fast path is the default on CUDA.
+
+    channels_last is on by default everywhere (measured 1.2-1.3x on the CPU's training step; the
+    NHWC layout cuDNN's tensor-core kernels want on CUDA); torch.compile only on CUDA, since it
+    costs tens of seconds per process on a small CPU.
+    """
+    channels_last = resolve_switch("channels-last", config.channels_last, auto=True)
+    compiled = resolve_switch("compile", config.compile, auto=device.type == "cuda")
+    return channels_last, check_compile_mode(config.compile_mode) if compiled else None
+
+
+def compile_model(model: nn.Module, mode: str) -> nn.Module:
+    """torch.compile with ``mode`` ("default" is inductor's default)."""
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
 def amp_name(dtype: torch.dtype | None) -> str:
     return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
@@ -231,15 +252,19 @@ def make_step(
     optimizer: torch.optim.Optimizer,
     amp_dtype: torch.dtype | None,
     scaler: torch.amp.GradScaler | None,
+    cudagraphs: bool = False,
 ) -> StepFn:
     """One SGD step: ``step(x, y, scale)`` -> (summed loss, misclassified count), both on device.
 
     The loss minimised is ``scale * sum(CE)``; ``scale = world_size / global batch`` makes DDP's
-    gradient averaging equal the mean over the global batch.
+    gradient averaging equal the mean over the global batch. ``cudagraphs``: the model was
+    compiled in a CUDA-graph mode; each step then starts a new graph generation.
     """
     device_type = next(model.parameters()).device.type
 
     def step(x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
             logits = model(x)
         loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
@@ -365,6 +390,7 @@ def _config_dict(
         "amp": amp_name(amp_dtype),
         "channels_last": config.channels_last,
         "compile": config.compile,
+        "compile_mode": config.compile_mode if config.compile else None,
         "threads": config.threads,
         "world_size": info.world_size,
         "per_rank_batch_size": recipe.batch_size // info.world_size,
@@ -434,6 +460,8 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
             f"batch size {recipe.batch_size} is not divisible by the {info.world_size} processes"
         )
     amp_dtype = resolve_amp(config.amp, device)
+    channels_last, compile_mode = fast_path(config, device)
+    config = dataclasses.replace(config, channels_last=channels_last, compile=bool(compile_mode))
     for name in ("eval_every", "checkpoint_every", "max_steps"):
         value = getattr(config, name)
         if value is not None and value < 1:
@@ -557,7 +585,9 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
     try_compile = config.compile
     if try_compile:
         try:
-            step = make_step(torch.compile(train_model), optimizer, amp_dtype, scaler)
+            compiled = compile_model(train_model, config.compile_mode)
+            cudagraphs = config.compile_mode in CUDA_GRAPH_MODES
+            step = make_step(compiled, optimizer, amp_dtype, scaler, cudagraphs)
         except Exception as exc:  # torch.compile itself unavailable: warn once, stay eager
             warnings.warn(f"torch.compile failed ({exc}); training eagerly", stacklevel=2)
             try_compile = False
