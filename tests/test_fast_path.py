@@ -12,11 +12,11 @@ import torch
 from data_helpers import write_cifar10
 from trainer_helpers import run_cli, tiny_args
 
+import repro.train.trainer as trainer_mod
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
+from repro.errors import ReproError
 from repro.train.metrics import read_metrics
 from repro.train.recipes import get_recipe
-import repro.train.trainer as trainer_mod
-from repro.errors import ReproError
 from repro.train.trainer import (
     TrainConfig,
     fast_path,
@@ -97,7 +97,12 @@ def test_fast_path_is_the_default_on_cuda_and_compile_stays_off_on_the_cpu() -> 
     [
         ("off", "off", "default", (False, None)),
         ("on", "on", "max-autotune", (True, "max-autotune")),
-        (False, True, "reduce-overhead", (False, "reduce-overhead")),  # an older config.json's bools
+        (
+            False,
+            True,
+            "reduce-overhead",
+            (False, "reduce-overhead"),
+        ),  # an older config.json's bools
         ("auto", "auto", "max-autotune-no-cudagraphs", (True, "max-autotune-no-cudagraphs")),
     ],
 )
