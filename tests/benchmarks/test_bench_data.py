@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
+from benchmarks.classic import classic_loader
+from repro.data import DeviceLoader, load_cifar10
 
 BATCH = 128
 RESULTS: dict[str, float] = {}
@@ -61,38 +61,9 @@ def test_bench_device_loader_cpu(benchmark, mini_train, threads: int) -> None:
     assert rate > 0
 
 
-class _ClassicDataset(torch.utils.data.Dataset):
-    """torchvision-style Dataset: HWC uint8 arrays -> PIL image -> transform (per image)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
-
-
 def test_bench_classic_pipeline(benchmark, mini_train) -> None:
-    from torchvision import transforms
-
     images, labels = mini_train
-    transform = transforms.Compose(
-        [
-            transforms.RandomCrop(32, padding=4),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
-        ]
-    )
-    dataset = _ClassicDataset(images.permute(0, 2, 3, 1).numpy(), labels.numpy(), transform)
-    # persistent workers + a warm-up round: worker start-up is not charged to the classic side
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=BATCH, shuffle=True, num_workers=2, persistent_workers=True
-    )
+    loader = classic_loader(images, labels, BATCH, workers=2, pin_memory=False)
 
     def epoch() -> int:
         return sum(int(y.numel()) for _, y in loader)
