@@ -16,10 +16,11 @@ from repro.report.report import title_of, write_report
 def test_faithful_common_run_report_has_table_verdicts_and_curves(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run", seeds=2)
     summary = json.loads((run / "summary.json").read_text())
-    summary["comparable_to_paper"] = True
+    summary.update(comparable_to_paper=True, wall_seconds=123.4, parallel=4)
     (run / "summary.json").write_text(json.dumps(summary))
     path = write_report(run, tmp_path / "rep")
     text = path.read_text()
+    assert "wall time of the last `repro reproduce` call, 4 training(s) at once: 123.4 s" in text
     assert text.startswith("# Reproduction of He et al. 2016 on CIFAR-10: core, preset common")
     assert "Not the paper's numbers" not in text
     assert "| resnet56 | 6.57 ± 0.00 | 6.57, 6.57 |" in text

@@ -112,6 +112,7 @@ def test_failed_model_is_reported_others_finish_and_rerun_resumes_only_it(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["failed"] == []
     assert summary["models"]["plain56"]["final_test_error"]["std"] == 0.0
+    assert summary["parallel"] == 2 and summary["wall_seconds"] > 0
 
 
 def test_out_dir_of_another_run_is_refused_before_any_work(

@@ -194,7 +194,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     md += [f"- {k}: {v}" for k, v in env.items()]
     wall = summary.get("wall_seconds")
     md += [f"- training time (sum over runs): {summary.get('training_seconds', 0):.1f} s"]
-    md += [f"- wall time of the last `repro reproduce` call: {wall:.1f} s"] if wall else []
+    at_once = f", {summary['parallel']} training(s) at once" if summary.get("parallel") else ""
+    md += [f"- wall time of the last `repro reproduce` call{at_once}: {wall:.1f} s"] if wall else []
     md.append("")
     write_json_atomic(summary, out / SUMMARY_FILE)
     (out / "report.md").write_text("\n".join(md))

@@ -232,6 +232,7 @@ def reproduce(
                                 {**extra, "status": status, "failed": failed})  # fmt: skip
         summary["data_official"] = official
         summary["wall_seconds"] = wall
+        summary["parallel"] = parallel
         write_json_atomic(summary, out / SUMMARY_FILE)
         return summary
 
