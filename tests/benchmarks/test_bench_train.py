@@ -8,7 +8,8 @@ CPU: fp32 NCHW and channels_last for every model (their ratio is the channels_la
 autocast for ResNet-56, torch.compile for ResNet-20 (slow: ~25 s of compiling), activation
 checkpointing for ResNet-110 with the peak resident memory of one step with and without.
 CUDA (skipped without it): the fast path (bf16 autocast, channels_last, fused SGD, compile) for
-every model, the knob-by-knob ladder for ResNet-56, and ResNet-1202 with checkpointing.
+every model, the knob-by-knob ladder and the other compile modes (CUDA graphs, max-autotune) for
+ResNet-56, and ResNet-1202 with checkpointing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import pytest
 import torch
 
 from repro.train.recipes import get_recipe
-from repro.train.trainer import make_model, make_optimizer, make_step, resolve_amp
+from repro.train.switches import CUDA_GRAPH_MODES
+from repro.train.trainer import compile_model, make_model, make_optimizer, make_step, resolve_amp
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 128
@@ -40,7 +42,7 @@ class Setting:
 
     channels_last: bool = False
     amp: str = "off"
-    compile: bool = False
+    compile: str | None = None  # a torch.compile mode (repro.train.switches.COMPILE_MODES)
     activation_checkpointing: bool = False
 
 
@@ -48,8 +50,10 @@ SETTINGS = {
     "fp32-nchw": Setting(),
     "fp32-channels_last": Setting(channels_last=True),
     "bf16-channels_last": Setting(channels_last=True, amp="bf16"),
-    "fp32-channels_last-compile": Setting(channels_last=True, compile=True),
-    "fast": Setting(channels_last=True, amp="bf16", compile=True),  # the CUDA fast path
+    "fp32-channels_last-compile": Setting(channels_last=True, compile="default"),
+    "fast": Setting(channels_last=True, amp="bf16", compile="default"),  # the CUDA default
+    "fast-reduce-overhead": Setting(channels_last=True, amp="bf16", compile="reduce-overhead"),
+    "fast-max-autotune": Setting(channels_last=True, amp="bf16", compile="max-autotune"),
     "bf16-channels_last-checkpointing": Setting(True, "bf16", activation_checkpointing=True),
     "fp32-channels_last-checkpointing": Setting(channels_last=True, activation_checkpointing=True),
 }
@@ -69,6 +73,9 @@ LADDER = ("fp32-nchw", "fp32-channels_last", "bf16-channels_last", "fast")
 CUDA_CASES = [
     *(case("cuda", m, "fast", pytest.mark.gpu, needs_cuda) for m in MODELS),
     *(case("cuda", "resnet56", s, pytest.mark.gpu, needs_cuda) for s in LADDER[:-1]),
+    # the other compile modes, to keep the fastest as the default (max-autotune compiles slowly)
+    case("cuda", "resnet56", "fast-reduce-overhead", pytest.mark.gpu, needs_cuda),
+    case("cuda", "resnet56", "fast-max-autotune", pytest.mark.gpu, pytest.mark.slow, needs_cuda),
     # not compiled: compiling 1202 layers takes many minutes
     case("cuda", "resnet1202", "bf16-channels_last-checkpointing", pytest.mark.gpu, needs_cuda),
 ]
@@ -82,7 +89,8 @@ def build_step(model: str, setting: Setting, device: torch.device, batch: int = 
     net = make_model(model, kwargs).to(device, memory_format=fmt)
     optimizer = make_optimizer(net, get_recipe("paper", batch_size=batch), device)
     amp = resolve_amp(setting.amp, device)
-    step = make_step(torch.compile(net) if setting.compile else net, optimizer, amp, None)
+    model_fn = compile_model(net, setting.compile) if setting.compile else net
+    step = make_step(model_fn, optimizer, amp, None, cudagraphs=setting.compile in CUDA_GRAPH_MODES)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, 32, 32, generator=g).to(device, memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
