@@ -110,11 +110,12 @@ def acceptance(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def reproduce(session: nox.Session) -> None:
-    """`repro reproduce --experiment core --preset mini --parallel 2` (CPU, the subset), the
-    layer responses (Fig. 7), then `repro report`; two 1-thread trainings use 2 cores best."""
+    """`repro reproduce --experiment core --preset mini` (CPU, the subset), the layer responses
+    (Fig. 7), then `repro report`. One training at a time, using every core: on 2 quiet cores
+    that took 730 s against 923 s for `-- --parallel 2` (reports/performance.md)."""
     install(session)
     opts = _options(session, {"preset": "mini", "experiment": "core", "run_dir": "",
-                              "data_root": "", "seeds": "1", "parallel": "2"})  # fmt: skip
+                              "data_root": "", "seeds": "1", "parallel": "1"})  # fmt: skip
     run_dir = _train(session, opts)
     session.run("repro", "analyze", "layer-response", run_dir)
     session.run("repro", "report", run_dir)
