@@ -15,7 +15,7 @@ from trainer_helpers import run_cli, tiny_args
 import repro.train.trainer as trainer_mod
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
 from repro.errors import ReproError
-from repro.train.metrics import read_metrics
+from repro.train.metrics import Meter, read_metrics
 from repro.train.recipes import get_recipe
 from repro.train.switches import COMPILE_MODES, CUDA_GRAPH_MODES
 from repro.train.trainer import (
@@ -26,6 +26,7 @@ from repro.train.trainer import (
     make_optimizer,
     make_step,
     resolve_amp,
+    set_lr,
 )
 
 needs_cuda = pytest.mark.skipif(
@@ -235,3 +236,32 @@ def test_every_compile_mode_follows_the_eager_fp32_curve_on_cuda(mini_root: Path
     # and 20 steps at lr 0.1 amplify that; a wrong graph is off by far more within a few steps
     assert abs(fast[0] - eager[0]) <= 1e-3 * eager[0]
     torch.testing.assert_close(fast, eager, rtol=2e-2, atol=0)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_training_steps_on_cuda_never_wait_for_the_host(mini_root: Path) -> None:
+    """Between the trainer's sync points (log, evaluation, checkpoint), the per-step work (next
+    batch, lr, compiled bf16 step, metric sums) must not synchronise: CUDA's sync debug mode
+    raises on any operation that would."""
+    data = load_cifar10(mini_root)
+    net = make_model("resnet20", {}).to(CUDA_DEVICE, memory_format=torch.channels_last)
+    optimizer = make_optimizer(net, get_recipe("common"), CUDA_DEVICE)
+    step = make_step(compile_model(net, "default"), optimizer, torch.bfloat16, None)
+    loader = DeviceLoader(data.train_images, data.train_labels, 128, train=True, drop_last=True,
+                          seed=0, device=CUDA_DEVICE, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                          memory_format=torch.channels_last)  # fmt: skip
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    meter = Meter(CUDA_DEVICE)
+    for x, y in itertools.islice(batches, 3):  # compiling may synchronise: not checked
+        step(x, y, 1 / 128)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i, (x, y) in enumerate(itertools.islice(batches, 50)):  # crosses an epoch boundary
+            set_lr(optimizer, 0.1 if i < 25 else 0.01)
+            meter.add(*step(x, y, 1 / 128), y.shape[0])
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    loss, error, finite = Meter.read(meter.packed())
+    assert finite and meter.count == 50 * 128 and 0 < loss < 10 and 0 <= error <= 100
