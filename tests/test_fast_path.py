@@ -102,12 +102,8 @@ def test_fast_path_is_the_default_on_cuda_and_compile_stays_off_on_the_cpu() -> 
     [
         ("off", "off", "default", (False, None)),
         ("on", "on", "max-autotune", (True, "max-autotune")),
-        (
-            False,
-            True,
-            "reduce-overhead",
-            (False, "reduce-overhead"),
-        ),  # an older config.json's bools
+        # the bools an older config.json recorded
+        (False, True, "reduce-overhead", (False, "reduce-overhead")),
         ("auto", "auto", "max-autotune-no-cudagraphs", (True, "max-autotune-no-cudagraphs")),
     ],
 )
