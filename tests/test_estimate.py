@@ -54,3 +54,48 @@ def test_estimate_times_each_model_with_and_without_activation_checkpointing(cap
     rows = json.loads(capsys.readouterr().out)
     assert [r["activation_checkpointing"] for r in rows] == [True, False]
     assert all(r["model"] == "resnet_cifar" and r["step_seconds"] > 0 for r in rows)
+
+
+def test_estimate_compiles_as_the_trainer_does_and_never_times_the_compiling_step(
+    capsys, monkeypatch
+):
+    import torch
+
+    calls = []
+
+    def fake_compile(model, mode=None):  # eager stand-in that records each call
+        calls.append(mode)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--device", "cpu",
+                 "--steps", "1", "--warmup-steps", "0", "--batch-size", "8", "--threads", "1",
+                 "--compile", "--compile-mode", "max-autotune", "--json"])  # fmt: skip
+    assert code == 0
+    (r,) = json.loads(capsys.readouterr().out)
+    assert calls == ["max-autotune"] and r["compile"] == "max-autotune"
+
+    code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--device", "cpu",
+                 "--steps", "1", "--batch-size", "8", "--threads", "1", "--json"])  # fmt: skip
+    assert code == 0 and calls == ["max-autotune"]  # auto: no compile on the CPU
+    assert json.loads(capsys.readouterr().out)[0]["compile"] is None
+
+
+def test_estimate_falls_back_to_eager_when_compiling_fails(capsys, monkeypatch):
+    import torch
+
+    class Broken(torch.nn.Module):  # like torch.compile's wrapper: holds the model, fails on use
+        def __init__(self, module, mode=None):
+            super().__init__()
+            self.inner = module
+
+        def forward(self, x):
+            raise RuntimeError("simulated inductor failure")
+
+    monkeypatch.setattr(torch, "compile", Broken)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--device", "cpu",
+                     "--steps", "1", "--batch-size", "8", "--threads", "1", "--compile",
+                     "--json"])  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)[0]["step_seconds"] > 0

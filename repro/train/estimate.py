@@ -22,8 +22,11 @@ from repro.data import DeviceLoader
 from repro.errors import ReproError
 from repro.train import ddp
 from repro.train.recipes import build_schedule, get_recipe
+from repro.train.switches import CUDA_GRAPH_MODES, check_compile_mode, resolve_switch
 from repro.train.trainer import (
     amp_name,
+    compile_model,
+    first_compiled_step,
     make_model,
     make_optimizer,
     make_step,
@@ -47,10 +50,11 @@ class Estimate:
     batch_size: int
     amp: str
     channels_last: bool
+    compile: str | None  # the torch.compile mode, None = eager
     activation_checkpointing: bool
     threads: int
     steps_timed: int
-    step_seconds: float  # median of the timed steps
+    step_seconds: float  # CPU: median of the timed steps; CUDA: their mean, timed as one block
     images_per_s: float
     total_iterations: int
     evaluations: int
@@ -86,10 +90,20 @@ def estimate(
     channels_last: bool = False,
     model_kwargs: dict[str, Any] | None = None,
     eval_batch_size: int = 1000,
+    compile: bool | str = "off",
+    compile_mode: str = "default",
 ) -> Estimate:
-    """Time ``steps`` training steps (after ``warmup_steps``) and project the full schedule."""
+    """Time ``steps`` training steps (after ``warmup_steps``) and project the full schedule.
+
+    ``compile`` (auto | on | off; auto = on CUDA) and ``compile_mode`` act as in the trainer:
+    the first warm-up step compiles, and a failure there falls back to eager with a warning. On
+    CUDA the timed steps run back to back with one synchronisation, as in training, so their
+    mean is the throughput rather than one step's latency.
+    """
     dev = resolve_device(device, ddp.DistInfo())
     amp_dtype = resolve_amp(amp, dev)
+    compiled = resolve_switch("compile", compile, auto=dev.type == "cuda")
+    mode = check_compile_mode(compile_mode) if compiled else None
     recipe = get_recipe(recipe_name, batch_size=batch_size)
     torch.manual_seed(0)
     model = make_model(model_name, model_kwargs or {})
@@ -107,7 +121,11 @@ def estimate(
     model = model.to(dev, memory_format=fmt)
     optimizer = make_optimizer(model, recipe, dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    step = make_step(model, optimizer, amp_dtype, scaler)
+    step = eager = make_step(model, optimizer, amp_dtype, scaler)
+    if mode is not None:
+        step = make_step(compile_model(model, mode), optimizer, amp_dtype, scaler,
+                         cudagraphs=mode in CUDA_GRAPH_MODES)  # fmt: skip
+        warmup_steps = max(warmup_steps, 1)  # never time the step that compiles
     set_lr(optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
     gen = torch.Generator().manual_seed(0)
     n_images = recipe.batch_size * 4
@@ -121,18 +139,26 @@ def estimate(
             yield from loader
 
     it = batches()
+    if mode is not None:
+        x, y = next(it)
+        step, _, _ = first_compiled_step(step, eager, model, optimizer, x, y, 1.0 / y.shape[0])
+        warmup_steps -= 1
+    for _ in range(warmup_steps):
+        x, y = next(it)
+        step(x, y, 1.0 / y.shape[0])
     times = []
-    for i in range(warmup_steps + steps):
-        _sync(dev)
+    _sync(dev)
+    t_block = time.perf_counter()
+    for _ in range(steps):
         t = time.perf_counter()
         x, y = next(it)
         loss, _ = step(x, y, 1.0 / y.shape[0])
-        _sync(dev)
-        if i >= warmup_steps:
-            times.append(time.perf_counter() - t)
-        if not torch.isfinite(loss):
-            raise ReproError(f"{model_name}: non-finite loss while timing")
-    step_s = statistics.median(times)
+        times.append(time.perf_counter() - t)  # on the CPU the step has finished here
+    _sync(dev)
+    block_s = time.perf_counter() - t_block
+    if not torch.isfinite(loss):
+        raise ReproError(f"{model_name}: non-finite loss while timing")
+    step_s = block_s / steps if dev.type == "cuda" else statistics.median(times)
 
     # evaluation throughput: a few forward passes in inference mode
     model.eval()
@@ -175,6 +201,7 @@ def estimate(
         batch_size=recipe.batch_size,
         amp=amp_name(amp_dtype),
         channels_last=channels_last,
+        compile=mode,
         activation_checkpointing=bool((model_kwargs or {}).get("activation_checkpointing")),
         threads=torch.get_num_threads(),
         steps_timed=steps,

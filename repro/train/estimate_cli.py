@@ -10,7 +10,7 @@ import json
 
 from repro.errors import ReproError
 from repro.train.recipes import RECIPES
-from repro.train.switches import SWITCHES, resolve_switch
+from repro.train.switches import COMPILE_MODES, SWITCHES, resolve_switch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", nargs="?", const="on", default="auto", choices=SWITCHES,
                         metavar="auto|on|off", help="NHWC layout; auto (default) = on, as in "
                         "`repro train`")  # fmt: skip
+    parser.add_argument("--compile", nargs="?", const="on", default="auto", choices=SWITCHES,
+                        metavar="auto|on|off", help="torch.compile as `repro train` does; auto "
+                        "(default) = on CUDA only")  # fmt: skip
+    parser.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
     parser.add_argument("--depth", type=int, help="depth for resnet_cifar / plain_cifar")
     parser.add_argument(
         "--activation-checkpointing",
@@ -69,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             args.amp,
             resolve_switch("channels-last", args.channels_last, auto=True),
             {**kwargs, "activation_checkpointing": True} if on else kwargs,
+            compile=args.compile,
+            compile_mode=args.compile_mode,
         )  # fmt: skip
         for name in args.model
         for on in ckpt
@@ -80,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         mem = "n/a" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:.0f} MiB"
         print(
             f"{r.model:>12} {r.recipe} on {r.device} (batch {r.batch_size}, amp {r.amp}, "
-            f"channels_last {r.channels_last}, checkpointing {r.activation_checkpointing}, "
+            f"channels_last {r.channels_last}, compile {r.compile or 'off'}, "
+            f"checkpointing {r.activation_checkpointing}, "
             f"{r.threads} threads): "
             f"{r.step_seconds * 1000:.1f} ms/step, {r.images_per_s:.0f} img/s; "
             f"{r.total_iterations} iterations + {r.evaluations} evaluations -> "

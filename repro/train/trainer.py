@@ -646,7 +646,7 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
             last_lr = lr_at(schedule, iteration, warmup.active)
             set_lr(optimizer, last_lr)
             if try_compile:  # the first step compiles; a failure there falls back to eager
-                step, loss_sum, errors = _first_compiled_step(
+                step, loss_sum, errors = first_compiled_step(
                     step, eager_step, plain, optimizer, x, y, scale
                 )
                 try_compile = False
@@ -751,7 +751,7 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
     return out
 
 
-def _first_compiled_step(
+def first_compiled_step(
     step: StepFn,
     eager: StepFn,
     model: nn.Module,
