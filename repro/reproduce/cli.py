@@ -23,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "or data/cifar10)")  # fmt: skip
     parser.add_argument("--force", action="store_true",
                         help="run paper/common even without CUDA or on a subset")  # fmt: skip
-    parser.add_argument("--parallel", type=int, default=1, help="trainings at once")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="trainings at once (default 1): on one GPU, K processes share it so "
+                        "that small nets fill it; on the CPU each gets cores/K threads (on 2 "
+                        "cores one at a time was 1.27x faster, reports/performance.md)")  # fmt: skip
     parser.add_argument("--device", default=None, help="passed to `repro train` (e.g. cpu, cuda)")
 
 
