@@ -22,6 +22,7 @@ from repro.train.trainer import (
     TrainConfig,
     compile_model,
     fast_path,
+    log_interval,
     make_model,
     make_optimizer,
     make_step,
@@ -124,6 +125,12 @@ def test_a_bad_switch_is_one_clear_error_naming_the_flag(field, value, flag) -> 
         fast_path(config, CUDA_DEVICE)
 
 
+def test_on_cuda_the_host_reads_the_metrics_only_at_evaluations_by_default() -> None:
+    assert log_interval(None, 390, CUDA_DEVICE) == 390
+    assert log_interval(None, 390, CPU_DEVICE) == 50
+    assert log_interval(7, 390, CUDA_DEVICE) == 7
+
+
 def test_the_run_records_the_resolved_switches_and_passes_the_compile_mode_on(
     tmp_path: Path, monkeypatch
 ) -> None:
@@ -131,6 +138,7 @@ def test_the_run_records_the_resolved_switches_and_passes_the_compile_mode_on(
     assert run_cli(tiny_args(data, tmp_path / "default", "--max-steps", "2")) == 0
     cfg = json.loads((tmp_path / "default" / "config.json").read_text())
     assert (cfg["channels_last"], cfg["compile"], cfg["compile_mode"]) == (True, False, None)
+    assert cfg["log_every"] == 50
 
     modes = []
 

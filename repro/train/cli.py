@@ -104,7 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--checkpoint-every", type=int, help="iterations between last.pt (default: --eval-every)")  # fmt: skip
     s.add_argument("--max-steps", type=int, help="smoke run: stop after N iterations")
     s.add_argument("--eval-batch-size", type=int)
-    s.add_argument("--log-every", type=int, help="iterations between progress updates (default 50)")
+    s.add_argument("--log-every", type=int,
+                   help="iterations between progress updates, each a host sync (default: 50 on "
+                   "the CPU; on CUDA at evaluations only)")  # fmt: skip
     s.add_argument("--sync-bn", action=bool_flag, default=None, help="SyncBatchNorm under torchrun")
     s.add_argument("--tensorboard", action=bool_flag, default=None)
     s.add_argument("--quiet", action="store_true", default=None, help="no progress output")

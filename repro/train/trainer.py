@@ -2,8 +2,9 @@
 checkpoints for exact resume, and the run directory (config.json, metrics.jsonl, *.pt).
 
 Host syncs: none per step. The loss and error sums stay in device tensors and are read only at
-"sync points": every ``log_every`` iterations (progress display and the non-finite check), every
-warm-up check (``warmup_check_every``, 50 by default), every evaluation and checkpoint. A
+"sync points": every ``log_every`` iterations (progress display and the non-finite check; by
+default 50 on the CPU, evaluations only on CUDA), every warm-up check (``warmup_check_every``, 50
+by default, nets of 110+ layers), every evaluation and checkpoint. A
 non-finite loss is therefore caught at the next sync point, before any checkpoint is written, so
 last.pt is always the last good state. SIGINT/SIGTERM are honoured after the current step
 (single process) or at the next sync point (DDP, where all ranks must agree).
@@ -93,7 +94,7 @@ class TrainConfig:
     checkpoint_every: int | None = None  # iterations; default eval_every
     max_steps: int | None = None
     eval_batch_size: int = 1000
-    log_every: int = 50
+    log_every: int | None = None  # None: 50 on the CPU, once per evaluation on CUDA
     sync_bn: bool = False
     tensorboard: bool = False
     quiet: bool = False
@@ -193,6 +194,14 @@ def fast_path(config: TrainConfig, device: torch.device) -> tuple[bool, str | No
     channels_last = resolve_switch("channels-last", config.channels_last, auto=True)
     compiled = resolve_switch("compile", config.compile, auto=device.type == "cuda")
     return channels_last, check_compile_mode(config.compile_mode) if compiled else None
+
+
+def log_interval(log_every: int | None, eval_every: int, device: torch.device) -> int:
+    """Iterations between progress updates, each a host sync: ``log_every`` if given, else 50 on
+    the CPU (where a sync costs nothing) and once per evaluation on CUDA (no sync in the epoch)."""
+    if log_every is not None:
+        return log_every
+    return eval_every if device.type == "cuda" else 50
 
 
 def compile_model(model: nn.Module, mode: str) -> nn.Module:
@@ -466,7 +475,7 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
         value = getattr(config, name)
         if value is not None and value < 1:
             raise ReproError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if config.log_every < 1 or config.eval_batch_size < 1:
+    if (config.log_every is not None and config.log_every < 1) or config.eval_batch_size < 1:
         raise ReproError("--log-every and --eval-batch-size must be >= 1")
     _setup_runtime(config, device)
 
@@ -487,6 +496,9 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
         recipe, n_train - remainder * drop_last, model_depth(model, config.model)
     )
     eval_every = config.eval_every or schedule.iterations_per_epoch
+    config = dataclasses.replace(
+        config, log_every=log_interval(config.log_every, eval_every, device)
+    )
     checkpoint_every = config.checkpoint_every or eval_every
     target = schedule.total_iterations
     if config.max_steps is not None:
