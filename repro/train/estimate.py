@@ -125,7 +125,6 @@ def estimate(
     if mode is not None:
         step = make_step(compile_model(model, mode), optimizer, amp_dtype, scaler,
                          cudagraphs=mode in CUDA_GRAPH_MODES)  # fmt: skip
-        warmup_steps = max(warmup_steps, 1)  # never time the step that compiles
     set_lr(optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
     gen = torch.Generator().manual_seed(0)
     n_images = recipe.batch_size * 4
@@ -139,10 +138,10 @@ def estimate(
             yield from loader
 
     it = batches()
-    if mode is not None:
+    if mode is not None:  # the step that compiles counts as a warm-up step, never timed
         x, y = next(it)
         step, _, _ = first_compiled_step(step, eager, model, optimizer, x, y, 1.0 / y.shape[0])
-        warmup_steps -= 1
+        warmup_steps = max(warmup_steps - 1, 0)
     for _ in range(warmup_steps):
         x, y = next(it)
         step(x, y, 1.0 / y.shape[0])
