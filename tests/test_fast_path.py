@@ -17,10 +17,9 @@ from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
 from repro.errors import ReproError
 from repro.train.metrics import Meter, read_metrics
 from repro.train.recipes import get_recipe
-from repro.train.switches import COMPILE_MODES, CUDA_GRAPH_MODES
+from repro.train.switches import COMPILE_MODES
 from repro.train.trainer import (
     TrainConfig,
-    compile_model,
     fast_path,
     log_interval,
     make_model,
@@ -74,9 +73,7 @@ def loss_curve(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(dev, memory_format=fmt)
     optimizer = make_optimizer(net, get_recipe("paper", batch_size=batch, lr=lr), dev)
-    model_fn = compile_model(net, compile) if compile else net
-    step = make_step(model_fn, optimizer, resolve_amp(amp, dev), None,
-                     cudagraphs=compile in CUDA_GRAPH_MODES)  # fmt: skip
+    step = make_step(net, optimizer, resolve_amp(amp, dev), None, compile)
     loader = DeviceLoader(images, labels, batch, train=True, drop_last=True, seed=0, device=dev,
                           mean=CIFAR10_MEAN, std=CIFAR10_STD, memory_format=fmt)  # fmt: skip
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
@@ -157,14 +154,15 @@ def test_the_run_records_the_resolved_switches_and_passes_the_compile_mode_on(
 def test_a_cuda_graph_step_marks_each_step_and_computes_the_same(monkeypatch, one_thread) -> None:
     marks = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: model)  # eager stand-in
     images, labels = learnable_set(32)
     x = images.float() / 255
     results = []
-    for cudagraphs in (False, True):
+    for mode in (None, "reduce-overhead"):
         torch.manual_seed(0)
         net = make_model("resnet_cifar", {"depth": 8})
         optimizer = make_optimizer(net, get_recipe("paper", batch_size=32), CPU_DEVICE)
-        step = make_step(net, optimizer, None, None, cudagraphs=cudagraphs)
+        step = make_step(net, optimizer, None, None, mode)
         results.append([step(x, labels, 1 / 32)[0].item() for _ in range(3)])
     assert len(marks) == 3 and results[0] == results[1]
 
@@ -251,7 +249,7 @@ def test_training_steps_on_cuda_never_wait_for_the_host(mini_root: Path) -> None
     data = load_cifar10(mini_root)
     net = make_model("resnet20", {}).to(CUDA_DEVICE, memory_format=torch.channels_last)
     optimizer = make_optimizer(net, get_recipe("common"), CUDA_DEVICE)
-    step = make_step(compile_model(net, "default"), optimizer, torch.bfloat16, None)
+    step = make_step(net, optimizer, torch.bfloat16, None, "default")
     loader = DeviceLoader(data.train_images, data.train_labels, 128, train=True, drop_last=True,
                           seed=0, device=CUDA_DEVICE, mean=CIFAR10_MEAN, std=CIFAR10_STD,
                           memory_format=torch.channels_last)  # fmt: skip

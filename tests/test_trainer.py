@@ -232,7 +232,7 @@ def test_early_stopping_ends_the_run_after_patience_evaluations(synthetic_cifar,
 class _FailingCompiled(torch.nn.Module):
     """What torch.compile returns when compilation breaks: fails on the first call."""
 
-    def __init__(self, module: torch.nn.Module) -> None:
+    def __init__(self, module: torch.nn.Module, mode: str | None = None) -> None:
         super().__init__()
         self.inner = module
 

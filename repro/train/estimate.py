@@ -22,10 +22,9 @@ from repro.data import DeviceLoader
 from repro.errors import ReproError
 from repro.train import ddp
 from repro.train.recipes import build_schedule, get_recipe
-from repro.train.switches import CUDA_GRAPH_MODES, check_compile_mode, resolve_switch
+from repro.train.switches import check_compile_mode, resolve_switch
 from repro.train.trainer import (
     amp_name,
-    compile_model,
     first_compiled_step,
     make_model,
     make_optimizer,
@@ -123,8 +122,7 @@ def estimate(
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     step = eager = make_step(model, optimizer, amp_dtype, scaler)
     if mode is not None:
-        step = make_step(compile_model(model, mode), optimizer, amp_dtype, scaler,
-                         cudagraphs=mode in CUDA_GRAPH_MODES)  # fmt: skip
+        step = make_step(model, optimizer, amp_dtype, scaler, mode)
     set_lr(optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
     gen = torch.Generator().manual_seed(0)
     n_images = recipe.batch_size * 4

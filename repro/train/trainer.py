@@ -261,15 +261,19 @@ def make_step(
     optimizer: torch.optim.Optimizer,
     amp_dtype: torch.dtype | None,
     scaler: torch.amp.GradScaler | None,
-    cudagraphs: bool = False,
+    compile_mode: str | None = None,
 ) -> StepFn:
     """One SGD step: ``step(x, y, scale)`` -> (summed loss, misclassified count), both on device.
 
     The loss minimised is ``scale * sum(CE)``; ``scale = world_size / global batch`` makes DDP's
-    gradient averaging equal the mean over the global batch. ``cudagraphs``: the model was
-    compiled in a CUDA-graph mode; each step then starts a new graph generation.
+    gradient averaging equal the mean over the global batch. ``compile_mode``: run the model
+    through torch.compile in that mode (None: eager); in a CUDA-graph mode each step starts a new
+    graph generation.
     """
     device_type = next(model.parameters()).device.type
+    cudagraphs = compile_mode in CUDA_GRAPH_MODES
+    if compile_mode is not None:
+        model = compile_model(model, compile_mode)
 
     def step(x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         if cudagraphs:
@@ -597,9 +601,7 @@ def _train(config: TrainConfig, device: torch.device, info: ddp.DistInfo) -> Pat
     try_compile = config.compile
     if try_compile:
         try:
-            compiled = compile_model(train_model, config.compile_mode)
-            cudagraphs = config.compile_mode in CUDA_GRAPH_MODES
-            step = make_step(compiled, optimizer, amp_dtype, scaler, cudagraphs)
+            step = make_step(train_model, optimizer, amp_dtype, scaler, config.compile_mode)
         except Exception as exc:  # torch.compile itself unavailable: warn once, stay eager
             warnings.warn(f"torch.compile failed ({exc}); training eagerly", stacklevel=2)
             try_compile = False

@@ -20,11 +20,9 @@ import torch
 from benchmarks.classic import classic_loader
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
 from repro.train.recipes import get_recipe
-from repro.train.switches import CUDA_GRAPH_MODES
 from repro.train.trainer import (
     TrainConfig,
     amp_name,
-    compile_model,
     fast_path,
     make_model,
     make_optimizer,
@@ -79,8 +77,7 @@ def test_bench_training_pipeline(
     torch.manual_seed(0)
     net = make_model(model, {}).to(device, memory_format=fmt)
     optimizer = make_optimizer(net, get_recipe("common"), device)
-    step = make_step(compile_model(net, mode) if mode else net, optimizer, amp, None,
-                     cudagraphs=mode in CUDA_GRAPH_MODES)  # fmt: skip
+    step = make_step(net, optimizer, amp, None, mode)
     batches = forever(loader)
 
     def one_round() -> float:

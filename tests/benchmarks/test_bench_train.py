@@ -25,8 +25,7 @@ import pytest
 import torch
 
 from repro.train.recipes import get_recipe
-from repro.train.switches import CUDA_GRAPH_MODES
-from repro.train.trainer import compile_model, make_model, make_optimizer, make_step, resolve_amp
+from repro.train.trainer import make_model, make_optimizer, make_step, resolve_amp
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 128
@@ -89,8 +88,7 @@ def build_step(model: str, setting: Setting, device: torch.device, batch: int = 
     net = make_model(model, kwargs).to(device, memory_format=fmt)
     optimizer = make_optimizer(net, get_recipe("paper", batch_size=batch), device)
     amp = resolve_amp(setting.amp, device)
-    model_fn = compile_model(net, setting.compile) if setting.compile else net
-    step = make_step(model_fn, optimizer, amp, None, cudagraphs=setting.compile in CUDA_GRAPH_MODES)
+    step = make_step(net, optimizer, amp, None, setting.compile)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, 32, 32, generator=g).to(device, memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
