@@ -12,9 +12,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def runset(request: pytest.FixtureRequest):
+def matrix(request: pytest.FixtureRequest):
     """The run under test; every acceptance test skips when no --run-dir is given."""
-    from repro.report.verdicts import load_runset
+    from repro.train.rundir import load_matrix
 
     run_dir = request.config.getoption("--run-dir")
     if not run_dir:
@@ -22,4 +22,4 @@ def runset(request: pytest.FixtureRequest):
                     "(or `nox -s acceptance`) after `repro reproduce`")  # fmt: skip
     if not (Path(run_dir) / "summary.json").is_file():
         pytest.fail(f"--run-dir {run_dir} has no summary.json: not a `repro reproduce` run")
-    return load_runset(run_dir)
+    return load_matrix(run_dir)

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from synthetic_runs import FAITHFUL, edit_metrics, write_layer_response, write_run
 
-from repro.report.summary import seed_metrics
-from repro.report.verdicts import (
+from repro.claims import (
     FAIL,
     PASS,
     SKIP,
@@ -21,17 +20,18 @@ from repro.report.verdicts import (
     check_layer_response,
     check_residual,
     check_tolerance,
-    load_runset,
     preset_policy,
     tolerance_pp,
 )
 from repro.reproduce.presets import MINI_EPOCHS
+from repro.reproduce.summary import seed_metrics
+from repro.train.rundir import load_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def statuses(root: Path) -> dict[str, str]:
-    rs = load_runset(root)
+    rs = load_matrix(root)
     return {
         v.name: v.status
         for v in (check_completeness(rs), check_degradation(rs), check_residual(rs),
@@ -48,13 +48,13 @@ def test_faithful_common_run_passes_every_check(tmp_path: Path) -> None:
 def test_swapped_plain20_plain56_fails_degradation_only(tmp_path: Path) -> None:
     finals = {"plain20": [FAITHFUL["plain56"]], "plain56": [FAITHFUL["plain20"]]}
     root = write_run(tmp_path, finals=finals)
-    v = check_degradation(load_runset(root))
+    v = check_degradation(load_matrix(root))
     assert v.status == FAIL
     assert {r[1] for r in v.rows if r[-1] == "FAIL"} == {
         "final_train_error", "last10_train_error", "final_test_error"
     }  # fmt: skip
-    assert check_completeness(load_runset(root)).status == PASS
-    assert check_residual(load_runset(root)).status == PASS
+    assert check_completeness(load_matrix(root)).status == PASS
+    assert check_residual(load_matrix(root)).status == PASS
 
 
 def test_nan_in_metrics_fails_completeness(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_nan_in_metrics_fails_completeness(tmp_path: Path) -> None:
         return rows
 
     edit_metrics(root / "resnet20" / "seed0" / "metrics.jsonl", poison)
-    v = check_completeness(load_runset(root))
+    v = check_completeness(load_matrix(root))
     assert v.status == FAIL
     assert "train_loss=nan" in v.table()
 
@@ -73,7 +73,7 @@ def test_nan_in_metrics_fails_completeness(tmp_path: Path) -> None:
 def test_missing_evaluation_fails_completeness(tmp_path: Path) -> None:
     root = write_run(tmp_path)
     edit_metrics(root / "plain56" / "seed0" / "metrics.jsonl", lambda r: r[:7] + r[8:])
-    v = check_completeness(load_runset(root))
+    v = check_completeness(load_matrix(root))
     assert v.status == FAIL
     assert "missing evaluation between iterations 350 and 450" in v.table()
 
@@ -83,7 +83,7 @@ def test_unfinished_schedule_fails_completeness(tmp_path: Path) -> None:
     run = root / "resnet56" / "seed0"
     edit_metrics(run / "metrics.jsonl", lambda r: r[:12])
     (run / "final.pt").unlink()
-    v = check_completeness(load_runset(root))
+    v = check_completeness(load_matrix(root))
     assert v.status == FAIL
     text = v.table()
     assert "last evaluation at iteration 600, schedule ends at 1000" in text
@@ -94,7 +94,7 @@ def test_missing_model_fails_completeness(tmp_path: Path) -> None:
     root = write_run(tmp_path)
     for f in (root / "plain20" / "seed0").iterdir():
         f.unlink()
-    assert check_completeness(load_runset(root)).status == FAIL
+    assert check_completeness(load_matrix(root)).status == FAIL
 
 
 def test_config_of_another_preset_fails_completeness(tmp_path: Path) -> None:
@@ -102,36 +102,36 @@ def test_config_of_another_preset_fails_completeness(tmp_path: Path) -> None:
     (root / "summary.json").write_text(
         (root / "summary.json").read_text().replace('"mini"', '"common"')
     )
-    v = check_completeness(load_runset(root))
+    v = check_completeness(load_matrix(root))
     assert v.status == FAIL
     assert f"epochs={MINI_EPOCHS}, preset common wants 200" in v.table()
 
 
 def test_common_run_on_a_subset_fails_completeness(tmp_path: Path) -> None:
-    v = check_completeness(load_runset(write_run(tmp_path, official=False)))
+    v = check_completeness(load_matrix(write_run(tmp_path, official=False)))
     assert v.status == FAIL
     assert "subset" in v.table()
 
 
 def test_test_error_outside_tolerance_fails_that_model(tmp_path: Path) -> None:
     root = write_run(tmp_path, finals={"resnet20": [(2.5, 8.74 + 1.6)]})
-    v = check_tolerance(load_runset(root))
+    v = check_tolerance(load_matrix(root))
     assert v.status == FAIL
     assert [r[0] for r in v.rows if r[-1] == "FAIL"] == ["resnet20"]
-    assert check_residual(load_runset(root)).status == PASS
+    assert check_residual(load_matrix(root)).status == PASS
 
 
 def test_test_error_just_inside_tolerance_passes(tmp_path: Path) -> None:
     tol = tolerance_pp(preset_policy("common"), 1, baseline_for("resnet20", ["seed_report_200ep"]))
     assert tol == pytest.approx(2 * 0.53 * math.sqrt(2))
     root = write_run(tmp_path, finals={"resnet20": [(2.5, 8.74 + tol - 0.05)]})
-    assert check_tolerance(load_runset(root)).status == PASS
+    assert check_tolerance(load_matrix(root)).status == PASS
 
 
 def test_ordering_on_means_but_minority_of_seeds_fails(tmp_path: Path) -> None:
     finals = {"plain56": [(6.0, 20.0), (6.0, 8.0), (6.0, 8.5)]}  # mean 12.17 > 8.84, 1 seed of 3
     root = write_run(tmp_path, seeds=3, finals=finals)
-    v = check_degradation(load_runset(root))
+    v = check_degradation(load_matrix(root))
     assert v.status == FAIL
     row = next(r for r in v.rows if r[1] == "final_test_error")
     assert row[2] > row[3] and row[4] == "1/3"
@@ -141,12 +141,12 @@ def test_multi_seed_faithful_run_passes_on_means(tmp_path: Path) -> None:
     noisy = {m: [(tr, te + d) for d in (-0.3, 0.0, 0.3)] for m, (tr, te) in FAITHFUL.items()}
     root = write_run(tmp_path, seeds=3, finals=noisy)
     assert set(statuses(root).values()) == {PASS}
-    v = check_tolerance(load_runset(root))
+    v = check_tolerance(load_matrix(root))
     assert all(r[2] == 3 for r in v.rows)
 
 
 def test_table6_experiment_skips_degradation_and_checks_depth_gain(tmp_path: Path) -> None:
-    rs = load_runset(write_run(tmp_path, experiment="table6"))
+    rs = load_matrix(write_run(tmp_path, experiment="table6"))
     assert check_degradation(rs).status == SKIP
     v = check_residual(rs)
     assert v.status == PASS and [r[0] for r in v.rows] == ["resnet20 > resnet56"]
@@ -154,13 +154,13 @@ def test_table6_experiment_skips_degradation_and_checks_depth_gain(tmp_path: Pat
 
 def test_smoke_run_asserts_completeness_only(tmp_path: Path) -> None:
     finals = {"plain20": [FAITHFUL["plain56"]], "plain56": [FAITHFUL["plain20"]]}
-    rs = load_runset(write_run(tmp_path, preset="smoke", finals=finals))
+    rs = load_matrix(write_run(tmp_path, preset="smoke", finals=finals))
     assert check_completeness(rs).status == PASS
     assert {check_degradation(rs).status, check_tolerance(rs).status} == {SKIP}
 
 
 def test_paper_run_uses_val_selection_and_table6_mean_for_resnet110(tmp_path: Path) -> None:
-    rs = load_runset(write_run(tmp_path, experiment="fig6", preset="paper"))
+    rs = load_matrix(write_run(tmp_path, experiment="fig6", preset="paper"))
     m = seed_metrics(rs.runs["resnet56"][0])
     assert m["val_selected_test_error"] is not None
     base = baseline_for("resnet110", ["he2016_table6"])
@@ -174,7 +174,7 @@ def test_last10_train_error_weights_the_last_tenth_of_the_schedule(tmp_path: Pat
     edit_metrics(root / "plain20" / "seed0" / "metrics.jsonl",
                  lambda rows: [{**r, "train_error": 50.0 if r["iteration"] <= 900 else 1.0}
                                for r in rows])  # fmt: skip
-    m = seed_metrics(load_runset(root).runs["plain20"][0])
+    m = seed_metrics(load_matrix(root).runs["plain20"][0])
     assert m["last10_train_error"] == pytest.approx(1.0)
 
 
@@ -203,13 +203,13 @@ def test_acceptance_suite_passes_faithful_fails_doctored_and_skips_without_run_d
 
 
 def test_residual_responses_below_plain_pass_fig7(tmp_path: Path) -> None:
-    v = check_layer_response(load_runset(write_layer_response(write_run(tmp_path))))
+    v = check_layer_response(load_matrix(write_layer_response(write_run(tmp_path))))
     assert v.status == PASS and len(v.rows) == 3
 
 
 def test_swapped_plain56_resnet56_responses_fail_fig7(tmp_path: Path) -> None:
     means = {"plain20": [1.2], "plain56": [0.6], "resnet20": [0.8], "resnet56": [1.1]}
-    v = check_layer_response(load_runset(write_layer_response(write_run(tmp_path), means=means)))
+    v = check_layer_response(load_matrix(write_layer_response(write_run(tmp_path), means=means)))
     assert v.status == FAIL
     assert {r[0] for r in v.rows if r[-1] == "FAIL"} == {
         "plain56 > resnet56",
@@ -221,25 +221,25 @@ def test_responses_holding_on_means_but_in_a_minority_of_seeds_fail(tmp_path: Pa
     means = {"plain20": [1.2, 1.2, 1.2], "plain56": [3.0, 0.5, 0.5], "resnet20": [0.8] * 3,
              "resnet56": [0.6] * 3}  # fmt: skip
     root = write_layer_response(write_run(tmp_path, seeds=3), seeds=3, means=means)
-    v = check_layer_response(load_runset(root))
+    v = check_layer_response(load_matrix(root))
     assert v.status == FAIL and "plain56 > resnet56" in v.reason
 
 
 def test_missing_layer_response_file_skips_with_the_command_to_run(tmp_path: Path) -> None:
-    v = check_layer_response(load_runset(write_run(tmp_path)))
+    v = check_layer_response(load_matrix(write_run(tmp_path)))
     assert v.status == SKIP and "repro analyze layer-response" in v.reason
 
 
 def test_smoke_run_does_not_assert_responses(tmp_path: Path) -> None:
     root = write_layer_response(write_run(tmp_path, preset="smoke"))
-    assert check_layer_response(load_runset(root)).status == SKIP
+    assert check_layer_response(load_matrix(root)).status == SKIP
 
 
 def test_mini_run_shows_but_does_not_assert_the_claims_its_calibration_rejected(
     tmp_path: Path,
 ) -> None:
     finals = {"plain56": [(75.0, 74.0)], "resnet20": [(40.0, 45.0)], "resnet56": [(50.0, 52.0)]}
-    rs = load_runset(write_run(tmp_path, preset="mini", finals=finals))
+    rs = load_matrix(write_run(tmp_path, preset="mini", finals=finals))
     v = check_residual(rs)
     assert v.status == PASS and "resnet_depth_gain" in v.reason
     assert [r[-1] for r in v.rows if r[0] == "resnet20 > resnet56"] == [
@@ -249,13 +249,13 @@ def test_mini_run_shows_but_does_not_assert_the_claims_its_calibration_rejected(
 
 def test_mini_run_still_fails_when_resnet56_trains_worse_than_plain56(tmp_path: Path) -> None:
     finals = {"plain56": [(50.0, 52.0)], "resnet56": [(75.0, 74.0)]}
-    v = check_residual(load_runset(write_run(tmp_path, preset="mini", finals=finals)))
+    v = check_residual(load_matrix(write_run(tmp_path, preset="mini", finals=finals)))
     assert v.status == FAIL and "plain56 > resnet56 on final_train_error" in v.reason
 
 
 def test_mini_run_asserts_residual_below_plain_responses(tmp_path: Path) -> None:
     means = {"plain20": [0.9], "plain56": [0.8], "resnet20": [0.7], "resnet56": [1.1]}
     root = write_layer_response(write_run(tmp_path, preset="mini"), means=means)
-    v = check_layer_response(load_runset(root))
+    v = check_layer_response(load_matrix(root))
     assert v.status == FAIL and v.reason.startswith("does not hold: plain56 > resnet56")
     assert "response_deeper_smaller" in v.reason  # shown as not asserted, with its reason

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from repro.analysis import layer_response_std
-from repro.analysis.cli import load_mean_response_stds
 from repro.cli import main
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from repro.models import build_model
 from repro.train.checkpoint import model_from_checkpoint, save_checkpoint
+from repro.train.rundir import read_layer_response
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -75,9 +75,7 @@ def test_reproduction_folder_gives_json_per_model_and_seed_and_a_png(reproductio
             assert r["sorted_std"] == sorted(r["std"], reverse=True)
         assert m["std"] == pytest.approx(np.mean([r["std"] for r in runs], axis=0))
         assert m["mean_std"] == pytest.approx(np.mean([r["mean_std"] for r in runs]))
-    assert load_mean_response_stds(reproduction / "layer_response.json") == {
-        n: m["mean_std"] for n, m in doc["models"].items()
-    }
+    assert read_layer_response(reproduction) == doc  # the run directory's one reader
     assert "resnet8: mean response std" in capsys.readouterr().out
 
 

@@ -12,7 +12,7 @@ import pytest
 from data_helpers import write_batch, write_synthetic
 
 from repro.cli import main
-from repro.data import cli as data_cli
+from repro.cli import data as data_cli
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

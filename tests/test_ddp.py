@@ -13,7 +13,7 @@ import torch.distributed as dist
 from trainer_helpers import ROOT, TINY
 
 from repro.train.checkpoint import load_checkpoint
-from repro.train.metrics import read_metrics
+from repro.train.rundir import read_metrics
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from repro.cli import main
-from repro.env_cli import check_compile
+from repro.cli.env import check_compile
 
 
 def env_report(capsys, *argv: str) -> dict:

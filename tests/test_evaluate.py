@@ -305,7 +305,7 @@ def test_cuda_evaluation_agrees_with_cpu_and_amp_keeps_the_error_close():
     images, labels = labelled_images(200, seed=4)
     cpu = evaluate(model, images, labels, MEAN, STD)
     gpu = evaluate(model.cuda(), images, labels, MEAN, STD, batch_size=64, channels_last=True)
-    half = evaluate(model, images.cuda(), labels.cuda(), MEAN, STD, amp=True)
+    half = evaluate(model, images.cuda(), labels.cuda(), MEAN, STD, amp="fp16")
     assert gpu.loss == pytest.approx(cpu.loss, rel=1e-3)
     assert abs(gpu.error_percent - cpu.error_percent) <= 1.0
     assert abs(half.error_percent - cpu.error_percent) <= 2.0

@@ -15,19 +15,13 @@ from trainer_helpers import run_cli, tiny_args
 import repro.train.trainer as trainer_mod
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
 from repro.errors import ReproError
-from repro.train.metrics import Meter, read_metrics
+from repro.train.metrics import Meter
+from repro.train.rundir import read_metrics
 from repro.train.recipes import get_recipe
 from repro.train.switches import COMPILE_MODES
-from repro.train.trainer import (
-    TrainConfig,
-    fast_path,
-    log_interval,
-    make_model,
-    make_optimizer,
-    make_step,
-    resolve_amp,
-    set_lr,
-)
+from repro.train.components import build_components, make_model, make_optimizer, make_step, set_lr
+from repro.train.config import TrainConfig, fast_path, log_interval
+from repro.train.devices import resolve_amp
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA: no CUDA device in this environment"
@@ -66,23 +60,21 @@ def loss_curve(
     compile: str | None = None,
     lr: float = 0.02,
 ) -> tuple[list[float], torch.nn.Module]:
-    """``steps`` SGD steps of the trainer's own step function; the per-step mean losses."""
+    """``steps`` SGD steps of the trainer's own components; the per-step mean losses."""
     dev = torch.device(device)
     torch.manual_seed(0)
     net = make_model(model, model_kwargs or {})
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(dev, memory_format=fmt)
-    optimizer = make_optimizer(net, get_recipe("paper", batch_size=batch, lr=lr), dev)
-    step = make_step(net, optimizer, resolve_amp(amp, dev), None, compile)
-    loader = DeviceLoader(images, labels, batch, train=True, drop_last=True, seed=0, device=dev,
-                          mean=CIFAR10_MEAN, std=CIFAR10_STD, memory_format=fmt)  # fmt: skip
-    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    parts = build_components(net, get_recipe("paper", batch_size=batch, lr=lr), images, labels,
+                             device=dev, amp_dtype=resolve_amp(amp, dev),
+                             channels_last=channels_last, compile_mode=compile, drop_last=True)  # fmt: skip
+    batches = itertools.chain.from_iterable(itertools.repeat(parts.loader))
     losses = []
     for x, y in itertools.islice(batches, steps):
         assert x.is_contiguous(memory_format=fmt)
-        loss_sum, _ = step(x, y, 1.0 / len(y))
+        loss_sum, _ = parts.step(x, y, 1.0 / len(y))
         losses.append(loss_sum.item() / len(y))
-    return losses, net
+    return losses, parts.model
 
 
 TINY = {"model": "resnet_cifar", "model_kwargs": {"depth": 8}}

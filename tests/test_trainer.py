@@ -9,10 +9,12 @@ import pytest
 import torch
 from trainer_helpers import run_cli, tiny_args
 
+import repro.train.components as components_mod
 import repro.train.trainer as trainer_mod
 from repro.errors import ReproError
 from repro.train.checkpoint import load_checkpoint, save_checkpoint
-from repro.train.metrics import METRIC_KEYS, TIMING_KEYS, read_metrics
+from repro.train.metrics import METRIC_KEYS, TIMING_KEYS
+from repro.train.rundir import read_metrics
 from repro.train.trainer import TrainConfig, train
 
 CONFIG_KEYS = {
@@ -124,7 +126,7 @@ def test_warmup_stays_on_while_training_error_is_above_the_threshold(synthetic_c
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     synthetic_cifar, tmp_path, monkeypatch
 ):
-    real_make_step = trainer_mod.make_step
+    real_make_step = components_mod.make_step
 
     def poisoned_make_step(*args, **kwargs):
         step, calls = real_make_step(*args, **kwargs), [0]
@@ -136,7 +138,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
 
         return poisoned
 
-    monkeypatch.setattr(trainer_mod, "make_step", poisoned_make_step)
+    monkeypatch.setattr(components_mod, "make_step", poisoned_make_step)
     out = tmp_path / "nan"
     config = TrainConfig(
         model="resnet_cifar", model_kwargs={"depth": 8}, out=out, data_root=synthetic_cifar,

@@ -1,10 +1,6 @@
 """CIFAR-10 data layer: loading and verification, splits, batched augmentation, device loader."""
 
 from repro.data.augment import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     CropFlipStore,
     augment,
     crop_flip,
@@ -21,7 +17,8 @@ from repro.data.cifar10 import (
     resolve_data_root,
 )
 from repro.data.loader import DeviceLoader
-from repro.data.splits import SPLITS, get_split, train_val_indices
+from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+from repro.data.splits import SPLITS, Splits, get_split, load_splits, train_val_indices
 
 __all__ = [
     "CIFAR10",
@@ -33,12 +30,14 @@ __all__ = [
     "IMAGENET_STD",
     "OFFICIAL_MD5",
     "SPLITS",
+    "Splits",
     "DeviceLoader",
     "augment",
     "crop_flip",
     "find_batches_dir",
     "get_split",
     "load_cifar10",
+    "load_splits",
     "normalize",
     "random_crop_flip",
     "resolve_data_root",

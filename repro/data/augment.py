@@ -20,10 +20,8 @@ from collections.abc import Sequence
 
 import torch
 
-CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
+
 
 
 def sample_crop_params(

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from repro.data.augment import CIFAR10_MEAN, CIFAR10_STD, CropFlipStore, normalize
+from repro.data.augment import CropFlipStore, normalize
+from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
 from repro.errors import ReproError
 
 

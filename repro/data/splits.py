@@ -7,9 +7,13 @@ the full set) and fixed by a seed, so every run with the same seed sees the same
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
-from repro.data.cifar10 import CIFAR10
+from repro.data.cifar10 import CIFAR10, load_cifar10
 from repro.errors import ReproError
 
 SPLITS: tuple[str, ...] = ("train", "train45k", "val5k", "test")
@@ -63,3 +67,33 @@ def get_split(
         idx = train_idx if name == "train45k" else val_idx
         return data.train_images[idx], data.train_labels[idx]
     raise ReproError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+
+
+@dataclass
+class Splits:
+    """The (uint8 images, labels) a training run uses: its training split, the held-out
+    validation split (None without one) and the test set."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor]
+    official: bool
+    root: Path
+
+    def counts(self) -> dict[str, int]:
+        """Images per split, as config.json records them."""
+        val = 0 if self.val is None else int(self.val[1].numel())
+        return {"train": int(self.train[1].numel()), "val": val, "test": int(self.test[1].numel())}
+
+
+def load_splits(root: str | os.PathLike | None, val_fraction: float, split_seed: int) -> Splits:
+    """The training split left after holding out ``val_fraction`` (stratified, seeded), that
+    validation split (None if ``val_fraction`` is 0), and the test set."""
+    data = load_cifar10(root)
+    val: tuple[torch.Tensor, torch.Tensor] | None = None
+    train = (data.train_images, data.train_labels)
+    if val_fraction > 0:
+        tr, va = train_val_indices(data.train_labels, val_fraction, split_seed)
+        train = (data.train_images[tr], data.train_labels[tr])
+        val = (data.train_images[va], data.train_labels[va])
+    return Splits(train, val, (data.test_images, data.test_labels), data.official, data.root)

@@ -1,10 +1,16 @@
-"""Parameter and multiply-add counts, the two complexity measures of Tables 1 and 6."""
+"""Parameter and multiply-add counts, the two complexity measures of Tables 1 and 6, and their
+comparison with the figures the paper prints (`repro params`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from repro.baselines import load_baseline
+from repro.models import CIFAR_DEPTHS, IMAGENET_DEPTHS, PLAIN_CIFAR_DEPTHS, build_model
 
 
 def count_params(model: nn.Module) -> int:
@@ -25,3 +31,56 @@ def count_macs(model: nn.Module, image_size: int) -> int:
         model(x)
     model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+MACS_TOLERANCE = 0.03  # Table 1 prints FLOPs to two significant figures
+
+PARAMS_MODELS = (
+    [f"resnet{d}" for d in CIFAR_DEPTHS]
+    + [f"plain{d}" for d in PLAIN_CIFAR_DEPTHS]
+    + [f"resnet{d}" for d in IMAGENET_DEPTHS]
+    + ["plain18", "plain34", "resnet18_cifar"]
+)
+IMAGENET_MODELS = {f"resnet{d}" for d in IMAGENET_DEPTHS} | {"plain18", "plain34"}
+
+
+@dataclass
+class Complexity:
+    model: str
+    params: int
+    paper_params: float | None  # in millions, as printed in the paper
+    macs: int
+    paper_macs: float | None
+    params_match: bool | None
+    macs_match: bool | None
+
+
+def params_agree(params: int, paper_millions: float) -> bool:
+    """True if ``params`` rounds to the paper's figure at the precision it was printed with."""
+    decimals = len(repr(float(paper_millions)).split(".")[1])
+    return abs(params / 1e6 - paper_millions) <= 0.5 * 10**-decimals + 1e-12
+
+
+def paper_figures() -> dict[str, dict]:
+    """Paper figures by model name; a plain CIFAR net has exactly its ResNet's parameters."""
+    figures = dict(load_baseline("he2016_table6")["models"])
+    figures |= {f"plain{d}": figures[f"resnet{d}"] for d in PLAIN_CIFAR_DEPTHS}
+    figures |= load_baseline("he2016_table1")["models"]
+    return figures
+
+
+def complexity(name: str, figures: dict[str, dict]) -> Complexity:
+    model = build_model(name)
+    params = count_params(model)
+    macs = count_macs(model, 224 if name in IMAGENET_MODELS else 32)
+    paper = figures.get(name, {})
+    paper_params, paper_macs = paper.get("params_m"), paper.get("macs")
+    return Complexity(
+        model=name,
+        params=params,
+        paper_params=paper_params,
+        macs=macs,
+        paper_macs=paper_macs,
+        params_match=None if paper_params is None else params_agree(params, paper_params),
+        macs_match=None if paper_macs is None else abs(macs / paper_macs - 1) <= MACS_TOLERANCE,
+    )

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from repro.report.summary import SeedRun
+from repro.train.rundir import Run
 
 
-def mean_curve(runs: list[SeedRun], key: str) -> tuple[list[int], list[float]]:
+def mean_curve(runs: list[Run], key: str) -> tuple[list[int], list[float]]:
     """The metric averaged over seeds at the iterations every seed evaluated."""
     per_seed = [
         {r["iteration"]: r[key] for r in run.metrics
@@ -28,7 +28,7 @@ def family(model: str) -> str:
     return "plain" if model.startswith("plain") else "resnet"
 
 
-def plot_curves(runs: dict[str, list[SeedRun]], path: Path, title: str) -> Path:
+def plot_curves(runs: dict[str, list[Run]], path: Path, title: str) -> Path:
     """Write the Fig. 6-style PNG for ``{model: [seed runs]}``; returns ``path``."""
     import matplotlib
 

@@ -6,22 +6,30 @@ evaluation chosen on validation); best-on-test is a labelled secondary number on
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from repro.baselines import load_baseline
+from repro.claims import all_verdicts
+from repro.errors import ReproError
 from repro.report.plots import plot_curves
-from repro.report.summary import SUMMARY_FILE, load_summary, write_json_atomic
-from repro.report.verdicts import RunSet, all_verdicts, load_runset
+from repro.reproduce.summary import refreshed_summary
+from repro.tables import markdown_table
+from repro.train.recipes import RECIPE_FIELDS
+from repro.train.rundir import (
+    LAYER_RESPONSE_JSON,
+    LAYER_RESPONSE_PNG,
+    load_matrix,
+    read_layer_response,
+    write_summary,
+)
 
 CURVES_PNG = "curves.png"
-LAYER_JSON, LAYER_PNG = "layer_response.json", "layer_response.png"
-RECIPE_KEYS = ("recipe", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "epochs",
-               "iterations", "total_iterations", "milestones", "milestone_unit", "gamma",
-               "warmup", "warmup_lr", "warmup_until_error", "split", "val_fraction", "max_steps",
-               "eval_every", "deterministic", "device", "amp", "channels_last", "compile")  # fmt: skip
+# The recipe table: every recipe field (repro.train.recipes.Recipe), then how the run used it.
+RECIPE_KEYS = ("recipe", *(f for f in RECIPE_FIELDS if f not in ("name", "source")),
+               "total_iterations", "max_steps", "eval_every", "deterministic", "device", "amp",
+               "channels_last", "compile")  # fmt: skip
 
 
 def title_of(summary: dict[str, Any]) -> str:
@@ -69,7 +77,7 @@ def results_table(summary: dict[str, Any], comparable: bool) -> str:
     head += ["val-selected test err %"] if has_val else []
     head += ["final train err %", "best-on-test % (selected on test)", "paper Table 6",
              "Δ vs paper", "akamaster (best-on-test)", "seed report ep. 200"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for model, m in summary["models"].items():
         final = m["final_test_error"]
         seeds = ", ".join(_num(s["final_test_error"]) for s in m["seeds"].values())
@@ -82,8 +90,8 @@ def results_table(summary: dict[str, Any], comparable: bool) -> str:
                 shown,
                 _num(aka.get(model, {}).get("test_error")),
                 _num(seedrep.get(model, {}).get("test_error"))]  # fmt: skip
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        rows.append(row)
+    return markdown_table(head, rows)
 
 
 def deviations(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
@@ -118,22 +126,20 @@ def deviations(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
 def layer_response_section(run_dir: Path, out: Path) -> list[str]:
     """Fig. 7 figure and mean-std table when `repro analyze layer-response` wrote them."""
     lines: list[str] = []
-    if (run_dir / LAYER_PNG).is_file():
-        shutil.copy2(run_dir / LAYER_PNG, out / LAYER_PNG)
-        lines += [f"![layer responses]({LAYER_PNG})", ""]
-    if (run_dir / LAYER_JSON).is_file():
-        shutil.copy2(run_dir / LAYER_JSON, out / LAYER_JSON)
-        try:
-            doc = json.loads((run_dir / LAYER_JSON).read_text())
-            models = doc["models"]
-            lines += ["| model | mean response std | layers | seeds |", "|---|---|---|---|"]
-            for name, m in models.items():
-                lines.append(f"| {m.get('label', name)} | {float(m['mean_std']):.4f} | "
-                             f"{m.get('num_layers', '-')} | {m.get('num_seeds', '-')} |")  # fmt: skip
+    if (run_dir / LAYER_RESPONSE_PNG).is_file():
+        shutil.copy2(run_dir / LAYER_RESPONSE_PNG, out / LAYER_RESPONSE_PNG)
+        lines += [f"![layer responses]({LAYER_RESPONSE_PNG})", ""]
+    try:
+        doc = read_layer_response(run_dir)
+        if doc is not None:
+            shutil.copy2(run_dir / LAYER_RESPONSE_JSON, out / LAYER_RESPONSE_JSON)
+            rows = [(m.get("label", name), f"{float(m['mean_std']):.4f}", m.get("num_layers", "-"),
+                     m.get("num_seeds", "-")) for name, m in doc["models"].items()]  # fmt: skip
+            lines.append(markdown_table(("model", "mean response std", "layers", "seeds"), rows))
             if doc.get("definition"):
                 lines += ["", f"Definition: {doc['definition']}."]
-        except (ValueError, KeyError, TypeError) as exc:
-            lines.append(f"({LAYER_JSON} could not be read: {type(exc).__name__}: {exc})")
+    except (ReproError, ValueError, KeyError, TypeError) as exc:
+        lines.append(f"({LAYER_RESPONSE_JSON} could not be read: {type(exc).__name__}: {exc})")
     if not lines:
         return []
     return ["## Layer responses (Fig. 7)", "", *lines, ""]
@@ -142,17 +148,17 @@ def layer_response_section(run_dir: Path, out: Path) -> list[str]:
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md``, ``summary.json`` and the PNGs to ``out``; returns the report path."""
     run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
-    rs: RunSet = load_runset(run_dir)
+    matrix = load_matrix(run_dir)
+    summary = refreshed_summary(matrix)
     out = Path(out) if out else Path("reports") / run_dir.resolve().name
     out.mkdir(parents=True, exist_ok=True)
     title = title_of(summary)
     comparable = bool(summary.get("comparable_to_paper")) and summary.get("complete")
     short = f"CIFAR-10 {summary['experiment']}, preset {summary['preset']}"
     short += "" if comparable else f" ({summary['preset'].upper()}: not comparable to the paper)"
-    plot_curves({m: list(s.values()) for m, s in rs.runs.items()}, out / CURVES_PNG, short)
-    verdicts = all_verdicts(rs)
-    configs = [r.config for s in rs.runs.values() for r in s.values() if r.config]
+    plot_curves({m: list(s.values()) for m, s in matrix.runs.items()}, out / CURVES_PNG, short)
+    verdicts = all_verdicts(matrix)
+    configs = [r.config for s in matrix.runs.values() for r in s.values() if r.config]
     config = configs[0] if configs else {}
 
     md = [f"# {title}", ""]
@@ -197,6 +203,6 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     at_once = f", {summary['parallel']} training(s) at once" if summary.get("parallel") else ""
     md += [f"- wall time of the last `repro reproduce` call{at_once}: {wall:.1f} s"] if wall else []
     md.append("")
-    write_json_atomic(summary, out / SUMMARY_FILE)
+    write_summary(out, summary)
     (out / "report.md").write_text("\n".join(md))
     return out / "report.md"

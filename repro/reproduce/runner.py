@@ -8,7 +8,6 @@ the same folder, where the trainer resumes from last.pt.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -17,8 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.report.summary import SUMMARY_FILE, build_summary, read_json, write_json_atomic
+from repro.fileio import read_json
 from repro.reproduce.presets import Preset, config_mismatch
+from repro.reproduce.summary import build_summary
+from repro.train.environment import environment
+from repro.train.rundir import (
+    CONFIG,
+    FINAL,
+    SUMMARY,
+    load_runs,
+    log_path,
+    seed_dir,
+    write_summary,
+)
 
 
 @dataclass
@@ -103,7 +113,7 @@ def train_command(
 
 def job_state(job: Job, preset: Preset) -> str:
     """'done', 'partial' or 'new'; ReproError when the folder holds a different run."""
-    cfg_path = job.out / "config.json"
+    cfg_path = job.out / CONFIG
     if not cfg_path.is_file():
         return "new"
     diff = config_mismatch(read_json(cfg_path), preset, job.model, job.seed)
@@ -112,15 +122,14 @@ def job_state(job: Job, preset: Preset) -> str:
             f"{job.out} holds a different run ({'; '.join(diff[:3])}); "
             "choose another --out or delete that folder"
         )
-    return "done" if (job.out / "final.pt").is_file() else "partial"
+    return "done" if (job.out / FINAL).is_file() else "partial"
 
 
 def check_out_dir(out: Path, experiment: str, preset: str) -> None:
     """An existing run directory must be of the same experiment and preset (so it resumes)."""
-    path = out / SUMMARY_FILE
-    if not path.is_file():
+    if not (out / SUMMARY).is_file():
         return
-    old = read_json(path)
+    old = read_json(out / SUMMARY)
     if (old.get("experiment"), old.get("preset")) != (experiment, preset):
         raise ReproError(
             f"{out} holds experiment {old.get('experiment')!r} preset {old.get('preset')!r}, "
@@ -170,19 +179,6 @@ def run_jobs(
     return codes
 
 
-def environment() -> dict[str, Any]:
-    """Where the matrix was driven from (each run's config.json has its own full environment)."""
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda_available": torch.cuda.is_available(),
-        "hostname": platform.node(),
-        "cpu_count": cpu_count(),
-    }
-
-
 def reproduce(
     experiment: str,
     models: tuple[str, ...],
@@ -203,7 +199,7 @@ def reproduce(
     official = check_requirements(preset, data_root, device, force)
     check_out_dir(out, experiment, preset.name)
     jobs = [
-        Job(m, s, out / m / f"seed{s}", out / "logs" / f"{m}-seed{s}.log")
+        Job(m, s, seed_dir(out, m, s), log_path(out, m, s))
         for m in models
         for s in range(seeds)
     ]
@@ -228,12 +224,13 @@ def reproduce(
 
     def write(status: str, wall: float, codes: dict) -> dict:
         failed = sorted(f"{m}/seed{s}" for (m, s), rc in codes.items() if rc != 0)
-        summary = build_summary(out, experiment, preset.name, models, range(seeds),
+        runs = load_runs(out, models, range(seeds))
+        summary = build_summary(experiment, preset.name, range(seeds), runs,
                                 {**extra, "status": status, "failed": failed})  # fmt: skip
         summary["data_official"] = official
         summary["wall_seconds"] = wall
         summary["parallel"] = parallel
-        write_json_atomic(summary, out / SUMMARY_FILE)
+        write_summary(out, summary)
         return summary
 
     t0 = time.monotonic()
@@ -249,5 +246,5 @@ def reproduce(
         echo(f"{len(summary['failed'])} run(s) failed: {', '.join(summary['failed'])}; "
              f"see {out / 'logs'}; re-run the same command to resume them")  # fmt: skip
         return 1
-    echo(f"summary: {out / SUMMARY_FILE}")
+    echo(f"summary: {out / SUMMARY}")
     return 0

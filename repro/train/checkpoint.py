@@ -7,7 +7,6 @@ and ``model`` (the state dict); training checkpoints add optimiser, scheduler, l
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +14,15 @@ import torch
 from torch import nn
 
 from repro.errors import ReproError
+from repro.fileio import atomic_write
 from repro.models import build_model
 
 FORMAT = "resnet-repro/1"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write ``state`` (plus the format tag) to ``path`` atomically."""
+    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -18,22 +18,18 @@ from typing import Any
 
 import torch
 
-from repro.data import DeviceLoader
 from repro.errors import ReproError
-from repro.train import ddp
-from repro.train.recipes import build_schedule, get_recipe
-from repro.train.switches import check_compile_mode, resolve_switch
-from repro.train.trainer import (
-    amp_name,
-    first_compiled_step,
+from repro.train.components import (
+    Components,
+    build_components,
+    infinite_batches,
     make_model,
-    make_optimizer,
-    make_step,
     model_depth,
-    resolve_amp,
-    resolve_device,
     set_lr,
 )
+from repro.train.devices import amp_name, resolve_amp, resolve_device
+from repro.train.recipes import build_schedule, get_recipe
+from repro.train.switches import check_compile_mode, resolve_switch
 
 OFFICIAL_TRAIN = 50_000
 OFFICIAL_TEST = 10_000
@@ -78,6 +74,64 @@ def _max_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
+def _time_steps(
+    parts: Components, dev: torch.device, steps: int, warmup_steps: int, model_name: str
+) -> float:
+    """Seconds per training step after ``warmup_steps`` untimed ones (the compiling step is one).
+
+    CPU: the median of the timed steps; CUDA: their mean, timed back to back as one block.
+    """
+    batches = infinite_batches(parts.loader)
+    if parts.compiled:  # the step that compiles counts as a warm-up step, never timed
+        x, y = next(batches)
+        parts.step(x, y, 1.0 / y.shape[0])
+        warmup_steps = max(warmup_steps - 1, 0)
+    for _ in range(warmup_steps):
+        x, y = next(batches)
+        parts.step(x, y, 1.0 / y.shape[0])
+    times = []
+    _sync(dev)
+    t_block = time.perf_counter()
+    for _ in range(steps):
+        t = time.perf_counter()
+        x, y = next(batches)
+        loss, _ = parts.step(x, y, 1.0 / y.shape[0])
+        times.append(time.perf_counter() - t)  # on the CPU the step has finished here
+    _sync(dev)
+    block_s = time.perf_counter() - t_block
+    if not torch.isfinite(loss):
+        raise ReproError(f"{model_name}: non-finite loss while timing")
+    return block_s / steps if dev.type == "cuda" else statistics.median(times)
+
+
+def _eval_throughput(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    dev: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+    eval_batch_size: int,
+) -> float:
+    """Images per second of a few forward passes in inference mode (the first one untimed)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.eval()
+    eval_n = min(eval_batch_size, images.shape[0])
+    xe = images[:eval_n].to(dev).float().contiguous(memory_format=fmt)
+    eval_times = []
+    with (
+        torch.inference_mode(),
+        torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)),
+    ):
+        for i in range(3):
+            _sync(dev)
+            t = time.perf_counter()
+            model(xe)
+            _sync(dev)
+            if i:
+                eval_times.append(time.perf_counter() - t)
+    return eval_n / statistics.median(eval_times)
+
+
 def estimate(
     model_name: str,
     recipe_name: str = "paper",
@@ -99,7 +153,7 @@ def estimate(
     CUDA the timed steps run back to back with one synchronisation, as in training, so their
     mean is the throughput rather than one step's latency.
     """
-    dev = resolve_device(device, ddp.DistInfo())
+    dev = resolve_device(device)
     amp_dtype = resolve_amp(amp, dev)
     compiled = resolve_switch("compile", compile, auto=dev.type == "cuda")
     mode = check_compile_mode(compile_mode) if compiled else None
@@ -107,9 +161,7 @@ def estimate(
     torch.manual_seed(0)
     model = make_model(model_name, model_kwargs or {})
     n_val = round(OFFICIAL_TRAIN * recipe.val_fraction)
-    n_train = OFFICIAL_TRAIN - n_val
-    schedule = build_schedule(recipe, n_train, model_depth(model, model_name))
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    schedule = build_schedule(recipe, OFFICIAL_TRAIN - n_val, model_depth(model, model_name))
 
     if dev.type == "cuda":
         torch.cuda.empty_cache()
@@ -117,63 +169,16 @@ def estimate(
         mem_before = torch.cuda.memory_allocated(dev)
     rss_before = _max_rss_bytes()
 
-    model = model.to(dev, memory_format=fmt)
-    optimizer = make_optimizer(model, recipe, dev)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    step = eager = make_step(model, optimizer, amp_dtype, scaler)
-    if mode is not None:
-        step = make_step(model, optimizer, amp_dtype, scaler, mode)
-    set_lr(optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
     gen = torch.Generator().manual_seed(0)
     n_images = recipe.batch_size * 4
     images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, 10, (n_images,), generator=gen)
-    loader = DeviceLoader(images, labels, recipe.batch_size, train=True, seed=0, device=dev,
-                          drop_last=True, memory_format=fmt)  # fmt: skip
+    parts = build_components(model, recipe, images, labels, device=dev, amp_dtype=amp_dtype,
+                             channels_last=channels_last, compile_mode=mode, drop_last=True)  # fmt: skip
+    set_lr(parts.optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
+    step_s = _time_steps(parts, dev, steps, warmup_steps, model_name)
+    eval_ips = _eval_throughput(parts.model, images, dev, amp_dtype, channels_last, eval_batch_size)
 
-    def batches():
-        while True:
-            yield from loader
-
-    it = batches()
-    if mode is not None:  # the step that compiles counts as a warm-up step, never timed
-        x, y = next(it)
-        step, _, _ = first_compiled_step(step, eager, model, optimizer, x, y, 1.0 / y.shape[0])
-        warmup_steps = max(warmup_steps - 1, 0)
-    for _ in range(warmup_steps):
-        x, y = next(it)
-        step(x, y, 1.0 / y.shape[0])
-    times = []
-    _sync(dev)
-    t_block = time.perf_counter()
-    for _ in range(steps):
-        t = time.perf_counter()
-        x, y = next(it)
-        loss, _ = step(x, y, 1.0 / y.shape[0])
-        times.append(time.perf_counter() - t)  # on the CPU the step has finished here
-    _sync(dev)
-    block_s = time.perf_counter() - t_block
-    if not torch.isfinite(loss):
-        raise ReproError(f"{model_name}: non-finite loss while timing")
-    step_s = block_s / steps if dev.type == "cuda" else statistics.median(times)
-
-    # evaluation throughput: a few forward passes in inference mode
-    model.eval()
-    eval_n = min(eval_batch_size, n_images)
-    xe = images[:eval_n].to(dev).float().contiguous(memory_format=fmt)
-    eval_times = []
-    with (
-        torch.inference_mode(),
-        torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)),
-    ):
-        for i in range(3):
-            _sync(dev)
-            t = time.perf_counter()
-            model(xe)
-            _sync(dev)
-            if i:
-                eval_times.append(time.perf_counter() - t)
-    eval_ips = eval_n / statistics.median(eval_times)
 
     if dev.type == "cuda":
         peak: int | None = torch.cuda.max_memory_allocated(dev) - mem_before

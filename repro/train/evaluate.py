@@ -16,14 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.data import normalize
-
-_AMP_NAMES = {
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-}
-
+from repro.train.devices import model_device, resolve_amp
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -40,28 +33,6 @@ class EvalResult:
         return dict(zip(classes, self.per_class_accuracy))
 
 
-def autocast_dtype(
-    amp: bool | str | torch.dtype | None, device: torch.device
-) -> torch.dtype | None:
-    """The autocast dtype for ``amp``: off for False/None/"off"; True means fp16 on CUDA, else bf16."""
-    if amp is None or amp is False or amp in ("off", "none", "no", "fp32", "float32", ""):
-        return None
-    if amp is True:
-        return torch.float16 if device.type == "cuda" else torch.bfloat16
-    if isinstance(amp, torch.dtype):
-        return amp
-    if isinstance(amp, str) and amp.lower() in _AMP_NAMES:
-        return _AMP_NAMES[amp.lower()]
-    raise ValueError(f"unknown amp setting {amp!r}: use False, True, 'bf16' or 'fp16'")
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a model without parameters)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def evaluate(
     model: nn.Module,
     images: torch.Tensor,
@@ -71,13 +42,13 @@ def evaluate(
     batch_size: int = 1024,
     device: str | torch.device | None = None,
     channels_last: bool = False,
-    amp: bool | str | torch.dtype | None = False,
+    amp: str | torch.dtype | None = "off",
     num_classes: int | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on uint8 ``images`` [N, 3, H, W] with int ``labels`` [N].
 
     Inputs are normalised with ``(x / 255 - mean) / std``. ``device`` defaults to the model's;
-    the model must already be there. The model's train/eval mode is restored afterwards.
+    the model must already be there. ``amp`` is the training vocabulary (auto | bf16 | fp16 | off). The model's train/eval mode is restored afterwards.
     """
     if images.dim() != 4 or images.dtype != torch.uint8:
         raise ValueError(
@@ -91,7 +62,7 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device) if device is not None else model_device(model)
-    cast = autocast_dtype(amp, device)
+    cast = resolve_amp(amp, device)
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 

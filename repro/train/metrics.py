@@ -1,11 +1,9 @@
-"""Training metrics kept on the device (no host sync per step) and the metrics.jsonl file."""
+"""Training metrics kept on the device (no host sync per step), and the keys of a metrics.jsonl
+record (written and read by :mod:`repro.train.rundir`)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,38 +65,3 @@ class Meter:
         self.loss = state["loss"].to(self.device, torch.float64).clone()
         self.errors = state["errors"].to(self.device, torch.int64).clone()
         self.count = int(state["count"])
-
-
-def append_metrics(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and fsync, so a kill leaves at most one partial last line."""
-    line = json.dumps(record, allow_nan=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every complete record of a metrics.jsonl (a torn last line is skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def truncate_metrics(path: Path, iteration: int) -> int:
-    """Keep only the records up to ``iteration`` (atomic rewrite); returns how many remain."""
-    kept = [r for r in read_metrics(path) if int(r.get("iteration", -1)) <= iteration]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, allow_nan=True) + "\n" for r in kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return len(kept)

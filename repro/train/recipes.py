@@ -18,30 +18,39 @@ from typing import Any
 from repro.errors import ReproError
 
 
+def _flag(default: Any, type_: type | None, help_text: str = "", **argparse_kw: Any) -> Any:
+    """A recipe field that `repro train` overrides with ``--<field>`` (argparse options in the
+    field's metadata; ``type_`` None: a boolean ``--x/--no-x``)."""
+    return field(default=default, metadata={"cli": {"type": type_, "help": help_text, **argparse_kw}})
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Every training hyper-parameter of one recipe; all of them appear in config.json."""
 
     name: str
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    epochs: int | None = None  # length in epochs (converted with ceil(N / batch) it/epoch) ...
-    iterations: int | None = None  # ... or in iterations; exactly one of the two is set
-    milestones: tuple[int, ...] = ()
-    milestone_unit: str = "iteration"  # "epoch" or "iteration"
-    step_size: int | None = None  # StepLR: a milestone every step_size units (adds to milestones)
-    gamma: float = 0.1
-    warmup: str = "auto"  # "auto" (depth >= warmup_min_depth), "on" or "off"
-    warmup_lr: float = 0.01
-    warmup_until_error: float = 80.0  # percent; warm-up ends once training error is below it
-    warmup_min_depth: int = 110
-    warmup_check_every: int = 50  # iterations between warm-up checks (one host sync each)
+    batch_size: int = _flag(128, int, "global batch size")
+    lr: float = _flag(0.1, float, "base learning rate")
+    momentum: float = _flag(0.9, float)
+    weight_decay: float = _flag(1e-4, float)
+    nesterov: bool = _flag(False, None, "Nesterov momentum")
+    # length in epochs (converted with ceil(N / batch) it/epoch) or in iterations: exactly one set
+    epochs: int | None = _flag(None, int, "schedule length in epochs")
+    iterations: int | None = _flag(None, int, "schedule length in iterations")
+    milestones: tuple[int, ...] = _flag((), int, "lr drops (in --milestone-unit)", nargs="+")
+    milestone_unit: str = _flag("iteration", str, choices=("epoch", "iteration"))
+    # StepLR: a milestone every step_size units (adds to milestones)
+    step_size: int | None = _flag(None, int, "StepLR: a drop every N milestone units (0: off)")
+    gamma: float = _flag(0.1, float, "lr factor at each milestone")
+    warmup: str = _flag("auto", str, "0.01 warm-up: auto = depth >= 110 (Sec. 4.2)",
+                        choices=("auto", "on", "off"))  # fmt: skip
+    warmup_lr: float = _flag(0.01, float)
+    warmup_until_error: float = _flag(80.0, float, "percent: warm-up ends below it (default 80)")
+    warmup_min_depth: int = _flag(110, int)
+    warmup_check_every: int = _flag(50, int, "iterations between warm-up checks (one host sync each)")
     split: str = "train45k"
-    val_fraction: float = 0.1
-    early_stopping_patience: int | None = None  # evaluations without val improvement
+    val_fraction: float = _flag(0.1, float, "held-out share of the training set")
+    early_stopping_patience: int | None = _flag(None, int, "evaluations without val improvement; 0 = off")
     source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +93,10 @@ RECIPES: dict[str, Recipe] = {
 }
 
 RECIPE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
+# The fields `repro train` can override, with the argparse options of each.
+RECIPE_FLAGS: dict[str, dict[str, Any]] = {
+    f.name: f.metadata["cli"] for f in dataclasses.fields(Recipe) if "cli" in f.metadata
+}
 
 
 def split_name(val_fraction: float) -> str:

@@ -1,26 +1,43 @@
-"""The run directory: checks made before any training (writable, same config, sound checkpoints)
-and the decision to start, resume or report an already finished run."""
+"""The run directory, in one place: its layout, reading and writing of every file in it, the
+decision to start, resume or leave a finished run, and the one loader of a run and of a matrix.
+
+One training run (``repro train --out RUN``)::
+
+    RUN/config.json      the resolved recipe, runtime and environment, in full
+    RUN/metrics.jsonl    one record per evaluation (see repro.fileio for the torn-line policy)
+    RUN/last.pt          the training state, for exact resume
+    RUN/best.pt          the state at the best evaluation (by validation error when there is a split)
+    RUN/final.pt         the state when the schedule ended: present only for a finished run
+
+A matrix (``repro reproduce --out ROOT``) holds one run per model and seed::
+
+    ROOT/summary.json               what the matrix is (experiment, preset, seeds, models) + results
+    ROOT/<model>/seed<k>/           one run folder as above
+    ROOT/logs/<model>-seed<k>.log   the trainer's output
+    ROOT/layer_response.json/.png   Fig. 7, written by `repro analyze layer-response`
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
+from repro.fileio import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from repro.train.checkpoint import load_checkpoint
 from repro.train.recipes import RECIPE_FIELDS
 
-CONFIG, METRICS, LAST, BEST, FINAL = (
-    "config.json",
-    "metrics.jsonl",
-    "last.pt",
-    "best.pt",
-    "final.pt",
-)
+CONFIG, METRICS, LAST, BEST, FINAL = "config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt"
+SUMMARY = "summary.json"
+LAYER_RESPONSE_JSON, LAYER_RESPONSE_PNG = "layer_response.json", "layer_response.png"
+LOGS = "logs"
+SEED_DIR = re.compile(r"^seed(\d+)$")
 
 # The config fields that define *what* is trained; the rest (device, amp, threads, max_steps...)
 # may change when a run is resumed.
@@ -41,6 +58,86 @@ TRAINING_FIELDS: tuple[str, ...] = (
 )
 
 
+# ---------------------------------------------------------------- paths
+
+
+def seed_dir(root: Path, model: str, seed: int) -> Path:
+    """The run folder of one model and seed inside a matrix."""
+    return Path(root) / model / f"seed{seed}"
+
+
+def log_path(root: Path, model: str, seed: int) -> Path:
+    """The trainer's log of one model and seed inside a matrix."""
+    return Path(root) / LOGS / f"{model}-seed{seed}.log"
+
+
+def seed_of(run: Path) -> int | None:
+    """The seed a ``seed<k>`` folder name says, else None."""
+    match = SEED_DIR.match(Path(run).name)
+    return int(match.group(1)) if match else None
+
+
+def run_checkpoint(run: Path) -> Path | None:
+    """A run's ``final.pt``, else its ``last.pt`` (an unfinished run), else None."""
+    for name in (FINAL, LAST):
+        if (Path(run) / name).is_file():
+            return Path(run) / name
+    return None
+
+
+# ---------------------------------------------------------------- one run: config and metrics
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    """A run's config.json; ReproError (saying to use a new folder) when it is not one."""
+    path = Path(run) / CONFIG
+    try:
+        config = read_json(path)
+    except ReproError as exc:
+        raise ReproError(f"{exc}; use a new --out folder") from None
+    if "model" not in config:
+        raise ReproError(f"{path} is not a resnet-repro run config; use a new --out folder")
+    return config
+
+
+def write_config(run: Path, config: dict[str, Any]) -> None:
+    write_json(Path(run) / CONFIG, config)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every complete record of a metrics.jsonl (``path`` may be the file or its run folder)."""
+    path = Path(path)
+    rows, _ = read_jsonl(path / METRICS if path.is_dir() else path)
+    return rows
+
+
+def append_metrics(run: Path, record: dict[str, Any]) -> None:
+    append_jsonl(Path(run) / METRICS, record)
+
+
+def reset_metrics(run: Path) -> None:
+    """An empty metrics.jsonl for a run that starts from iteration 0."""
+    write_jsonl(Path(run) / METRICS, [])
+
+
+def truncate_metrics(run: Path, iteration: int) -> int:
+    """Keep only the records up to ``iteration`` (atomic rewrite); returns how many remain."""
+    kept = [r for r in read_metrics(Path(run) / METRICS) if int(r.get("iteration", -1)) <= iteration]
+    write_jsonl(Path(run) / METRICS, kept)
+    return len(kept)
+
+
+def expected_end(config: dict[str, Any]) -> int | None:
+    """The iteration the schedule ends at: ``total_iterations``, cut by ``max_steps`` if set."""
+    total, cut = config.get("total_iterations"), config.get("max_steps")
+    if total is None:
+        return cut
+    return min(int(total), int(cut)) if cut else int(total)
+
+
+# ---------------------------------------------------------------- one run: start, resume, finished
+
+
 @dataclass
 class RunState:
     """What the run directory holds: a checkpoint to resume from, and whether it is finished."""
@@ -58,17 +155,6 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         for k in TRAINING_FIELDS
         if norm(old.get(k)) != norm(new.get(k))
     ]
-
-
-def read_config(out: Path) -> dict[str, Any]:
-    path = out / CONFIG
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ReproError(f"{path} cannot be read ({exc}); use a new --out folder") from None
-    if not isinstance(cfg, dict) or "model" not in cfg:
-        raise ReproError(f"{path} is not a resnet-repro run config; use a new --out folder")
-    return cfg
 
 
 def check_writable(out: Path) -> None:
@@ -126,13 +212,109 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
     if has[FINAL]:
         final = load_checkpoint(out / FINAL)
         _check_checkpoint(final, out / FINAL, config)
-        if (
-            final.get("stop_reason") in ("schedule", "early_stopping")
-            or final["iteration"] >= target
-        ):
+        if final.get("stop_reason") in ("schedule", "early_stopping") or final["iteration"] >= target:
             return RunState(checkpoint=final, complete=True)
         state.extend_final = True
     if has[LAST]:
         state.checkpoint = load_checkpoint(out / LAST)
         _check_checkpoint(state.checkpoint, out / LAST, config)
     return state
+
+
+# ---------------------------------------------------------------- reading finished work
+
+
+@dataclass
+class Run:
+    """One run folder as read back: config.json, metrics.jsonl records, whether final.pt exists,
+    and every problem met while reading (never raised: the claims report them)."""
+
+    path: Path
+    config: dict[str, Any] | None
+    metrics: list[dict[str, Any]]
+    finished: bool
+    problems: list[str] = field(default_factory=list)
+
+
+def load_run(path: Path) -> Run:
+    """Read one run folder without raising: problems are collected instead."""
+    path = Path(path)
+    problems: list[str] = []
+    config = None
+    if (path / CONFIG).is_file():
+        try:
+            config = read_json(path / CONFIG)
+        except ReproError as exc:
+            problems.append(str(exc))
+    else:
+        problems.append(f"{CONFIG} is missing")
+    metrics, metric_problems = read_jsonl(path / METRICS)
+    return Run(path, config, metrics, (path / FINAL).is_file(), problems + metric_problems)
+
+
+@dataclass
+class Matrix:
+    """A `repro reproduce` folder: what summary.json says it is, and every model/seed run."""
+
+    root: Path
+    experiment: str
+    preset: str
+    seeds: list[int]
+    runs: dict[str, dict[int, Run]]
+    summary: dict[str, Any]
+
+
+def read_summary(root: Path) -> dict[str, Any]:
+    """A matrix's summary.json, checked for the fields that say what the matrix is."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ReproError(f"run directory {root} does not exist")
+    path = root / SUMMARY
+    if not path.is_file():
+        raise ReproError(
+            f"{path} is missing: {root} is not a `repro reproduce` run directory "
+            "(run `repro reproduce --experiment E --preset P --out DIR` first)"
+        )
+    summary = read_json(path)
+    for key in ("experiment", "preset", "seeds", "models"):
+        if key not in summary:
+            raise ReproError(f"{path} has no {key!r}; it was not written by `repro reproduce`")
+    return summary
+
+
+def write_summary(root: Path, summary: dict[str, Any]) -> None:
+    write_json(Path(root) / SUMMARY, summary)
+
+
+def load_runs(root: Path, models: Iterable[str], seeds: Iterable[int]) -> dict[str, dict[int, Run]]:
+    """Every model/seed run folder of a matrix, read: ``{model: {seed: Run}}``."""
+    seeds = list(seeds)
+    return {m: {s: load_run(seed_dir(root, m, s)) for s in seeds} for m in models}
+
+
+def load_matrix(root: Path) -> Matrix:
+    """The one loader of a matrix: the models and seeds its summary.json names, each run read."""
+    root = Path(root)
+    summary = read_summary(root)
+    try:
+        seeds = [int(s) for s in summary["seeds"]]
+        models = [str(m) for m in summary["models"]]
+    except (TypeError, ValueError):
+        raise ReproError(f"{root / SUMMARY}: 'seeds' and 'models' must list seeds and models") from None
+    runs = load_runs(root, models, seeds)
+    return Matrix(root, str(summary["experiment"]), str(summary["preset"]), seeds, runs, summary)
+
+
+def read_layer_response(root: Path) -> dict[str, Any] | None:
+    """The layer_response.json of a folder (None when there is none)."""
+    path = Path(root) / LAYER_RESPONSE_JSON
+    if not path.is_file():
+        return None
+    doc = read_json(path)
+    if not isinstance(doc.get("models"), dict):
+        raise ReproError(f"{path} has no 'models' object; run `repro analyze layer-response` again")
+    return doc
+
+
+def write_layer_response(root: Path, doc: dict[str, Any]) -> None:
+    write_json(Path(root) / LAYER_RESPONSE_JSON, doc)

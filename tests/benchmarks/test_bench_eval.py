@@ -11,7 +11,7 @@ import torch
 
 from repro.data import CIFAR10_MEAN, CIFAR10_STD
 from repro.train.evaluate import evaluate
-from repro.train.trainer import make_model
+from repro.train.components import make_model
 
 MODELS = ("resnet20", "resnet56", "resnet110", "plain56")
 needs_cuda = pytest.mark.skipif(

@@ -1,6 +1,6 @@
 """Training-step throughput (images/s) of the CIFAR nets of He et al. 2016 (Sec. 4.2) at batch 128.
 
-Each round runs the trainer's own step (``repro.train.trainer.make_step``: forward, summed
+Each round runs the trainer's own step (``repro.train.components.make_step``: forward, summed
 cross-entropy, backward, SGD with momentum and weight decay) on one fixed, already normalised
 batch on the device, so the figures exclude the data pipeline (``test_bench_data.py``).
 
@@ -25,7 +25,8 @@ import pytest
 import torch
 
 from repro.train.recipes import get_recipe
-from repro.train.trainer import make_model, make_optimizer, make_step, resolve_amp
+from repro.train.components import make_model, make_optimizer, make_step
+from repro.train.devices import resolve_amp
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 128
@@ -98,7 +99,7 @@ def build_step(model: str, setting: Setting, device: torch.device, batch: int = 
 PEAK_RSS_SCRIPT = """
 import json, sys, torch
 from repro.train.recipes import get_recipe
-from repro.train.trainer import make_model, make_optimizer, make_step
+from repro.train.components import make_model, make_optimizer, make_step
 
 def status(key):  # kB in /proc/self/status
     line = next(l for l in open("/proc/self/status") if l.startswith(key + ":"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from repro.cli.options import add_data_root, add_device
 from repro.reproduce.presets import EXPERIMENTS, PRESETS, get_experiment, get_preset
 from repro.reproduce.runner import reproduce
 
@@ -19,15 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory (default runs/<experiment>-<preset>; re-run to resume)")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=1, help="runs per model, seeds 0..K-1")
-    parser.add_argument("--data-root", default=None, help="CIFAR-10 folder (default $REPRO_DATA "
-                        "or data/cifar10)")  # fmt: skip
+    add_data_root(parser)
     parser.add_argument("--force", action="store_true",
                         help="run paper/common even without CUDA or on a subset")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=1,
                         help="trainings at once (default 1): on one GPU, K processes share it so "
                         "that small nets fill it; on the CPU each gets cores/K threads (on 2 "
                         "cores one at a time was 1.27x faster, reports/performance.md)")  # fmt: skip
-    parser.add_argument("--device", default=None, help="passed to `repro train` (e.g. cpu, cuda)")
+    add_device(parser, default=None, note="; passed to each `repro train`")
 
 
 def run(args: argparse.Namespace) -> int:

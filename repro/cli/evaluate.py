@@ -13,13 +13,14 @@ from typing import Any
 
 import torch
 
+from repro.cli.options import add_data_root, add_device, add_json
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, get_split, load_cifar10, resolve_data_root
-from repro.data.cifar10 import DATA_ENV, DEFAULT_DATA_ROOT
 from repro.data.splits import DEFAULT_SPLIT_SEED, SPLITS
 from repro.errors import ReproError
-from repro.models.akamaster import MODELS as AKAMASTER_MODELS
-from repro.models.akamaster import load_akamaster
+from repro.train.akamaster import MODELS as AKAMASTER_MODELS
+from repro.train.akamaster import load_akamaster
 from repro.train.checkpoint import model_from_checkpoint
+from repro.train.devices import resolve_device
 from repro.train.evaluate import EvalResult, evaluate
 
 SOURCES = ("repro", "akamaster")
@@ -27,12 +28,7 @@ SOURCES = ("repro", "akamaster")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file (or akamaster .th)")
-    parser.add_argument(
-        "--data-root",
-        default=None,
-        metavar="DIR",
-        help=f"CIFAR-10 root (default: ${DATA_ENV}, else {DEFAULT_DATA_ROOT})",
-    )
+    add_data_root(parser)
     parser.add_argument("--split", default="test", choices=SPLITS, help="default: test")
     parser.add_argument(
         "--split-seed",
@@ -53,25 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=AKAMASTER_MODELS,
         help="with --from akamaster: the network the file holds",
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: auto)")
+    add_device(parser)
     parser.add_argument("--batch-size", type=int, default=1024, help="default: 1024")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; a clear error for unknown or absent devices."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ReproError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ReproError(f"--device {name}: CUDA is not available here; use --device cpu")
-    count = torch.cuda.device_count() if device.type == "cuda" else 0
-    if device.type == "cuda" and device.index is not None and device.index >= count:
-        raise ReproError(f"--device {name}: only {count} CUDA device(s) here")
-    return device
+    add_json(parser)
 
 
 def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:

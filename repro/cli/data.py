@@ -11,10 +11,9 @@ from typing import Any
 
 import torch
 
+from repro.cli.options import add_data_root, add_json
 from repro.data.cifar10 import (
     CIFAR10,
-    DATA_ENV,
-    DEFAULT_DATA_ROOT,
     FOLDER,
     MANUAL_HINT,
     OFFICIAL_TEST_COUNT,
@@ -27,25 +26,13 @@ from repro.errors import ReproError
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
-def add_root_argument(parser: argparse.ArgumentParser) -> None:
-    """``--root``/``--data-root DIR``, defaulting to ``$REPRO_DATA`` then ``data/cifar10``."""
-    parser.add_argument(
-        "--root",
-        "--data-root",
-        dest="root",
-        default=None,
-        metavar="DIR",
-        help=f"data root (default: ${DATA_ENV}, else {DEFAULT_DATA_ROOT})",
-    )
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     dl = sub.add_parser("download", help="download CIFAR-10 with torchvision (MD5-checked)")
-    add_root_argument(dl)
+    add_data_root(dl, "", "--root")
     ver = sub.add_parser("verify", help="counts per split and class, official or subset, MD5s")
-    add_root_argument(ver)
-    ver.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_data_root(ver, "", "--root")
+    add_json(ver, "print the report as JSON")
     ver.add_argument(
         "--require-official",
         action="store_true",
@@ -54,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    root = resolve_data_root(args.root)
+    root = resolve_data_root(args.data_root)
     if args.data_command == "download":
         return download(root)
     return verify(root, as_json=args.json, require_official=args.require_official)

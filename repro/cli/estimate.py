@@ -8,29 +8,23 @@ from __future__ import annotations
 import argparse
 import json
 
+from repro.cli.options import add_device, add_json, add_speed_options, add_threads
 from repro.errors import ReproError
 from repro.train.recipes import RECIPES
-from repro.train.switches import COMPILE_MODES, SWITCHES, resolve_switch
+from repro.train.switches import resolve_switch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True,
                         help="model to time (repeat for several)")  # fmt: skip
     parser.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
-    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    add_device(parser)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
     parser.add_argument(
         "--warmup-steps", type=int, default=3, help="untimed steps first (default 3)"
     )
     parser.add_argument("--batch-size", type=int, help="default: the recipe's")
-    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
-    parser.add_argument("--channels-last", nargs="?", const="on", default="auto", choices=SWITCHES,
-                        metavar="auto|on|off", help="NHWC layout; auto (default) = on, as in "
-                        "`repro train`")  # fmt: skip
-    parser.add_argument("--compile", nargs="?", const="on", default="auto", choices=SWITCHES,
-                        metavar="auto|on|off", help="torch.compile as `repro train` does; auto "
-                        "(default) = on CUDA only")  # fmt: skip
-    parser.add_argument("--compile-mode", default="default", choices=COMPILE_MODES)
+    add_speed_options(parser, default="auto")
     parser.add_argument("--depth", type=int, help="depth for resnet_cifar / plain_cifar")
     parser.add_argument(
         "--activation-checkpointing",
@@ -39,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CIFAR nets: recompute each block in backward; 'both' times each model with and "
         "without it (peak memory side by side)",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--json", action="store_true", help="print a JSON list")
+    add_threads(parser)
+    add_json(parser, "print a JSON list")
 
 
 def _hours(seconds: float) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
+from repro.cli.options import add_data_root, add_json
 from repro.data import load_cifar10, resolve_data_root
-from repro.data.cifar10 import DATA_ENV, DEFAULT_DATA_ROOT
 from repro.errors import ReproError
 from repro.train.environment import device_name, environment
 
@@ -149,12 +149,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-root",
-        default=None,
-        metavar="DIR",
-        help=f"CIFAR-10 root (default: ${DATA_ENV}, else {DEFAULT_DATA_ROOT})",
-    )
+    add_data_root(parser)
     parser.add_argument(
         "--check-compile",
         action="store_true",
@@ -167,7 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"give up on the compile check after S seconds (default: {COMPILE_TIMEOUT_S:g})",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_json(parser, "print the report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:

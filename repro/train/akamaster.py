@@ -1,4 +1,4 @@
-"""Import the published CIFAR-10 ResNets of akamaster/pytorch_resnet_cifar10 into our model zoo.
+"""Convert the published CIFAR-10 ResNets of akamaster/pytorch_resnet_cifar10 (foreign checkpoints).
 
 Their files hold ``{"state_dict": ..., "best_prec1": ...}`` with ``module.``-prefixed keys and the
 classifier named ``linear``; their option-A shortcut (Sec. 3.3) pads ``planes // 4`` zero channels on
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from repro.data import IMAGENET_MEAN, IMAGENET_STD
+from repro.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from repro.errors import ReproError
 from repro.models import CIFAR_DEPTHS, build_model
 from repro.models.cifar import CifarResNet

@@ -15,45 +15,29 @@ import json
 import sys
 from typing import Any
 
+from repro.cli.options import add_data_root, add_device, add_speed_options, add_threads
 from repro.errors import ReproError
-from repro.train.recipes import RECIPES
-from repro.train.switches import COMPILE_MODES, SWITCHES
+from repro.train.config import config_fields
+from repro.train.recipes import RECIPE_FLAGS, RECIPES
 
-# CLI flag dest -> recipe field
-RECIPE_FLAGS: dict[str, str] = {
-    "epochs": "epochs",
-    "iterations": "iterations",
-    "lr": "lr",
-    "momentum": "momentum",
-    "weight_decay": "weight_decay",
-    "nesterov": "nesterov",
-    "batch_size": "batch_size",
-    "milestones": "milestones",
-    "milestone_unit": "milestone_unit",
-    "step_size": "step_size",
-    "gamma": "gamma",
-    "warmup": "warmup",
-    "warmup_lr": "warmup_lr",
-    "warmup_until_error": "warmup_until_error",
-    "warmup_min_depth": "warmup_min_depth",
-    "warmup_check_every": "warmup_check_every",
-    "val_fraction": "val_fraction",
-    "early_stopping_patience": "early_stopping_patience",
-}
-RUNTIME_FLAGS: tuple[str, ...] = (
-    "seed", "split_seed", "data_root", "device", "amp", "channels_last", "compile", "compile_mode",
-    "deterministic", "threads", "eval_every", "checkpoint_every", "max_steps", "eval_batch_size",
-    "log_every", "sync_bn", "tensorboard", "quiet",
-)  # fmt: skip
+
+def add_recipe_overrides(parser: argparse.ArgumentParser) -> None:
+    """``--<field>`` for every recipe field (from the Recipe dataclass's field metadata)."""
+    group = parser.add_argument_group("recipe overrides (default: the recipe's)")
+    for name, options in RECIPE_FLAGS.items():
+        kw = {k: v for k, v in options.items() if k != "type" and v}
+        if options["type"] is None:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = options["type"]
+        group.add_argument(f"--{name.replace('_', '-')}", default=None, **kw)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     bool_flag = argparse.BooleanOptionalAction
     g = parser.add_argument_group("run")
     g.add_argument("--model", help="model name (see `repro params`), e.g. resnet20, plain56")
-    g.add_argument(
-        "--depth", type=int, help="depth for the generic builders resnet_cifar/plain_cifar"
-    )
+    g.add_argument("--depth", type=int, help="depth for the generic builders resnet_cifar/plain_cifar")  # fmt: skip
     g.add_argument("--shortcut", choices=["A", "B", "C"], help="CIFAR shortcut option (Sec. 3.3)")
     g.add_argument("--model-kwargs", metavar="JSON", help='extra model arguments, e.g. \'{"zero_init_residual": true}\'')  # fmt: skip
     g.add_argument("--recipe", choices=sorted(RECIPES), help="training recipe (default: paper)")
@@ -61,45 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its recorded settings (re-running the "
                    "same command into the same --out resumes too)")  # fmt: skip
-    g.add_argument("--data-root", help="CIFAR-10 folder (default: $REPRO_DATA, else data/cifar10)")
+    add_data_root(g)
     g.add_argument("--seed", type=int, help="seed of initialisation, shuffling, augmentation (default 0)")  # fmt: skip
     g.add_argument("--split-seed", type=int, help="seed of the validation split (default 0)")
-
-    r = parser.add_argument_group("recipe overrides")
-    r.add_argument("--epochs", type=int)
-    r.add_argument("--iterations", type=int)
-    r.add_argument("--lr", type=float)
-    r.add_argument("--momentum", type=float)
-    r.add_argument("--weight-decay", type=float)
-    r.add_argument("--nesterov", action=bool_flag, default=None)
-    r.add_argument("--batch-size", type=int, help="global batch size")
-    r.add_argument("--milestones", type=int, nargs="+", help="lr drops (in --milestone-unit)")
-    r.add_argument("--milestone-unit", choices=["epoch", "iteration"])
-    r.add_argument("--step-size", type=int, help="StepLR: a drop every N milestone units (0: off)")
-    r.add_argument("--gamma", type=float)
-    r.add_argument("--warmup", choices=["auto", "on", "off"],
-                   help="0.01 warm-up: auto = depth >= 110 (Sec. 4.2)")  # fmt: skip
-    r.add_argument("--warmup-lr", type=float)
-    r.add_argument("--warmup-until-error", type=float, help="percent (default 80)")
-    r.add_argument("--warmup-min-depth", type=int)
-    r.add_argument("--warmup-check-every", type=int, help="iterations between warm-up checks")
-    r.add_argument("--val-fraction", type=float, help="held-out share of the training set")
-    r.add_argument("--early-stopping-patience", type=int, help="evaluations; 0 = off")
+    add_recipe_overrides(parser)
 
     s = parser.add_argument_group("runtime")
-    s.add_argument("--device", help="auto (default), cpu or cuda")
-    s.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], help="auto: bf16 on CUDA, off on CPU")  # fmt: skip
-    s.add_argument("--channels-last", nargs="?", const="on", choices=SWITCHES, metavar="auto|on|off",
-                   help="NHWC memory layout; auto (default) = on")  # fmt: skip
-    s.add_argument("--compile", nargs="?", const="on", choices=SWITCHES, metavar="auto|on|off",
-                   help="torch.compile the model, eager if compiling fails; auto (default) = on "
-                   "CUDA only")  # fmt: skip
-    s.add_argument("--compile-mode", choices=COMPILE_MODES,
-                   help="torch.compile mode (default: default; reduce-overhead and max-autotune "
-                   "add CUDA graphs)")  # fmt: skip
+    add_device(s, default=None)
+    add_speed_options(s, default=None)
     s.add_argument("--deterministic", action=bool_flag, default=None,
                    help="deterministic algorithms (exact resume; slower on CUDA)")  # fmt: skip
-    s.add_argument("--threads", type=int, help="torch CPU threads")
+    add_threads(s)
     s.add_argument("--eval-every", type=int, help="iterations between evaluations (default: 1 epoch)")  # fmt: skip
     s.add_argument("--checkpoint-every", type=int, help="iterations between last.pt (default: --eval-every)")  # fmt: skip
     s.add_argument("--max-steps", type=int, help="smoke run: stop after N iterations")
@@ -114,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The TrainConfig the flags describe (on --resume: the run's recorded one, flags on top)."""
-    from repro.train.trainer import TrainConfig, config_from_run
+    from repro.train.config import TrainConfig, config_from_run
 
     model_kwargs: dict[str, Any] = {}
     if args.model_kwargs:
@@ -129,15 +85,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.shortcut is not None:
         model_kwargs["shortcut"] = args.shortcut
 
-    overrides = {
-        f: getattr(args, d) for d, f in RECIPE_FLAGS.items() if getattr(args, d) is not None
-    }
+    overrides = {f: getattr(args, f) for f in RECIPE_FLAGS if getattr(args, f) is not None}
     if overrides.get("step_size") == 0:
         overrides["step_size"] = None
         overrides.setdefault("milestones", ())
     if overrides.get("early_stopping_patience") == 0:
         overrides["early_stopping_patience"] = None
-    runtime = {k: getattr(args, k) for k in RUNTIME_FLAGS if getattr(args, k) is not None}
+    runtime = {k: getattr(args, k) for k in config_fields("cli") if getattr(args, k) is not None}
 
     if args.resume:
         config = config_from_run(args.out)
@@ -165,7 +119,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from repro.train.trainer import TrainingInterrupted, train
+    from repro.train.signals import TrainingInterrupted
+    from repro.train.trainer import train
 
     config = config_from_args(args)
     try:

@@ -1,0 +1,317 @@
+"""The paper's claims, checked on a finished reproduction matrix (He et al. 2016, Sec. 4.2):
+completeness, the Fig. 6 orderings (degradation and its residual cure), Table 6 tolerance and the
+Fig. 7 layer responses. `repro report` shows these verdicts and `acceptance/` asserts them.
+
+Each ordering claim ("A's error is higher than B's") is decided by one rule, :func:`compare`: it
+holds when every seed has both numbers, A's mean exceeds B's, and A is higher in most seeds. The
+claims come from ``baselines/he2016_fig6_claims.json`` and ``he2016_fig7_claims.json``; which of
+them a preset asserts, and with what tolerance, from ``baselines/tolerances.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from repro.baselines import load_baseline
+from repro.errors import ReproError
+from repro.reproduce.presets import config_mismatch, get_experiment, get_preset
+from repro.reproduce.summary import mean_std, seed_metrics
+from repro.tables import markdown_table, text_table
+from repro.train.rundir import LAYER_RESPONSE_JSON, Matrix, Run, expected_end, read_layer_response
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+REQUIRED_FIELDS = ("iteration", "train_error", "test_error")
+TRAIN_KEYS = ("final_train_error", "last10_train_error")
+TEST_KEYS = ("final_test_error",)
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check and the table that explains it."""
+
+    name: str
+    status: str
+    reason: str
+    header: tuple[str, ...] = ()
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASS
+
+    def table(self) -> str:
+        """The rows as an aligned plain-text table (for pytest failure output)."""
+        return text_table(self.header, self.rows) if self.header else ""
+
+    def markdown(self) -> str:
+        return markdown_table(self.header, self.rows) if self.header else ""
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.status.upper()} - {self.reason}\n{self.table()}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """'higher > lower' over the seeds: the two means, the seeds where it holds, the verdict."""
+
+    higher_mean: float | None
+    lower_mean: float | None
+    wins: int
+    seeds: int
+    holds: bool
+
+
+def compare(
+    higher: list[float | None],
+    lower: list[float | None],
+    means: tuple[float | None, float | None] | None = None,
+) -> Comparison:
+    """Does ``higher`` exceed ``lower`` (one value per seed, None where missing) on the means and
+    in most seeds? ``means`` (higher, lower) default to those of the finite per-seed values."""
+    pairs = [(a, b) for a, b in zip(higher, lower) if a is not None and b is not None]
+    mh, ml = means or (mean_std(higher)["mean"], mean_std(lower)["mean"])
+    n = max(len(higher), len(lower))
+    wins = sum(a > b for a, b in pairs)
+    complete = len(pairs) == n
+    holds = complete and mh is not None and ml is not None and mh > ml and wins * 2 > n
+    return Comparison(mh, ml, wins, n, holds)
+
+
+def claim_verdict(claim_id: str, holds: bool, not_asserted: dict[str, str]) -> str:
+    """'ok' / 'FAIL', or 'not asserted (...)' for a claim the preset shows without asserting."""
+    if claim_id in not_asserted:
+        return f"not asserted ({'holds' if holds else 'does not hold'})"
+    return "ok" if holds else "FAIL"
+
+
+def preset_policy(preset: str) -> dict[str, Any]:
+    """The tolerance/check policy of a preset from ``baselines/tolerances.json``."""
+    presets = load_baseline("tolerances")["presets"]
+    if preset not in presets:
+        raise ReproError(f"baselines/tolerances.json has no policy for preset {preset!r}")
+    return presets[preset]
+
+
+def seed_values(matrix: Matrix, model: str, key: str) -> list[float | None]:
+    """One metric for every seed of a model, in seed order (None where missing)."""
+    runs = matrix.runs.get(model)
+    return [seed_metrics(runs[s])[key] for s in matrix.seeds] if runs else []
+
+
+def _not_asserted_note(not_asserted: dict[str, str], claim_ids: list[str]) -> str:
+    """The preset's reasons for the claims it measures but does not assert (empty if none)."""
+    why = [f"{cid}: {not_asserted[cid]}" for cid in claim_ids if cid in not_asserted]
+    return f"; not asserted at this preset: {'; '.join(why)}" if why else ""
+
+
+def _ordering_verdict(name: str, rows: list[tuple], failed: list[str], note: str, header: tuple) -> Verdict:
+    if failed:
+        return Verdict(name, FAIL, "does not hold: " + ", ".join(failed) + note, header, rows)
+    return Verdict(name, PASS, "holds on the means and in most seeds" + note, header, rows)
+
+
+# --- completeness --------------------------------------------------------------------------
+
+
+def _metric_problems(run: Run, config: dict[str, Any]) -> list[str]:
+    """Missing or non-finite fields, a short or repeated evaluation series, no final.pt."""
+    problems = []
+    for i, row in enumerate(run.metrics):
+        problems += [f"evaluation {i + 1} has no {key}" for key in REQUIRED_FIELDS if row.get(key) is None]
+        problems += [f"evaluation {i + 1} (iteration {row.get('iteration')}): {key}={v}"
+                     for key, v in row.items() if isinstance(v, float) and not math.isfinite(v)]  # fmt: skip
+    if not run.metrics:
+        return problems + ["no evaluations in metrics.jsonl"]
+    end, last = expected_end(config), run.metrics[-1].get("iteration")
+    if end is None:
+        problems.append("config has no total_iterations")
+    elif last != end:
+        problems.append(f"last evaluation at iteration {last}, schedule ends at {end}")
+    every, prev = config.get("eval_every"), 0
+    for row in run.metrics:
+        it = row.get("iteration")
+        if not isinstance(it, int):
+            continue
+        if it < prev or (it == prev and prev != 0):
+            problems.append(f"iterations go backwards or repeat at {it}")
+        elif every and it - prev > every:
+            problems.append(f"missing evaluation between iterations {prev} and {it}")
+        prev = it
+    if not run.finished:
+        problems.append("final.pt is missing (schedule not finished)")
+    return problems
+
+
+def run_problems(run: Run, model: str, seed: int, preset: str) -> list[str]:
+    """Everything that keeps one run from counting: unreadable files, a config that departs from
+    the preset, a subset where the preset needs the official data, incomplete metrics."""
+    if run.config is None:
+        return list(run.problems) or ["no config.json"]
+    p = get_preset(preset)
+    problems = list(run.problems) + config_mismatch(run.config, p, model, seed)
+    if p.needs_full_data and run.config.get("data_official") is not True:
+        problems.append("trained on a subset, preset needs the official data")
+    return problems + _metric_problems(run, run.config)
+
+
+def check_completeness(matrix: Matrix) -> Verdict:
+    """Every model of the experiment and seed finished its schedule, with finite metrics and the
+    preset's config."""
+    rows, bad = [], 0
+    for model in get_experiment(matrix.experiment):
+        if model not in matrix.runs:
+            bad += 1
+            rows.append((model, "-", None, None, "not in summary.json: the matrix lacks this model"))
+    for model, seeds in matrix.runs.items():
+        for seed, run in seeds.items():
+            problems = run_problems(run, model, seed, matrix.preset)
+            last = run.metrics[-1].get("iteration") if run.metrics else None
+            end = expected_end(run.config) if run.config else None
+            bad += bool(problems)
+            rows.append((model, seed, end, last, "ok" if not problems else "; ".join(problems[:3])))
+    reason = (f"all {len(rows)} runs finished their schedule" if not bad
+              else f"{bad} of {len(rows)} runs incomplete or inconsistent")  # fmt: skip
+    header = ("model", "seed", "end", "last", "status")
+    return Verdict("completeness", FAIL if bad else PASS, reason, header, rows)
+
+
+# --- orderings (Fig. 6 claims) -------------------------------------------------------------
+
+
+def _ordering_check(matrix: Matrix, name: str, prefixes: tuple[str, ...]) -> Verdict:
+    header = ("claim", "metric", "higher (mean)", "lower (mean)", "seeds holding", "verdict")
+    policy = preset_policy(matrix.preset)
+    if name not in policy["checks"]:
+        return Verdict(name, SKIP, f"not asserted for preset {matrix.preset}: {policy.get('why', '')}")
+    claims = [c for c in load_baseline("he2016_fig6_claims")["claims"]
+              if c["id"].startswith(prefixes) and c["higher"] in matrix.runs
+              and c["lower"] in matrix.runs]  # fmt: skip
+    if not claims:
+        return Verdict(name, SKIP, f"experiment {matrix.experiment} has none of the models it compares")
+    not_asserted = policy.get("not_asserted", {})
+    rows, failed = [], []
+    for claim in claims:
+        hi, lo = claim["higher"], claim["lower"]
+        for key in TRAIN_KEYS if claim["metric"] == "train_error" else TEST_KEYS:
+            c = compare(seed_values(matrix, hi, key), seed_values(matrix, lo, key))
+            verdict = claim_verdict(claim["id"], c.holds, not_asserted)
+            if verdict == "FAIL":
+                failed.append(f"{hi} > {lo} on {key}")
+            rows.append((f"{hi} > {lo}", key, c.higher_mean, c.lower_mean, f"{c.wins}/{c.seeds}", verdict))
+    note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
+    return _ordering_verdict(name, rows, failed, note, header)
+
+
+def check_degradation(matrix: Matrix) -> Verdict:
+    """Plain-56 has higher training (final, last-10%) and test error than plain-20 (Fig. 6)."""
+    return _ordering_check(matrix, "degradation", ("degradation_",))
+
+
+def check_residual(matrix: Matrix) -> Verdict:
+    """ResNet-56 beats plain-56 on train and test error, and beats ResNet-20 on test error."""
+    return _ordering_check(matrix, "residual", ("residual_cure_", "resnet_depth_gain"))
+
+
+# --- tolerance -----------------------------------------------------------------------------
+
+
+def baseline_for(model: str, files: list[str]) -> dict[str, Any] | None:
+    """The first baseline number for ``model``: value, runs behind it, selection, source."""
+    for name in files:
+        data = load_baseline(name)
+        entry = data.get("models", {}).get(model)
+        if not entry or "test_error" not in entry:
+            continue
+        if "test_error_mean" in entry:
+            value, runs = entry["test_error_mean"], int(entry.get("runs", 1))
+        else:
+            value, runs = entry["test_error"], int(data.get("runs", 1))
+        best = data.get("metric") == "best_on_test"
+        return {"value": float(value), "runs": runs, "best_on_test": best, "source": name}
+    return None
+
+
+def tolerance_pp(policy: dict[str, Any], k: int, base: dict[str, Any]) -> float:
+    """z * sigma * sqrt(1/K + 1/B), plus the selection allowance for best-on-test baselines."""
+    tol = policy["z"] * policy["sigma_pp"] * math.sqrt(1 / k + 1 / base["runs"])
+    return tol + (policy["selection_allowance_pp"] if base["best_on_test"] else 0.0)
+
+
+def check_tolerance(matrix: Matrix) -> Verdict:
+    """|mean final test error - published number| within the preset's stated tolerance."""
+    policy = preset_policy(matrix.preset)
+    if "tolerance" not in policy["checks"]:
+        return Verdict("tolerance", SKIP, f"not asserted for preset {matrix.preset}: {policy['why']}")
+    header = ("model", "measured (mean)", "seeds", "baseline", "source", "|delta|", "tolerance",
+              "verdict")  # fmt: skip
+    rows, failed, compared = [], [], 0
+    for model in matrix.runs:
+        base = baseline_for(model, policy["baselines"])
+        vals = [v for v in seed_values(matrix, model, "final_test_error") if v is not None]
+        measured = mean_std(vals)["mean"]
+        if base is None:
+            rows.append((model, measured, len(vals), None, "no published number", None, None, "-"))
+            continue
+        compared += 1
+        tol = tolerance_pp(policy, max(1, len(vals)), base)
+        delta = abs(measured - base["value"]) if measured is not None else None
+        ok = delta is not None and delta <= tol
+        if not ok:
+            failed.append(model)
+        rows.append((model, measured, len(vals), base["value"], base["source"], delta, tol,
+                     "ok" if ok else "FAIL"))  # fmt: skip
+    if not compared:
+        return Verdict("tolerance", SKIP, "no model of this experiment has a published number",
+                       header, rows)  # fmt: skip
+    if failed:
+        return Verdict("tolerance", FAIL, "outside tolerance: " + ", ".join(failed), header, rows)
+    return Verdict("tolerance", PASS, f"{compared} models within tolerance", header, rows)
+
+
+# --- layer responses (Fig. 7 claims) -------------------------------------------------------
+
+
+def _response_values(models: dict[str, Any], model: str, seeds: list[int]) -> list[float | None]:
+    per_seed = models.get(model, {}).get("seeds", {})
+    return [per_seed.get(f"seed{s}", {}).get("mean_std") for s in seeds]
+
+
+def check_layer_response(matrix: Matrix) -> Verdict:
+    """Mean response std: ResNet < plain at equal depth, ResNet-56 < ResNet-20 (Fig. 7)."""
+    policy = preset_policy(matrix.preset)
+    if "layer_response" not in policy["checks"]:
+        why = policy.get("layer_response_why", policy.get("why", ""))
+        return Verdict("layer_response", SKIP, f"not asserted for preset {matrix.preset}: {why}")
+    doc = read_layer_response(matrix.root)
+    if doc is None:
+        return Verdict("layer_response", SKIP, f"no {LAYER_RESPONSE_JSON}: run "
+                       f"`repro analyze layer-response {matrix.root}`")  # fmt: skip
+    models, not_asserted = doc["models"], policy.get("not_asserted", {})
+    header = ("claim", "higher (mean)", "lower (mean)", "seeds holding", "verdict")
+    claims = load_baseline("he2016_fig7_claims")["claims"]
+    rows, failed = [], []
+    for claim in claims:
+        hi, lo = claim["higher"], claim["lower"]
+        if hi not in matrix.runs or lo not in matrix.runs:
+            continue
+        means = (models.get(hi, {}).get("mean_std"), models.get(lo, {}).get("mean_std"))
+        c = compare(_response_values(models, hi, matrix.seeds),
+                    _response_values(models, lo, matrix.seeds), means)  # fmt: skip
+        verdict = claim_verdict(claim["id"], c.holds, not_asserted)
+        if verdict == "FAIL":
+            failed.append(f"{hi} > {lo}")
+        rows.append((f"{hi} > {lo}", c.higher_mean, c.lower_mean, f"{c.wins}/{c.seeds}", verdict))
+    if not rows:
+        return Verdict("layer_response", SKIP, f"experiment {matrix.experiment} compares no pair")
+    note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
+    return _ordering_verdict("layer_response", rows, failed, note, header)
+
+
+CHECKS = (check_completeness, check_degradation, check_residual, check_tolerance, check_layer_response)
+
+
+def all_verdicts(matrix: Matrix) -> list[Verdict]:
+    """Every check, in order."""
+    return [check(matrix) for check in CHECKS]

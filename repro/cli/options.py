@@ -1,0 +1,46 @@
+"""The options several commands share, each defined once: same flag, same default, same help."""
+
+from __future__ import annotations
+
+import argparse
+
+from repro.data.cifar10 import DATA_ENV, DEFAULT_DATA_ROOT
+from repro.train.devices import AMP_CHOICES
+from repro.train.switches import COMPILE_MODES, SWITCHES
+
+
+def add_data_root(parser: argparse.ArgumentParser, default_note: str = "", *aliases: str) -> None:
+    """``--data-root DIR``: the CIFAR-10 folder (``$REPRO_DATA``, else ``data/cifar10``)."""
+    default = f"{default_note}${DATA_ENV}, else {DEFAULT_DATA_ROOT}"
+    parser.add_argument("--data-root", *aliases, dest="data_root", default=None, metavar="DIR",
+                        help=f"CIFAR-10 folder (default: {default})")  # fmt: skip
+
+
+def add_device(parser: argparse.ArgumentParser, default: str | None = "auto", note: str = "") -> None:
+    """``--device auto|cpu|cuda[:N]`` (auto: CUDA when present)."""
+    parser.add_argument("--device", default=default, metavar="DEVICE",
+                        help=f"auto (CUDA when present, the default), cpu, cuda or cuda:N{note}")  # fmt: skip
+
+
+def add_json(parser: argparse.ArgumentParser, help_text: str = "print the result as JSON") -> None:
+    parser.add_argument("--json", action="store_true", help=help_text)
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def add_speed_options(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--amp``, ``--channels-last``, ``--compile``, ``--compile-mode``: the fast path's knobs
+    (``default`` None leaves an unset flag None, so a resumed run keeps its recorded value)."""
+    auto = default
+    parser.add_argument("--amp", default=auto, choices=AMP_CHOICES,
+                        help="autocast: auto (default) = bf16 on CUDA, off on the CPU")  # fmt: skip
+    parser.add_argument("--channels-last", nargs="?", const="on", default=auto, choices=SWITCHES,
+                        metavar="auto|on|off", help="NHWC memory layout; auto (default) = on")  # fmt: skip
+    parser.add_argument("--compile", nargs="?", const="on", default=auto, choices=SWITCHES,
+                        metavar="auto|on|off", help="torch.compile the model, eager if compiling "
+                        "fails; auto (default) = on CUDA only")  # fmt: skip
+    parser.add_argument("--compile-mode", default=default and "default", choices=COMPILE_MODES,
+                        help="torch.compile mode (default: default; reduce-overhead and "
+                        "max-autotune add CUDA graphs)")  # fmt: skip

@@ -1,0 +1,105 @@
+"""Files that are never seen half-written: atomic writes, JSON objects and JSON-lines logs.
+
+One policy for a JSON-lines file (``metrics.jsonl``): records are appended one line at a time and
+fsync'ed, so a kill leaves at most one torn *last* line, without its newline. Readers skip such a
+torn last line silently (the trainer rewrites the file on resume); any other line that is not a
+JSON object is reported as a problem, never guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through ``write(tmp_path)`` into a temp file beside it, fsync, then rename.
+
+    A reader sees the old file or the new one, never a part; a failed write leaves no temp file.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """``obj`` as indented JSON (NaN allowed, as Python writes it), atomically."""
+    text = json.dumps(obj, indent=2, allow_nan=True) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object from ``path``; ReproError naming the file otherwise."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReproError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReproError(f"{path} cannot be read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ReproError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ReproError(f"{path} does not hold a JSON object")
+    return obj
+
+
+def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
+    """The JSON-object lines of ``path`` and the problems met (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        return [], [f"{path.name} is missing"]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline, else an unfinished last line
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path.name} line {number} is not JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"{path.name} line {number} is not an object")
+            continue
+        rows.append(row)
+    del torn  # a torn last line is the trace of a kill mid-append: skipped by policy
+    return rows, problems
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one JSON line and fsync, so a kill leaves at most one torn last line."""
+    line = json.dumps(record, allow_nan=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
+    """Replace ``path`` with ``records``, one JSON line each, atomically."""
+    text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in records)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

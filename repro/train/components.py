@@ -1,0 +1,212 @@
+"""What a training step is made of, built in one place for the trainer, `repro estimate` and the
+tests: the model on its device, SGD (Sec. 4.2: momentum 0.9, weight decay), the device-resident
+loader and the step function (autocast, optional torch.compile with an eager fallback)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro.data import DeviceLoader
+from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
+from repro.errors import ReproError
+from repro.models import build_model
+from repro.train import ddp
+from repro.train.recipes import Recipe
+from repro.train.switches import CUDA_GRAPH_MODES
+
+StepFn = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+
+
+def infinite_batches(loader: DeviceLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+def make_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """build_model with a ReproError (not a ValueError/TypeError) for a bad name or argument."""
+    try:
+        return build_model(name, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ReproError(str(exc)) from None
+
+
+def model_depth(model: nn.Module, name: str) -> int | None:
+    """The number of weighted layers (for the >= 110 warm-up rule)."""
+    depth = getattr(model, "depth", None)
+    if isinstance(depth, int):
+        return depth
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return int(digits) if digits else None
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
+    """SGD with momentum and weight decay on every parameter; fused on CUDA, foreach elsewhere."""
+    kw: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov,
+        **kw,
+    )
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def compile_model(model: nn.Module, mode: str) -> nn.Module:
+    """torch.compile with ``mode`` ("default" is inductor's default)."""
+    return torch.compile(model, mode=None if mode == "default" else mode)  # type: ignore[return-value]
+
+
+def make_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    amp_dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler | None,
+    compile_mode: str | None = None,
+) -> StepFn:
+    """One SGD step: ``step(x, y, scale)`` -> (summed loss, misclassified count), both on device.
+
+    The loss minimised is ``scale * sum(CE)``; ``scale = world_size / global batch`` makes DDP's
+    gradient averaging equal the mean over the global batch. ``compile_mode``: run the model
+    through torch.compile in that mode (None: eager); in a CUDA-graph mode each step starts a new
+    graph generation.
+    """
+    device_type = next(model.parameters()).device.type
+    cudagraphs = compile_mode in CUDA_GRAPH_MODES
+    if compile_mode is not None:
+        model = compile_model(model, compile_mode)
+
+    def step(x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=bool(amp_dtype)):
+            logits = model(x)
+        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss_sum * scale).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            (loss_sum * scale).backward()
+            optimizer.step()
+        return loss_sum.detach(), (logits.detach().argmax(1) != y).sum()
+
+    return step
+
+
+def first_compiled_step(
+    step: StepFn,
+    eager: StepFn,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    scale: float,
+) -> tuple[StepFn, torch.Tensor, torch.Tensor]:
+    """Run the first step compiled; if compiling fails, warn once, restore and redo it eagerly."""
+    saved = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+    try:
+        return (step, *step(x, y, scale))
+    except Exception as exc:
+        warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                      "training eagerly", stacklevel=2)  # fmt: skip
+        model.load_state_dict(saved[0])
+        optimizer.load_state_dict(saved[1])
+        return (eager, *eager(x, y, scale))
+
+
+class Components:
+    """The model on its device (unwrapped), its optimiser and grad scaler, the training loader,
+    and :meth:`step`, which compiles on its first call and falls back to eager if that fails."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler | None,
+        loader: DeviceLoader,
+        eager: StepFn,
+        compiled: StepFn | None,
+    ) -> None:
+        self.model, self.optimizer, self.scaler, self.loader = model, optimizer, scaler, loader
+        self._eager = eager
+        self._step = compiled or eager
+        self._first_compiled = compiled is not None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether steps run compiled (False after a failed compile)."""
+        return self._step is not self._eager
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on the batch: (summed loss, misclassified count), both on the device."""
+        if self._first_compiled:
+            self._first_compiled = False
+            self._step, loss, errors = first_compiled_step(
+                self._step, self._eager, self.model, self.optimizer, x, y, scale
+            )
+            return loss, errors
+        return self._step(x, y, scale)
+
+
+def build_components(
+    model: nn.Module,
+    recipe: Recipe,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    compile_mode: str | None = None,
+    seed: int = 0,
+    drop_last: bool = False,
+    mean: Sequence[float] = CIFAR10_MEAN,
+    std: Sequence[float] = CIFAR10_STD,
+    dist: ddp.DistInfo | None = None,
+    sync_bn: bool = False,
+) -> Components:
+    """Put ``model`` on ``device`` and build what trains it on the uint8 ``images``/``labels``.
+
+    Under torchrun (``dist`` enabled) the step runs through DistributedDataParallel, with
+    SyncBatchNorm if ``sync_bn``; the returned ``model`` is always the plain module.
+    """
+    dist = dist or ddp.DistInfo()
+    if sync_bn and dist.enabled:
+        if device.type != "cuda":
+            raise ReproError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel); drop it")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    optimizer = make_optimizer(model, recipe, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    loader = DeviceLoader(images, labels, recipe.batch_size, train=True, drop_last=drop_last,
+                          seed=seed, device=device, mean=mean, std=std,
+                          memory_format=memory_format)  # fmt: skip
+    step_model: nn.Module = model
+    if dist.enabled:
+        step_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    eager = make_step(step_model, optimizer, amp_dtype, scaler)
+    compiled = None
+    if compile_mode is not None:
+        try:
+            compiled = make_step(step_model, optimizer, amp_dtype, scaler, compile_mode)
+        except Exception as exc:  # torch.compile itself unavailable: warn once, stay eager
+            warnings.warn(f"torch.compile failed ({exc}); training eagerly", stacklevel=2)
+    return Components(model, optimizer, scaler, loader, eager, compiled)

@@ -1,0 +1,121 @@
+"""What one training run is asked to do (:class:`TrainConfig`) and how a run folder's config.json
+turns back into it for a resume.
+
+Field metadata drives the rest: ``cli`` fields are `repro train` flags of the same name, and
+``resumed`` fields are restored from config.json by ``--resume`` (the others are re-decided).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.errors import ReproError
+from repro.train.recipes import RECIPE_FIELDS
+from repro.train.rundir import CONFIG, read_config
+from repro.train.switches import check_compile_mode, resolve_switch
+
+
+def _option(default: Any, resumed: bool = True) -> Any:
+    """A runtime field: a `repro train` flag, restored on resume when ``resumed``."""
+    return field(default=default, metadata={"cli": True, "resumed": resumed})
+
+
+@dataclass
+class TrainConfig:
+    """One training run: model, recipe (+ field overrides), output folder and runtime knobs."""
+
+    model: str
+    out: str | os.PathLike
+    recipe: str = "paper"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # recipe field -> value
+    seed: int = _option(0)
+    split_seed: int = _option(0)  # which images form the validation split (fixed across seeds)
+    data_root: str | os.PathLike | None = _option(None)
+    device: str = _option("auto", resumed=False)  # auto | cpu | cuda | cuda:N; see config_from_run
+    amp: str = _option("auto")  # auto | bf16 | fp16 | off
+    channels_last: bool | str = _option("auto")  # auto | on | off; auto = on (CPU and CUDA)
+    compile: bool | str = _option("auto")  # auto | on | off; auto = on CUDA only
+    compile_mode: str = _option("default")  # a torch.compile mode, see COMPILE_MODES
+    deterministic: bool = _option(False)
+    threads: int | None = _option(None)
+    eval_every: int | None = _option(None)  # iterations; default one epoch
+    checkpoint_every: int | None = _option(None)  # iterations; default eval_every
+    max_steps: int | None = _option(None, resumed=False)
+    eval_batch_size: int = _option(1000)
+    log_every: int | None = _option(None)  # None: 50 on the CPU, once per evaluation on CUDA
+    sync_bn: bool = _option(False)
+    tensorboard: bool = _option(False, resumed=False)
+    quiet: bool = _option(False, resumed=False)
+    resume: bool = False
+
+
+def config_fields(flag: str) -> tuple[str, ...]:
+    """The TrainConfig fields whose metadata has ``flag`` (``cli`` or ``resumed``)."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get(flag))
+
+
+def config_from_run(out: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig that continues the run in ``out`` (runtime settings as recorded there)."""
+    out = Path(out)
+    if not (out / CONFIG).is_file():
+        raise ReproError(f"nothing to resume: {out / CONFIG} does not exist")
+    recorded = read_config(out)
+    overrides = {f: recorded[f] for f in RECIPE_FIELDS if f not in ("name", "source") and f in recorded}
+    kept = {k: recorded[k] for k in config_fields("resumed") if recorded.get(k) is not None}
+    return TrainConfig(
+        model=recorded["model"],
+        out=out,
+        recipe=recorded["recipe"],
+        model_kwargs=dict(recorded.get("model_kwargs") or {}),
+        overrides=overrides,
+        device=recorded.get("device_requested", "auto"),
+        resume=True,
+        **kept,
+    )
+
+
+def resume_command(config: TrainConfig) -> str:
+    """The shell command that continues this run where it stopped."""
+    cmd = [sys.executable, "-m", "repro", "train", "--out", str(config.out), "--resume"]
+    if config.max_steps is not None:
+        cmd += ["--max-steps", str(config.max_steps)]
+    return shlex.join(cmd)
+
+
+def fast_path(config: TrainConfig, device: torch.device) -> tuple[bool, str | None]:
+    """(channels_last, compile mode or None) for this device: the fast path is the default on CUDA.
+
+    channels_last is on by default everywhere (measured 1.16-1.28x on the CPU's training step; the
+    NHWC layout cuDNN's tensor-core kernels want on CUDA); torch.compile only on CUDA, since it
+    costs tens of seconds per process on a small CPU.
+    """
+    channels_last = resolve_switch("channels-last", config.channels_last, auto=True)
+    compiled = resolve_switch("compile", config.compile, auto=device.type == "cuda")
+    return channels_last, check_compile_mode(config.compile_mode) if compiled else None
+
+
+def log_interval(log_every: int | None, eval_every: int, device: torch.device) -> int:
+    """Iterations between progress updates, each a host sync: ``log_every`` if given, else 50 on
+    the CPU (where a sync costs nothing) and once per evaluation on CUDA (no sync in the epoch)."""
+    if log_every is not None:
+        return log_every
+    return eval_every if device.type == "cuda" else 50
+
+
+def check_counts(config: TrainConfig) -> None:
+    """One ReproError naming the flag for a count below 1."""
+    for name in ("eval_every", "checkpoint_every", "max_steps", "threads"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ReproError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if (config.log_every is not None and config.log_every < 1) or config.eval_batch_size < 1:
+        raise ReproError("--log-every and --eval-batch-size must be >= 1")
