@@ -18,8 +18,10 @@ def matrix(request: pytest.FixtureRequest):
 
     run_dir = request.config.getoption("--run-dir")
     if not run_dir:
-        pytest.skip("no --run-dir given: run `pytest acceptance --run-dir runs/<id>` "
-                    "(or `nox -s acceptance`) after `repro reproduce`")  # fmt: skip
+        pytest.skip(
+            "no --run-dir given: run `pytest acceptance --run-dir runs/<id>` "
+            "(or `nox -s acceptance`) after `repro reproduce`"
+        )
     if not (Path(run_dir) / "summary.json").is_file():
         pytest.fail(f"--run-dir {run_dir} has no summary.json: not a `repro reproduce` run")
     return load_matrix(run_dir)

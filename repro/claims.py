@@ -106,7 +106,9 @@ def _not_asserted_note(not_asserted: dict[str, str], claim_ids: list[str]) -> st
     return f"; not asserted at this preset: {'; '.join(why)}" if why else ""
 
 
-def _ordering_verdict(name: str, rows: list[tuple], failed: list[str], note: str, header: tuple) -> Verdict:
+def _ordering_verdict(
+    name: str, rows: list[tuple], failed: list[str], note: str, header: tuple
+) -> Verdict:
     if failed:
         return Verdict(name, FAIL, "does not hold: " + ", ".join(failed) + note, header, rows)
     return Verdict(name, PASS, "holds on the means and in most seeds" + note, header, rows)
@@ -119,9 +121,14 @@ def _metric_problems(run: Run, config: dict[str, Any]) -> list[str]:
     """Missing or non-finite fields, a short or repeated evaluation series, no final.pt."""
     problems = []
     for i, row in enumerate(run.metrics):
-        problems += [f"evaluation {i + 1} has no {key}" for key in REQUIRED_FIELDS if row.get(key) is None]
-        problems += [f"evaluation {i + 1} (iteration {row.get('iteration')}): {key}={v}"
-                     for key, v in row.items() if isinstance(v, float) and not math.isfinite(v)]  # fmt: skip
+        problems += [
+            f"evaluation {i + 1} has no {key}" for key in REQUIRED_FIELDS if row.get(key) is None
+        ]
+        problems += [
+            f"evaluation {i + 1} (iteration {row.get('iteration')}): {key}={v}"
+            for key, v in row.items()
+            if isinstance(v, float) and not math.isfinite(v)
+        ]
     if not run.metrics:
         return problems + ["no evaluations in metrics.jsonl"]
     end, last = expected_end(config), run.metrics[-1].get("iteration")
@@ -163,7 +170,9 @@ def check_completeness(matrix: Matrix) -> Verdict:
     for model in get_experiment(matrix.experiment):
         if model not in matrix.runs:
             bad += 1
-            rows.append((model, "-", None, None, "not in summary.json: the matrix lacks this model"))
+            rows.append(
+                (model, "-", None, None, "not in summary.json: the matrix lacks this model")
+            )
     for model, seeds in matrix.runs.items():
         for seed, run in seeds.items():
             problems = run_problems(run, model, seed, matrix.preset)
@@ -171,8 +180,11 @@ def check_completeness(matrix: Matrix) -> Verdict:
             end = expected_end(run.config) if run.config else None
             bad += bool(problems)
             rows.append((model, seed, end, last, "ok" if not problems else "; ".join(problems[:3])))
-    reason = (f"all {len(rows)} runs finished their schedule" if not bad
-              else f"{bad} of {len(rows)} runs incomplete or inconsistent")  # fmt: skip
+    reason = (
+        f"all {len(rows)} runs finished their schedule"
+        if not bad
+        else f"{bad} of {len(rows)} runs incomplete or inconsistent"
+    )
     header = ("model", "seed", "end", "last", "status")
     return Verdict("completeness", FAIL if bad else PASS, reason, header, rows)
 
@@ -184,12 +196,18 @@ def _ordering_check(matrix: Matrix, name: str, prefixes: tuple[str, ...]) -> Ver
     header = ("claim", "metric", "higher (mean)", "lower (mean)", "seeds holding", "verdict")
     policy = preset_policy(matrix.preset)
     if name not in policy["checks"]:
-        return Verdict(name, SKIP, f"not asserted for preset {matrix.preset}: {policy.get('why', '')}")
-    claims = [c for c in load_baseline("he2016_fig6_claims")["claims"]
-              if c["id"].startswith(prefixes) and c["higher"] in matrix.runs
-              and c["lower"] in matrix.runs]  # fmt: skip
+        return Verdict(
+            name, SKIP, f"not asserted for preset {matrix.preset}: {policy.get('why', '')}"
+        )
+    claims = [
+        c
+        for c in load_baseline("he2016_fig6_claims")["claims"]
+        if c["id"].startswith(prefixes) and c["higher"] in matrix.runs and c["lower"] in matrix.runs
+    ]
     if not claims:
-        return Verdict(name, SKIP, f"experiment {matrix.experiment} has none of the models it compares")
+        return Verdict(
+            name, SKIP, f"experiment {matrix.experiment} has none of the models it compares"
+        )
     not_asserted = policy.get("not_asserted", {})
     rows, failed = [], []
     for claim in claims:
@@ -199,7 +217,9 @@ def _ordering_check(matrix: Matrix, name: str, prefixes: tuple[str, ...]) -> Ver
             verdict = claim_verdict(claim["id"], c.holds, not_asserted)
             if verdict == "FAIL":
                 failed.append(f"{hi} > {lo} on {key}")
-            rows.append((f"{hi} > {lo}", key, c.higher_mean, c.lower_mean, f"{c.wins}/{c.seeds}", verdict))
+            rows.append(
+                (f"{hi} > {lo}", key, c.higher_mean, c.lower_mean, f"{c.wins}/{c.seeds}", verdict)
+            )
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
     return _ordering_verdict(name, rows, failed, note, header)
 
@@ -243,9 +263,19 @@ def check_tolerance(matrix: Matrix) -> Verdict:
     """|mean final test error - published number| within the preset's stated tolerance."""
     policy = preset_policy(matrix.preset)
     if "tolerance" not in policy["checks"]:
-        return Verdict("tolerance", SKIP, f"not asserted for preset {matrix.preset}: {policy['why']}")
-    header = ("model", "measured (mean)", "seeds", "baseline", "source", "|delta|", "tolerance",
-              "verdict")  # fmt: skip
+        return Verdict(
+            "tolerance", SKIP, f"not asserted for preset {matrix.preset}: {policy['why']}"
+        )
+    header = (
+        "model",
+        "measured (mean)",
+        "seeds",
+        "baseline",
+        "source",
+        "|delta|",
+        "tolerance",
+        "verdict",
+    )
     rows, failed, compared = [], [], 0
     for model in matrix.runs:
         base = baseline_for(model, policy["baselines"])
@@ -260,11 +290,22 @@ def check_tolerance(matrix: Matrix) -> Verdict:
         ok = delta is not None and delta <= tol
         if not ok:
             failed.append(model)
-        rows.append((model, measured, len(vals), base["value"], base["source"], delta, tol,
-                     "ok" if ok else "FAIL"))  # fmt: skip
+        rows.append(
+            (
+                model,
+                measured,
+                len(vals),
+                base["value"],
+                base["source"],
+                delta,
+                tol,
+                "ok" if ok else "FAIL",
+            )
+        )
     if not compared:
-        return Verdict("tolerance", SKIP, "no model of this experiment has a published number",
-                       header, rows)  # fmt: skip
+        return Verdict(
+            "tolerance", SKIP, "no model of this experiment has a published number", header, rows
+        )
     if failed:
         return Verdict("tolerance", FAIL, "outside tolerance: " + ", ".join(failed), header, rows)
     return Verdict("tolerance", PASS, f"{compared} models within tolerance", header, rows)
@@ -286,8 +327,11 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         return Verdict("layer_response", SKIP, f"not asserted for preset {matrix.preset}: {why}")
     doc = read_layer_response(matrix.root)
     if doc is None:
-        return Verdict("layer_response", SKIP, f"no {LAYER_RESPONSE_JSON}: run "
-                       f"`repro analyze layer-response {matrix.root}`")  # fmt: skip
+        return Verdict(
+            "layer_response",
+            SKIP,
+            f"no {LAYER_RESPONSE_JSON}: run `repro analyze layer-response {matrix.root}`",
+        )
     models, not_asserted = doc["models"], policy.get("not_asserted", {})
     header = ("claim", "higher (mean)", "lower (mean)", "seeds holding", "verdict")
     claims = load_baseline("he2016_fig7_claims")["claims"]
@@ -297,8 +341,11 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         if hi not in matrix.runs or lo not in matrix.runs:
             continue
         means = (models.get(hi, {}).get("mean_std"), models.get(lo, {}).get("mean_std"))
-        c = compare(_response_values(models, hi, matrix.seeds),
-                    _response_values(models, lo, matrix.seeds), means)  # fmt: skip
+        c = compare(
+            _response_values(models, hi, matrix.seeds),
+            _response_values(models, lo, matrix.seeds),
+            means,
+        )
         verdict = claim_verdict(claim["id"], c.holds, not_asserted)
         if verdict == "FAIL":
             failed.append(f"{hi} > {lo}")
@@ -309,7 +356,13 @@ def check_layer_response(matrix: Matrix) -> Verdict:
     return _ordering_verdict("layer_response", rows, failed, note, header)
 
 
-CHECKS = (check_completeness, check_degradation, check_residual, check_tolerance, check_layer_response)
+CHECKS = (
+    check_completeness,
+    check_degradation,
+    check_residual,
+    check_tolerance,
+    check_layer_response,
+)
 
 
 def all_verdicts(matrix: Matrix) -> list[Verdict]:

@@ -21,8 +21,9 @@ def text_table(header: Sequence[Any], rows: Sequence[Sequence[Any]], align: str 
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     align = align or "l" * len(header)
     pad = lambda c, w, a: c.rjust(w) if a == "r" else c.ljust(w)  # noqa: E731
-    lines = ["  ".join(pad(c, w, a) for c, w, a in zip(row, widths, align)).rstrip()
-             for row in cells]  # fmt: skip
+    lines = [
+        "  ".join(pad(c, w, a) for c, w, a in zip(row, widths, align)).rstrip() for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

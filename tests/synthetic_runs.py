@@ -11,11 +11,18 @@ from repro.reproduce.presets import EXPERIMENTS, get_preset
 
 # Final (train, test) error % of a faithful 200-epoch run (test: the seed report's epoch-200).
 FAITHFUL: dict[str, tuple[float, float]] = {
-    "plain20": (2.0, 8.84), "plain32": (3.0, 9.5), "plain44": (4.5, 10.9),
-    "plain56": (6.0, 12.77), "plain110": (20.0, 25.0), "resnet20": (2.5, 8.74),
-    "resnet32": (1.5, 7.6), "resnet44": (0.9, 7.2), "resnet56": (0.5, 6.57),
-    "resnet110": (0.2, 6.4), "resnet1202": (0.1, 7.9),
-}  # fmt: skip
+    "plain20": (2.0, 8.84),
+    "plain32": (3.0, 9.5),
+    "plain44": (4.5, 10.9),
+    "plain56": (6.0, 12.77),
+    "plain110": (20.0, 25.0),
+    "resnet20": (2.5, 8.74),
+    "resnet32": (1.5, 7.6),
+    "resnet44": (0.9, 7.2),
+    "resnet56": (0.5, 6.57),
+    "resnet110": (0.2, 6.4),
+    "resnet1202": (0.1, 7.9),
+}
 EVALS = 20
 EVAL_EVERY = 50
 
@@ -37,11 +44,17 @@ def write_seed_run(
     every = 1 if p.max_steps else EVAL_EVERY
     n = total // every
     config: dict[str, Any] = {
-        **p.expected_config(), "model": model, "model_kwargs": {}, "seed": seed,
-        "total_iterations": total, "eval_every": every, "data_official": official,
+        **p.expected_config(),
+        "model": model,
+        "model_kwargs": {},
+        "seed": seed,
+        "total_iterations": total,
+        "eval_every": every,
+        "data_official": official,
         "data_counts": {"train": 50000, "val": 0, "test": 10000},
-        "data_root": "/nowhere", "environment": {"python": "3.x", "torch": "synthetic"},
-    }  # fmt: skip
+        "data_root": "/nowhere",
+        "environment": {"python": "3.x", "torch": "synthetic"},
+    }
     (path / "config.json").write_text(json.dumps(config))
     rows = []
     for i in range(1, n + 1):
@@ -49,12 +62,18 @@ def write_seed_run(
         decay = math.exp(-5 * t)
         wiggle = 0.05 * math.sin(7 * i + seed)
         row = {
-            "epoch": t * 200, "iteration": i * every, "lr": 0.1, "train_loss": 1.0,
+            "epoch": t * 200,
+            "iteration": i * every,
+            "lr": 0.1,
+            "train_loss": 1.0,
             "train_error": final_train + (90 - final_train) * decay + wiggle,
-            "val_loss": None, "val_error": None, "test_loss": 1.0,
+            "val_loss": None,
+            "val_error": None,
+            "test_loss": 1.0,
             "test_error": final_test + (90 - final_test) * decay + wiggle,
-            "seconds": float(i), "images_per_s": 1000.0,
-        }  # fmt: skip
+            "seconds": float(i),
+            "images_per_s": 1000.0,
+        }
         if config["val_fraction"] > 0:
             row["val_loss"], row["val_error"] = 1.0, row["test_error"] + 0.3
         rows.append(row)
@@ -77,9 +96,13 @@ def write_run(
         for s in range(seeds):
             train, test = finals.get(model, [FAITHFUL[model]] * seeds)[s]
             write_seed_run(root / model / f"seed{s}", model, s, preset, train, test, **kw)
-    summary = {"experiment": experiment, "preset": preset, "seeds": list(range(seeds)),
-               "models": {m: {} for m in EXPERIMENTS[experiment]},
-               "data_official": kw.get("official", True)}  # fmt: skip
+    summary = {
+        "experiment": experiment,
+        "preset": preset,
+        "seeds": list(range(seeds)),
+        "models": {m: {} for m in EXPERIMENTS[experiment]},
+        "data_official": kw.get("official", True),
+    }
     (root / "summary.json").write_text(json.dumps(summary))
     return root
 

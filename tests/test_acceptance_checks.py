@@ -34,9 +34,13 @@ def statuses(root: Path) -> dict[str, str]:
     rs = load_matrix(root)
     return {
         v.name: v.status
-        for v in (check_completeness(rs), check_degradation(rs), check_residual(rs),
-                  check_tolerance(rs))
-    }  # fmt: skip
+        for v in (
+            check_completeness(rs),
+            check_degradation(rs),
+            check_residual(rs),
+            check_tolerance(rs),
+        )
+    }
 
 
 def test_faithful_common_run_passes_every_check(tmp_path: Path) -> None:
@@ -51,8 +55,10 @@ def test_swapped_plain20_plain56_fails_degradation_only(tmp_path: Path) -> None:
     v = check_degradation(load_matrix(root))
     assert v.status == FAIL
     assert {r[1] for r in v.rows if r[-1] == "FAIL"} == {
-        "final_train_error", "last10_train_error", "final_test_error"
-    }  # fmt: skip
+        "final_train_error",
+        "last10_train_error",
+        "final_test_error",
+    }
     assert check_completeness(load_matrix(root)).status == PASS
     assert check_residual(load_matrix(root)).status == PASS
 
@@ -171,9 +177,10 @@ def test_paper_run_uses_val_selection_and_table6_mean_for_resnet110(tmp_path: Pa
 
 def test_last10_train_error_weights_the_last_tenth_of_the_schedule(tmp_path: Path) -> None:
     root = write_run(tmp_path)
-    edit_metrics(root / "plain20" / "seed0" / "metrics.jsonl",
-                 lambda rows: [{**r, "train_error": 50.0 if r["iteration"] <= 900 else 1.0}
-                               for r in rows])  # fmt: skip
+    edit_metrics(
+        root / "plain20" / "seed0" / "metrics.jsonl",
+        lambda rows: [{**r, "train_error": 50.0 if r["iteration"] <= 900 else 1.0} for r in rows],
+    )
     m = seed_metrics(load_matrix(root).runs["plain20"][0])
     assert m["last10_train_error"] == pytest.approx(1.0)
 
@@ -218,8 +225,12 @@ def test_swapped_plain56_resnet56_responses_fail_fig7(tmp_path: Path) -> None:
 
 
 def test_responses_holding_on_means_but_in_a_minority_of_seeds_fail(tmp_path: Path) -> None:
-    means = {"plain20": [1.2, 1.2, 1.2], "plain56": [3.0, 0.5, 0.5], "resnet20": [0.8] * 3,
-             "resnet56": [0.6] * 3}  # fmt: skip
+    means = {
+        "plain20": [1.2, 1.2, 1.2],
+        "plain56": [3.0, 0.5, 0.5],
+        "resnet20": [0.8] * 3,
+        "resnet56": [0.6] * 3,
+    }
     root = write_layer_response(write_run(tmp_path, seeds=3), seeds=3, means=means)
     v = check_layer_response(load_matrix(root))
     assert v.status == FAIL and "plain56 > resnet56" in v.reason

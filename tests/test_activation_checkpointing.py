@@ -112,8 +112,9 @@ def test_checkpointing_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_trainer_accepts_checkpointing_through_model_kwargs(tmp_path: Path) -> None:
     data = write_cifar10(tmp_path / "data")
     out = tmp_path / "run"
-    args = tiny_args(data, out, "--max-steps", "3",
-                     "--model-kwargs", '{"activation_checkpointing": true}')  # fmt: skip
+    args = tiny_args(
+        data, out, "--max-steps", "3", "--model-kwargs", '{"activation_checkpointing": true}'
+    )
     assert run_cli(args) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["model_kwargs"]["activation_checkpointing"] is True
@@ -137,17 +138,18 @@ def test_compiled_checkpointing_gives_the_eager_gradients_and_bn_statistics() ->
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: no CUDA device here")
 def test_resnet1202_step_at_batch_128_fits_a_10_gb_gpu_with_checkpointing() -> None:
-    from repro.train.recipes import get_recipe
     from repro.train.components import make_model, make_optimizer, make_step
     from repro.train.devices import resolve_amp
+    from repro.train.recipes import get_recipe
 
     device = torch.device("cuda")
     peaks = {}
     for on in (True, False):
         torch.manual_seed(0)
         net = make_model("resnet1202", {"activation_checkpointing": on}).to(device)
-        step = make_step(net, make_optimizer(net, get_recipe("paper"), device),
-                         resolve_amp("auto", device), None)  # fmt: skip
+        step = make_step(
+            net, make_optimizer(net, get_recipe("paper"), device), resolve_amp("auto", device), None
+        )
         x, y = torch.randn(128, 3, 32, 32, device=device), torch.arange(128, device=device) % 10
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)

@@ -24,10 +24,20 @@ def save_run(run_dir: Path, name: str, depth: int, seed: int, data_root: Path, f
     torch.manual_seed(seed)
     model = build_model(name, depth=depth)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"model": name, "seed": seed, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD),
-              "data_root": str(data_root)}  # fmt: skip
-    state = {"model_name": name, "model_kwargs": {"depth": depth}, "model": model.state_dict(),
-             "config": config, "iteration": 7}  # fmt: skip
+    config = {
+        "model": name,
+        "seed": seed,
+        "mean": list(CIFAR10_MEAN),
+        "std": list(CIFAR10_STD),
+        "data_root": str(data_root),
+    }
+    state = {
+        "model_name": name,
+        "model_kwargs": {"depth": depth},
+        "model": model.state_dict(),
+        "config": config,
+        "iteration": 7,
+    }
     save_checkpoint(state, run_dir / file)
     return run_dir / file
 
@@ -86,8 +96,9 @@ def test_json_values_equal_a_direct_computation_on_the_checkpoint(reproduction, 
     model, _ = model_from_checkpoint(run / "final.pt")
     images = load_cifar10(data_root).test_images
     direct = layer_response_std(model, images, batch_size=20)
-    np.testing.assert_allclose(doc["models"]["plain8"]["seeds"]["seed1"]["std"], direct.std,
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        doc["models"]["plain8"]["seeds"]["seed1"]["std"], direct.std, rtol=1e-5
+    )
 
 
 def test_unfinished_run_falls_back_to_last_pt_with_a_warning(tmp_path, data_root, capsys):

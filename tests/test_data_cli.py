@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from data_helpers import write_batch, write_synthetic
 
-from repro.cli import main
 from repro.cli import data as data_cli
+from repro.cli import main
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

@@ -22,12 +22,36 @@ def test_two_process_gloo_run_completes_with_identical_weights_on_both_ranks(
     synthetic_cifar, tmp_path
 ):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           "--nproc_per_node", "2", "-m", "repro", "train", *TINY, "--iterations", "12",
-           "--milestones", "6", "--data-root", str(synthetic_cifar), "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "repro",
+        "train",
+        *TINY,
+        "--iterations",
+        "12",
+        "--milestones",
+        "6",
+        "--data-root",
+        str(synthetic_cifar),
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, err = proc.communicate(timeout=300)
     except subprocess.TimeoutExpired:
@@ -43,8 +67,12 @@ def test_two_process_gloo_run_completes_with_identical_weights_on_both_ranks(
     assert final["iteration"] == 12 and final["stop_reason"] == "schedule"
     assert not any(k.startswith("module.") for k in final["model"])  # the unwrapped model
     assert sorted(p.name for p in out.iterdir()) == [
-        "best.pt", "config.json", "final.pt", "last.pt", "metrics.jsonl",
-    ]  # fmt: skip
+        "best.pt",
+        "config.json",
+        "final.pt",
+        "last.pt",
+        "metrics.jsonl",
+    ]
 
 
 def test_batch_not_divisible_by_the_process_count_is_refused(
@@ -58,7 +86,13 @@ def test_batch_not_divisible_by_the_process_count_is_refused(
 
     monkeypatch.setattr(trainer_mod.ddp, "init", lambda info, device: None)
     monkeypatch.setattr(trainer_mod.ddp, "from_env", lambda: ddp.DistInfo(0, 3, 0))
-    config = TrainConfig(model="resnet20", out=tmp_path / "x", data_root=synthetic_cifar,
-                         device="cpu", overrides={"batch_size": 16}, quiet=True)  # fmt: skip
+    config = TrainConfig(
+        model="resnet20",
+        out=tmp_path / "x",
+        data_root=synthetic_cifar,
+        device="cpu",
+        overrides={"batch_size": 16},
+        quiet=True,
+    )
     with pytest.raises(ReproError, match="not divisible by the 3 processes"):
         trainer_mod.train(config)

@@ -10,9 +10,28 @@ from repro.cli import main
 
 
 def test_estimate_projects_the_whole_schedule_from_timed_steps(capsys):
-    code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--recipe", "common",
-                 "--device", "cpu", "--steps", "2", "--warmup-steps", "1", "--batch-size", "16",
-                 "--threads", "1", "--json"])  # fmt: skip
+    code = main(
+        [
+            "estimate",
+            "--model",
+            "resnet_cifar",
+            "--depth",
+            "8",
+            "--recipe",
+            "common",
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--warmup-steps",
+            "1",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+            "--json",
+        ]
+    )
     assert code == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert r["model"] == "resnet_cifar" and r["device"] == "cpu" and r["batch_size"] == 16
@@ -31,9 +50,27 @@ def test_estimate_projects_the_whole_schedule_from_timed_steps(capsys):
 
 
 def test_estimate_prints_one_line_per_model(capsys):
-    code = main(["estimate", "--model", "resnet_cifar", "--model", "plain_cifar", "--depth", "8",
-                 "--device", "cpu", "--steps", "1", "--warmup-steps", "0", "--batch-size", "8",
-                 "--threads", "1"])  # fmt: skip
+    code = main(
+        [
+            "estimate",
+            "--model",
+            "resnet_cifar",
+            "--model",
+            "plain_cifar",
+            "--depth",
+            "8",
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--warmup-steps",
+            "0",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and "ms/step" in lines[0] and "plain_cifar" in lines[1]
@@ -47,9 +84,28 @@ def test_estimate_of_an_unknown_model_is_one_clear_error(capsys):
 
 
 def test_estimate_times_each_model_with_and_without_activation_checkpointing(capsys):
-    code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--device", "cpu",
-                 "--steps", "1", "--warmup-steps", "0", "--batch-size", "8", "--threads", "1",
-                 "--activation-checkpointing", "both", "--json"])  # fmt: skip
+    code = main(
+        [
+            "estimate",
+            "--model",
+            "resnet_cifar",
+            "--depth",
+            "8",
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--warmup-steps",
+            "0",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--activation-checkpointing",
+            "both",
+            "--json",
+        ]
+    )
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["activation_checkpointing"] for r in rows] == [True, False]
@@ -68,15 +124,51 @@ def test_estimate_compiles_as_the_trainer_does_and_never_times_the_compiling_ste
         return model
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--device", "cpu",
-                 "--steps", "1", "--warmup-steps", "0", "--batch-size", "8", "--threads", "1",
-                 "--compile", "--compile-mode", "max-autotune", "--json"])  # fmt: skip
+    code = main(
+        [
+            "estimate",
+            "--model",
+            "resnet_cifar",
+            "--depth",
+            "8",
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--warmup-steps",
+            "0",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--compile",
+            "--compile-mode",
+            "max-autotune",
+            "--json",
+        ]
+    )
     assert code == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert calls == ["max-autotune"] and r["compile"] == "max-autotune"
 
-    code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--device", "cpu",
-                 "--steps", "1", "--batch-size", "8", "--threads", "1", "--json"])  # fmt: skip
+    code = main(
+        [
+            "estimate",
+            "--model",
+            "resnet_cifar",
+            "--depth",
+            "8",
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--json",
+        ]
+    )
     assert code == 0 and calls == ["max-autotune"]  # auto: no compile on the CPU
     assert json.loads(capsys.readouterr().out)[0]["compile"] is None
 
@@ -94,8 +186,24 @@ def test_estimate_falls_back_to_eager_when_compiling_fails(capsys, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", Broken)
     with pytest.warns(UserWarning, match="torch.compile failed"):
-        code = main(["estimate", "--model", "resnet_cifar", "--depth", "8", "--device", "cpu",
-                     "--steps", "1", "--batch-size", "8", "--threads", "1", "--compile",
-                     "--json"])  # fmt: skip
+        code = main(
+            [
+                "estimate",
+                "--model",
+                "resnet_cifar",
+                "--depth",
+                "8",
+                "--device",
+                "cpu",
+                "--steps",
+                "1",
+                "--batch-size",
+                "8",
+                "--threads",
+                "1",
+                "--compile",
+                "--json",
+            ]
+        )
     assert code == 0
     assert json.loads(capsys.readouterr().out)[0]["step_seconds"] > 0

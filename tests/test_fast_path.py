@@ -15,13 +15,13 @@ from trainer_helpers import run_cli, tiny_args
 import repro.train.trainer as trainer_mod
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
 from repro.errors import ReproError
-from repro.train.metrics import Meter
-from repro.train.rundir import read_metrics
-from repro.train.recipes import get_recipe
-from repro.train.switches import COMPILE_MODES
 from repro.train.components import build_components, make_model, make_optimizer, make_step, set_lr
 from repro.train.config import TrainConfig, fast_path, log_interval
 from repro.train.devices import resolve_amp
+from repro.train.metrics import Meter
+from repro.train.recipes import get_recipe
+from repro.train.rundir import read_metrics
+from repro.train.switches import COMPILE_MODES
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA: no CUDA device in this environment"
@@ -65,9 +65,17 @@ def loss_curve(
     torch.manual_seed(0)
     net = make_model(model, model_kwargs or {})
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    parts = build_components(net, get_recipe("paper", batch_size=batch, lr=lr), images, labels,
-                             device=dev, amp_dtype=resolve_amp(amp, dev),
-                             channels_last=channels_last, compile_mode=compile, drop_last=True)  # fmt: skip
+    parts = build_components(
+        net,
+        get_recipe("paper", batch_size=batch, lr=lr),
+        images,
+        labels,
+        device=dev,
+        amp_dtype=resolve_amp(amp, dev),
+        channels_last=channels_last,
+        compile_mode=compile,
+        drop_last=True,
+    )
     batches = itertools.chain.from_iterable(itertools.repeat(parts.loader))
     losses = []
     for x, y in itertools.islice(batches, steps):
@@ -98,16 +106,20 @@ def test_fast_path_is_the_default_on_cuda_and_compile_stays_off_on_the_cpu() -> 
     ],
 )
 def test_explicit_switches_override_auto(channels_last, compile, mode, want) -> None:
-    config = TrainConfig("resnet20", "unused", channels_last=channels_last, compile=compile,
-                         compile_mode=mode)  # fmt: skip
+    config = TrainConfig(
+        "resnet20", "unused", channels_last=channels_last, compile=compile, compile_mode=mode
+    )
     assert fast_path(config, CUDA_DEVICE) == want
 
 
 @pytest.mark.parametrize(
     ("field", "value", "flag"),
-    [("channels_last", "yes", "--channels-last"), ("compile", "fast", "--compile"),
-     ("compile_mode", "turbo", "--compile-mode")],
-)  # fmt: skip
+    [
+        ("channels_last", "yes", "--channels-last"),
+        ("compile", "fast", "--compile"),
+        ("compile_mode", "turbo", "--compile-mode"),
+    ],
+)
 def test_a_bad_switch_is_one_clear_error_naming_the_flag(field, value, flag) -> None:
     config = TrainConfig("resnet20", "unused", **{"compile": "on", field: value})
     with pytest.raises(ReproError, match=f"unknown {flag} '{value}'"):
@@ -242,9 +254,18 @@ def test_training_steps_on_cuda_never_wait_for_the_host(mini_root: Path) -> None
     net = make_model("resnet20", {}).to(CUDA_DEVICE, memory_format=torch.channels_last)
     optimizer = make_optimizer(net, get_recipe("common"), CUDA_DEVICE)
     step = make_step(net, optimizer, torch.bfloat16, None, "default")
-    loader = DeviceLoader(data.train_images, data.train_labels, 128, train=True, drop_last=True,
-                          seed=0, device=CUDA_DEVICE, mean=CIFAR10_MEAN, std=CIFAR10_STD,
-                          memory_format=torch.channels_last)  # fmt: skip
+    loader = DeviceLoader(
+        data.train_images,
+        data.train_labels,
+        128,
+        train=True,
+        drop_last=True,
+        seed=0,
+        device=CUDA_DEVICE,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        memory_format=torch.channels_last,
+    )
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
     meter = Meter(CUDA_DEVICE)
     for x, y in itertools.islice(batches, 3):  # compiling may synchronise: not checked

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from repro.cli import main
 from repro.models import build_model, list_models
 from repro.models.cifar import BasicBlock, CifarResNet, IdentityPadShortcut, ProjectionShortcut
-from repro.models.complexity import PARAMS_MODELS, params_agree
-from repro.models.complexity import count_macs, count_params
+from repro.models.complexity import PARAMS_MODELS, count_macs, count_params, params_agree
 
 # Exact counts, computed once from the models and frozen here; the paper's rounded figures are
 # checked separately against baselines/ (test_named_models_agree_with_the_paper).

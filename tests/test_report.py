@@ -59,10 +59,13 @@ def test_doctored_run_report_shows_the_failed_verdict(tmp_path: Path) -> None:
 
 def test_layer_response_files_are_included(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run")
-    doc = {"definition": "std after BN", "models": {
-        "plain20": {"label": "plain-20", "mean_std": 0.5, "num_layers": 19, "num_seeds": 1},
-        "resnet20": {"label": "ResNet-20", "mean_std": 0.25, "num_layers": 19, "num_seeds": 1},
-    }}  # fmt: skip
+    doc = {
+        "definition": "std after BN",
+        "models": {
+            "plain20": {"label": "plain-20", "mean_std": 0.5, "num_layers": 19, "num_seeds": 1},
+            "resnet20": {"label": "ResNet-20", "mean_std": 0.25, "num_layers": 19, "num_seeds": 1},
+        },
+    }
     (run / "layer_response.json").write_text(json.dumps(doc))
     (run / "layer_response.png").write_bytes(b"\x89PNG fake")
     text = write_report(run, tmp_path / "rep").read_text()
@@ -76,10 +79,12 @@ def test_layer_response_files_are_included(tmp_path: Path) -> None:
     [
         ({"preset": "smoke", "experiment": "core"}, "SMOKE run (core)"),
         ({"preset": "paper", "experiment": "core", "data_official": False}, "FORCED PAPER run"),
-        ({"preset": "paper", "experiment": "fig6", "data_official": True, "complete": False},
-         "INCOMPLETE paper run"),
+        (
+            {"preset": "paper", "experiment": "fig6", "data_official": True, "complete": False},
+            "INCOMPLETE paper run",
+        ),
     ],
-)  # fmt: skip
+)
 def test_title_never_presents_a_partial_or_small_run_as_the_paper(summary, start) -> None:
     assert title_of(summary).startswith(start)
 

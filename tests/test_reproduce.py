@@ -46,8 +46,15 @@ def fake_train_command(tmp: Path, preset: str):
         marker.parent.mkdir(parents=True, exist_ok=True)
         with marker.open("a") as f:
             f.write("x")
-        return [sys.executable, "-c", script, job.model, str(job.seed), str(job.out),
-                str(tmp / f"failed-once-{job.model}-seed{job.seed}")]  # fmt: skip
+        return [
+            sys.executable,
+            "-c",
+            script,
+            job.model,
+            str(job.seed),
+            str(job.out),
+            str(tmp / f"failed-once-{job.model}-seed{job.seed}"),
+        ]
 
     return command
 
@@ -57,8 +64,19 @@ def calls(tmp: Path) -> dict[str, int]:
 
 
 def test_paper_preset_refuses_a_subset_in_one_line(synthetic_cifar: Path, tmp_path: Path, capsys):
-    rc = main(["reproduce", "--experiment", "core", "--preset", "paper",
-               "--data-root", str(synthetic_cifar), "--out", str(tmp_path / "run")])  # fmt: skip
+    rc = main(
+        [
+            "reproduce",
+            "--experiment",
+            "core",
+            "--preset",
+            "paper",
+            "--data-root",
+            str(synthetic_cifar),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert len(err.strip().splitlines()) == 1
@@ -68,14 +86,27 @@ def test_paper_preset_refuses_a_subset_in_one_line(synthetic_cifar: Path, tmp_pa
 
 def test_common_preset_refuses_without_cuda_or_full_data(synthetic_cifar: Path, tmp_path: Path):
     with pytest.raises(ReproError, match="preset common needs the full official data"):
-        reproduce("core", EXPERIMENTS["core"], get_preset("common"), tmp_path / "r", 1,
-                  synthetic_cifar, device="cpu")  # fmt: skip
+        reproduce(
+            "core",
+            EXPERIMENTS["core"],
+            get_preset("common"),
+            tmp_path / "r",
+            1,
+            synthetic_cifar,
+            device="cpu",
+        )
 
 
 def test_missing_data_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ReproError, match="does not exist"):
-        reproduce("core", EXPERIMENTS["core"], get_preset("smoke"), tmp_path / "r", 1,
-                  tmp_path / "no-data")  # fmt: skip
+        reproduce(
+            "core",
+            EXPERIMENTS["core"],
+            get_preset("smoke"),
+            tmp_path / "r",
+            1,
+            tmp_path / "no-data",
+        )
 
 
 def test_mini_and_smoke_commands_carry_their_schedule_and_threads(tmp_path: Path) -> None:
@@ -106,8 +137,9 @@ def test_failed_model_is_reported_others_finish_and_rerun_resumes_only_it(
 
     lines.clear()
     assert reproduce(*args, parallel=2, echo=lines.append) == 0
-    assert calls(tmp_path) == {f"{m}-seed{s}": 2 if m == "plain56" else 1
-                               for m in EXPERIMENTS["core"] for s in (0, 1)}  # fmt: skip
+    assert calls(tmp_path) == {
+        f"{m}-seed{s}": 2 if m == "plain56" else 1 for m in EXPERIMENTS["core"] for s in (0, 1)
+    }
     assert sum("skip" in x for x in lines) == 6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["failed"] == []
@@ -135,8 +167,15 @@ def test_bad_seed_and_parallel_counts_are_refused(synthetic_cifar: Path, tmp_pat
     for kw in ({"seeds": 0}, {"parallel": 0}):
         seeds = kw.get("seeds", 1)
         with pytest.raises(ReproError, match="must be at least 1"):
-            reproduce("core", EXPERIMENTS["core"], get_preset("smoke"), tmp_path, seeds,
-                      synthetic_cifar, parallel=kw.get("parallel", 1))  # fmt: skip
+            reproduce(
+                "core",
+                EXPERIMENTS["core"],
+                get_preset("smoke"),
+                tmp_path,
+                seeds,
+                synthetic_cifar,
+                parallel=kw.get("parallel", 1),
+            )
 
 
 @pytest.mark.slow
@@ -146,8 +185,21 @@ def test_smoke_matrix_end_to_end_trains_reports_and_passes_acceptance(
     import subprocess
 
     out, rep = tmp_path / "run", tmp_path / "report"
-    argv = ["reproduce", "--experiment", "core", "--preset", "smoke", "--data-root",
-            str(synthetic_cifar), "--out", str(out), "--parallel", "2", "--device", "cpu"]  # fmt: skip
+    argv = [
+        "reproduce",
+        "--experiment",
+        "core",
+        "--preset",
+        "smoke",
+        "--data-root",
+        str(synthetic_cifar),
+        "--out",
+        str(out),
+        "--parallel",
+        "2",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     for model in EXPERIMENTS["core"]:
         assert (out / model / "seed0" / "final.pt").is_file()
@@ -158,9 +210,21 @@ def test_smoke_matrix_end_to_end_trains_reports_and_passes_acceptance(
     assert text.startswith("# SMOKE run (core)")
     assert (rep / "curves.png").stat().st_size > 0 and (rep / "summary.json").is_file()
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(TESTS.parent / "acceptance"), "--run-dir", str(out)],
-        capture_output=True, text=True, cwd=TESTS.parent, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(TESTS.parent / "acceptance"),
+            "--run-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=TESTS.parent,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout
     assert "1 passed, 4 skipped" in res.stdout

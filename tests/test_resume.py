@@ -19,9 +19,22 @@ from repro.train.checkpoint import load_checkpoint
 
 # 72 iterations; last.pt every 4 (not aligned with the evaluations every 6); a warm-up whose
 # state (window sums, on/off) must survive the resume too.
-EXACT = ["--iterations", "72", "--milestones", "36", "54", "--deterministic",
-         "--checkpoint-every", "4", "--warmup", "on", "--warmup-check-every", "5",
-         "--warmup-until-error", "89"]  # fmt: skip
+EXACT = [
+    "--iterations",
+    "72",
+    "--milestones",
+    "36",
+    "54",
+    "--deterministic",
+    "--checkpoint-every",
+    "4",
+    "--warmup",
+    "on",
+    "--warmup-check-every",
+    "5",
+    "--warmup-until-error",
+    "89",
+]
 
 
 @pytest.fixture(scope="module")

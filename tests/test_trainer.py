@@ -18,17 +18,55 @@ from repro.train.rundir import read_metrics
 from repro.train.trainer import TrainConfig, train
 
 CONFIG_KEYS = {
-    "model", "model_kwargs", "recipe", "batch_size", "lr", "momentum", "weight_decay", "nesterov",
-    "epochs", "iterations", "milestones", "milestone_unit", "gamma", "warmup", "warmup_lr",
-    "warmup_until_error", "split", "val_fraction", "early_stopping_patience", "total_iterations",
-    "max_steps", "eval_every", "seed", "deterministic", "device", "amp", "channels_last",
-    "compile", "mean", "std", "data_root", "data_official", "data_counts", "environment",
+    "model",
+    "model_kwargs",
+    "recipe",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "nesterov",
+    "epochs",
+    "iterations",
+    "milestones",
+    "milestone_unit",
+    "gamma",
+    "warmup",
+    "warmup_lr",
+    "warmup_until_error",
+    "split",
+    "val_fraction",
+    "early_stopping_patience",
+    "total_iterations",
+    "max_steps",
+    "eval_every",
+    "seed",
+    "deterministic",
+    "device",
+    "amp",
+    "channels_last",
+    "compile",
+    "mean",
+    "std",
+    "data_root",
+    "data_official",
+    "data_counts",
+    "environment",
     "best_by",
-}  # fmt: skip
+}
 TRAINING_CKPT_KEYS = {
-    "format", "model_name", "model_kwargs", "model", "config", "iteration", "optimizer",
-    "scheduler", "loader", "rng", "metrics_state",
-}  # fmt: skip
+    "format",
+    "model_name",
+    "model_kwargs",
+    "model",
+    "config",
+    "iteration",
+    "optimizer",
+    "scheduler",
+    "loader",
+    "rng",
+    "metrics_state",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +84,31 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
 def test_training_loss_falls_over_50_steps_on_the_mini_set(mini_root, tmp_path):
     out = tmp_path / "run"
     code = run_cli(
-        ["train", "--model", "resnet20", "--recipe", "common", "--batch-size", "32",
-         "--max-steps", "50", "--eval-every", "25", "--device", "cpu", "--threads", "1",
-         "--data-root", str(mini_root), "--out", str(out), "--quiet", "--eval-batch-size", "500"]
-    )  # fmt: skip
+        [
+            "train",
+            "--model",
+            "resnet20",
+            "--recipe",
+            "common",
+            "--batch-size",
+            "32",
+            "--max-steps",
+            "50",
+            "--eval-every",
+            "25",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--data-root",
+            str(mini_root),
+            "--out",
+            str(out),
+            "--quiet",
+            "--eval-batch-size",
+            "500",
+        ]
+    )
     assert code == 0
     first, last = read_metrics(out / "metrics.jsonl")
     assert last["train_loss"] < first["train_loss"] - 0.05
@@ -106,8 +165,18 @@ def test_warmup_runs_at_0_01_until_training_error_drops_below_the_threshold(
 ):
     """Warm-up forced on; a threshold of 101% is met at the first check (iteration 5)."""
     out = tmp_path / "warm"
-    extra = ["--warmup", "on", "--warmup-check-every", "5", "--warmup-until-error", "101",
-             "--eval-every", "5", "--max-steps", "10"]  # fmt: skip
+    extra = [
+        "--warmup",
+        "on",
+        "--warmup-check-every",
+        "5",
+        "--warmup-until-error",
+        "101",
+        "--eval-every",
+        "5",
+        "--max-steps",
+        "10",
+    ]
     assert run_cli(tiny_args(synthetic_cifar, out, *extra)) == 0
     lrs = [r["lr"] for r in read_metrics(out / "metrics.jsonl")]
     assert lrs == [0.01, 0.1]
@@ -117,8 +186,18 @@ def test_warmup_runs_at_0_01_until_training_error_drops_below_the_threshold(
 
 def test_warmup_stays_on_while_training_error_is_above_the_threshold(synthetic_cifar, tmp_path):
     out = tmp_path / "warm0"
-    extra = ["--warmup", "on", "--warmup-check-every", "5", "--warmup-until-error", "0",
-             "--eval-every", "5", "--max-steps", "10"]  # fmt: skip
+    extra = [
+        "--warmup",
+        "on",
+        "--warmup-check-every",
+        "5",
+        "--warmup-until-error",
+        "0",
+        "--eval-every",
+        "5",
+        "--max-steps",
+        "10",
+    ]
     assert run_cli(tiny_args(synthetic_cifar, out, *extra)) == 0
     assert [r["lr"] for r in read_metrics(out / "metrics.jsonl")] == [0.01, 0.01]
 
@@ -141,10 +220,17 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
     monkeypatch.setattr(components_mod, "make_step", poisoned_make_step)
     out = tmp_path / "nan"
     config = TrainConfig(
-        model="resnet_cifar", model_kwargs={"depth": 8}, out=out, data_root=synthetic_cifar,
-        device="cpu", threads=1, quiet=True, eval_every=6, checkpoint_every=3,
+        model="resnet_cifar",
+        model_kwargs={"depth": 8},
+        out=out,
+        data_root=synthetic_cifar,
+        device="cpu",
+        threads=1,
+        quiet=True,
+        eval_every=6,
+        checkpoint_every=3,
         overrides={"batch_size": 16, "iterations": 36},
-    )  # fmt: skip
+    )
     with pytest.raises(ReproError, match="non-finite loss") as info:
         train(config)
     assert "last.pt (iteration 6)" in str(info.value)
@@ -284,8 +370,16 @@ def test_without_a_validation_split_best_is_by_test_error_and_labelled_so(
     synthetic_cifar, tmp_path
 ):
     out = tmp_path / "common"
-    args = tiny_args(synthetic_cifar, out, "--recipe", "common", "--milestone-unit", "iteration",
-                     "--max-steps", "6")  # fmt: skip
+    args = tiny_args(
+        synthetic_cifar,
+        out,
+        "--recipe",
+        "common",
+        "--milestone-unit",
+        "iteration",
+        "--max-steps",
+        "6",
+    )
     assert run_cli(args) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["best_by"] == "test_error" and "biased" in cfg["best_by_note"]

@@ -15,10 +15,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A depth-8 CIFAR ResNet on the 100-image synthetic set: ~10 ms a step on one thread.
 TINY = [
-    "--model", "resnet_cifar", "--depth", "8", "--recipe", "paper", "--batch-size", "16",
-    "--iterations", "36", "--milestones", "18", "27", "--eval-every", "6", "--device", "cpu",
-    "--threads", "1", "--quiet",
-]  # fmt: skip
+    "--model",
+    "resnet_cifar",
+    "--depth",
+    "8",
+    "--recipe",
+    "paper",
+    "--batch-size",
+    "16",
+    "--iterations",
+    "36",
+    "--milestones",
+    "18",
+    "27",
+    "--eval-every",
+    "6",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:

@@ -137,8 +137,10 @@ def prepare_jobs(checkpoints: Sequence[Path]) -> list[Job]:
         key, depth, residual = model_label(model, state["model_name"])
         seed = seed_label(state, path)
         if (key, seed) in seen:
-            raise ReproError(f"two checkpoints of {key} {seed} given ({seen[key, seed]} and "
-                             f"{path}); pass one per model and seed")  # fmt: skip
+            raise ReproError(
+                f"two checkpoints of {key} {seed} given ({seen[key, seed]} and "
+                f"{path}); pass one per model and seed"
+            )
         seen[key, seed] = path
         config = state.get("config") or {}
         if "mean" not in config or "std" not in config:
@@ -155,33 +157,46 @@ def recorded_data_root(jobs: Sequence[Job]) -> str | None:
     return None
 
 
-def measure(jobs: Sequence[Job], images: torch.Tensor, device: torch.device, batch_size: int) -> list[Entry]:
+def measure(
+    jobs: Sequence[Job], images: torch.Tensor, device: torch.device, batch_size: int
+) -> list[Entry]:
     """The layer responses of every job on ``images``, one model on the device at a time."""
     entries = []
     for job in jobs:
-        result = layer_response_std(job.model.to(device), images, batch_size,
-                                    mean=job.config.get("mean", CIFAR10_MEAN),
-                                    std=job.config.get("std", CIFAR10_STD))  # fmt: skip
+        result = layer_response_std(
+            job.model.to(device),
+            images,
+            batch_size,
+            mean=job.config.get("mean", CIFAR10_MEAN),
+            std=job.config.get("std", CIFAR10_STD),
+        )
         job.model.cpu()
         entries.append(Entry(job, result))
-        print(f"{job.key} {job.seed}: mean response std {result.mean_std:.4f} over "
-              f"{len(result.std)} layers ({job.path})")  # fmt: skip
+        print(
+            f"{job.key} {job.seed}: mean response std {result.mean_std:.4f} over "
+            f"{len(result.std)} layers ({job.path})"
+        )
     return entries
 
 
 def summarise(entries: list[Entry], meta: dict) -> dict:
     """The JSON document: per model and seed, per-layer and per-channel stds; per model means."""
     models: dict[str, dict] = {}
-    for e in sorted(entries, key=lambda e: (e.job.residual, e.job.depth or 0, e.job.key, e.job.seed)):
+    for e in sorted(
+        entries, key=lambda e: (e.job.residual, e.job.depth or 0, e.job.key, e.job.seed)
+    ):
         job = e.job
-        m = models.setdefault(job.key, {
-            "label": curve_label(job.key, job.depth, job.residual),
-            "depth": job.depth,
-            "residual": job.residual,
-            "num_layers": len(e.result.std),
-            "layer_names": e.result.names,
-            "seeds": {},
-        })  # fmt: skip
+        m = models.setdefault(
+            job.key,
+            {
+                "label": curve_label(job.key, job.depth, job.residual),
+                "depth": job.depth,
+                "residual": job.residual,
+                "num_layers": len(e.result.std),
+                "layer_names": e.result.names,
+                "seeds": {},
+            },
+        )
         if e.result.names != m["layer_names"]:
             raise ReproError(f"{job.path}: {job.key} checkpoints with different layers were given")
         m["seeds"][job.seed] = {
@@ -206,8 +221,10 @@ def write_figure_and_json(doc: dict, out: Path, title: str, log_y: bool) -> None
     """``layer_response.png`` (matplotlib, imported only here) and ``layer_response.json``."""
     from repro.analysis.plot import ResponseCurve, plot_layer_response
 
-    curves = [ResponseCurve(m["label"], m["depth"], m["residual"], m["std"])
-              for m in doc["models"].values()]  # fmt: skip
+    curves = [
+        ResponseCurve(m["label"], m["depth"], m["residual"], m["std"])
+        for m in doc["models"].values()
+    ]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / LAYER_RESPONSE_PNG, lambda p: plot_layer_response(curves, p, title, log_y))
     write_layer_response(out, doc)

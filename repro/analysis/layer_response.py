@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, normalize
-from repro.train.evaluate import model_device
+from repro.train.devices import model_device
 
 
 class RunningMoments:
@@ -126,16 +126,13 @@ def layer_response_std(
     mean = CIFAR10_MEAN if mean is None else mean
     std = CIFAR10_STD if std is None else std
 
-    def make_hook(acc: RunningMoments):
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            acc.update(output)
-
-        return hook
-
     was_training = model.training
     handles = []
     try:
-        handles = [m.register_forward_hook(make_hook(acc)) for (_, m), acc in zip(layers, moments)]
+        handles = [
+            m.register_forward_hook(lambda _m, _i, out, acc=acc: acc.update(out))
+            for (_, m), acc in zip(layers, moments)
+        ]
         model.eval()
         with torch.no_grad():
             for start in range(0, images.shape[0], batch_size):

@@ -56,8 +56,9 @@ def plot_layer_response(
         style = "-" if c.residual else "--"
         xs = range(1, len(c.std) + 1)
         top.plot(xs, list(c.std), style, color=colour, linewidth=1.4, label=c.label)
-        bottom.plot(xs, sorted(c.std, reverse=True), style, color=colour, linewidth=1.4,
-                    label=c.label)  # fmt: skip
+        bottom.plot(
+            xs, sorted(c.std, reverse=True), style, color=colour, linewidth=1.4, label=c.label
+        )
     top.set_title("original layer order", fontsize=10)
     bottom.set_title("sorted by magnitude", fontsize=10)
     for ax in (top, bottom):

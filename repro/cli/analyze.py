@@ -31,22 +31,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="std of each 3x3 layer's response (Fig. 7)",
         description="Std of each 3x3 layer's response after BN (He et al. 2016, Fig. 7).",
     )
-    p.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_CHECKPOINT",
-                   help="a reproduction folder (<model>/seed<k>/final.pt), a run folder, or "
-                   "checkpoint files")  # fmt: skip
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="RUN_DIR_OR_CHECKPOINT",
+        help="a reproduction folder (<model>/seed<k>/final.pt), a run folder, or checkpoint files",
+    )
     p.add_argument("--out", type=Path, help="output folder (default: the one folder given)")
     add_data_root(p, "the runs' data_root, else ")
     p.add_argument("--split", default="test", choices=SPLITS, help="images to use (default test)")
     p.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
     add_device(p)
     p.add_argument("--log-y", action="store_true", help="logarithmic std axis in the figure")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show tracebacks on errors")  # fmt: skip
+    p.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
 
 
 def default_out(paths: list[Path]) -> Path:
     if len(paths) != 1:
-        raise ReproError(f"{len(paths)} inputs given: say where to write the results with --out DIR")
+        raise ReproError(
+            f"{len(paths)} inputs given: say where to write the results with --out DIR"
+        )
     return paths[0] if paths[0].is_dir() else paths[0].parent
 
 
@@ -63,8 +69,13 @@ def run(args: argparse.Namespace) -> int:
     images, _ = get_split(data, args.split)
     print(f"{args.split}: {images.shape[0]} images from {data.root}")
     entries = measure(jobs, images, device, args.batch_size)
-    meta = {"split": args.split, "num_images": int(images.shape[0]), "data_root": str(data.root),
-            "data_official": data.official, "device": str(device)}  # fmt: skip
+    meta = {
+        "split": args.split,
+        "num_images": int(images.shape[0]),
+        "data_root": str(data.root),
+        "data_official": data.official,
+        "device": str(device),
+    }
     doc = summarise(entries, meta)
     subset = "" if data.official else " (subset)"
     title = f"Std of layer responses, CIFAR-10 {args.split}{subset} (He et al. 2016, Fig. 7)"

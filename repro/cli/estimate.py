@@ -15,8 +15,9 @@ from repro.train.switches import resolve_switch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", required=True,
-                        help="model to time (repeat for several)")  # fmt: skip
+    parser.add_argument(
+        "--model", action="append", required=True, help="model to time (repeat for several)"
+    )
     parser.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
     add_device(parser)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             {**kwargs, "activation_checkpointing": True} if on else kwargs,
             compile=args.compile,
             compile_mode=args.compile_mode,
-        )  # fmt: skip
+        )
         for name in args.model
         for on in ckpt
     ]

@@ -12,14 +12,26 @@ from repro.train.switches import COMPILE_MODES, SWITCHES
 def add_data_root(parser: argparse.ArgumentParser, default_note: str = "", *aliases: str) -> None:
     """``--data-root DIR``: the CIFAR-10 folder (``$REPRO_DATA``, else ``data/cifar10``)."""
     default = f"{default_note}${DATA_ENV}, else {DEFAULT_DATA_ROOT}"
-    parser.add_argument("--data-root", *aliases, dest="data_root", default=None, metavar="DIR",
-                        help=f"CIFAR-10 folder (default: {default})")  # fmt: skip
+    parser.add_argument(
+        "--data-root",
+        *aliases,
+        dest="data_root",
+        default=None,
+        metavar="DIR",
+        help=f"CIFAR-10 folder (default: {default})",
+    )
 
 
-def add_device(parser: argparse.ArgumentParser, default: str | None = "auto", note: str = "") -> None:
+def add_device(
+    parser: argparse.ArgumentParser, default: str | None = "auto", note: str = ""
+) -> None:
     """``--device auto|cpu|cuda[:N]`` (auto: CUDA when present)."""
-    parser.add_argument("--device", default=default, metavar="DEVICE",
-                        help=f"auto (CUDA when present, the default), cpu, cuda or cuda:N{note}")  # fmt: skip
+    parser.add_argument(
+        "--device",
+        default=default,
+        metavar="DEVICE",
+        help=f"auto (CUDA when present, the default), cpu, cuda or cuda:N{note}",
+    )
 
 
 def add_json(parser: argparse.ArgumentParser, help_text: str = "print the result as JSON") -> None:
@@ -34,13 +46,34 @@ def add_speed_options(parser: argparse.ArgumentParser, default: str | None) -> N
     """``--amp``, ``--channels-last``, ``--compile``, ``--compile-mode``: the fast path's knobs
     (``default`` None leaves an unset flag None, so a resumed run keeps its recorded value)."""
     auto = default
-    parser.add_argument("--amp", default=auto, choices=AMP_CHOICES,
-                        help="autocast: auto (default) = bf16 on CUDA, off on the CPU")  # fmt: skip
-    parser.add_argument("--channels-last", nargs="?", const="on", default=auto, choices=SWITCHES,
-                        metavar="auto|on|off", help="NHWC memory layout; auto (default) = on")  # fmt: skip
-    parser.add_argument("--compile", nargs="?", const="on", default=auto, choices=SWITCHES,
-                        metavar="auto|on|off", help="torch.compile the model, eager if compiling "
-                        "fails; auto (default) = on CUDA only")  # fmt: skip
-    parser.add_argument("--compile-mode", default=default and "default", choices=COMPILE_MODES,
-                        help="torch.compile mode (default: default; reduce-overhead and "
-                        "max-autotune add CUDA graphs)")  # fmt: skip
+    parser.add_argument(
+        "--amp",
+        default=auto,
+        choices=AMP_CHOICES,
+        help="autocast: auto (default) = bf16 on CUDA, off on the CPU",
+    )
+    parser.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="on",
+        default=auto,
+        choices=SWITCHES,
+        metavar="auto|on|off",
+        help="NHWC memory layout; auto (default) = on",
+    )
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="on",
+        default=auto,
+        choices=SWITCHES,
+        metavar="auto|on|off",
+        help="torch.compile the model, eager if compiling fails; auto (default) = on CUDA only",
+    )
+    parser.add_argument(
+        "--compile-mode",
+        default=default and "default",
+        choices=COMPILE_MODES,
+        help="torch.compile mode (default: default; reduce-overhead and "
+        "max-autotune add CUDA graphs)",
+    )

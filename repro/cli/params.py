@@ -23,11 +23,17 @@ def _verdict(match: bool | None) -> str:
 def format_table(rows: list[Complexity]) -> str:
     header = ("model", "params", "paper", "match", "MACs/image", "paper", "match")
     cells = [
-        (r.model, f"{r.params:,}", "-" if r.paper_params is None else f"{r.paper_params}M",
-         _verdict(r.params_match), f"{r.macs / 1e6:,.1f}M",
-         "-" if r.paper_macs is None else f"{r.paper_macs / 1e9:.1f}G", _verdict(r.macs_match))
+        (
+            r.model,
+            f"{r.params:,}",
+            "-" if r.paper_params is None else f"{r.paper_params}M",
+            _verdict(r.params_match),
+            f"{r.macs / 1e6:,.1f}M",
+            "-" if r.paper_macs is None else f"{r.paper_macs / 1e9:.1f}G",
+            _verdict(r.macs_match),
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
     return text_table(header, cells, align="lrrrrrr")
 
 
@@ -44,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ReproError(str(exc)) from None
     if args.json:
-        keys = ("model", "params", "paper_params", "macs", "paper_macs", "params_match",
-                "macs_match")  # fmt: skip
+        keys = (
+            "model",
+            "params",
+            "paper_params",
+            "macs",
+            "paper_macs",
+            "params_match",
+            "macs_match",
+        )
         print(json.dumps([{k: asdict(r)[k] for k in keys} for r in rows], indent=2))
     else:
         print(format_table(rows))

@@ -17,16 +17,25 @@ from repro.reproduce.runner import reproduce
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", required=True, choices=list(EXPERIMENTS))
     parser.add_argument("--preset", required=True, choices=list(PRESETS))
-    parser.add_argument("--out", type=Path, default=None,
-                        help="run directory (default runs/<experiment>-<preset>; re-run to resume)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run directory (default runs/<experiment>-<preset>; re-run to resume)",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="runs per model, seeds 0..K-1")
     add_data_root(parser)
-    parser.add_argument("--force", action="store_true",
-                        help="run paper/common even without CUDA or on a subset")  # fmt: skip
-    parser.add_argument("--parallel", type=int, default=1,
-                        help="trainings at once (default 1): on one GPU, K processes share it so "
-                        "that small nets fill it; on the CPU each gets cores/K threads (on 2 "
-                        "cores one at a time was 1.27x faster, reports/performance.md)")  # fmt: skip
+    parser.add_argument(
+        "--force", action="store_true", help="run paper/common even without CUDA or on a subset"
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="trainings at once (default 1): on one GPU, K processes share it so "
+        "that small nets fill it; on the CPU each gets cores/K threads (on 2 "
+        "cores one at a time was 1.27x faster, reports/performance.md)",
+    )
     add_device(parser, default=None, note="; passed to each `repro train`")
 
 
@@ -37,5 +46,14 @@ def run(args: argparse.Namespace) -> int:
     models = get_experiment(args.experiment)
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
     data_root = resolve_data_root(args.data_root).resolve()
-    return reproduce(args.experiment, models, preset, out, args.seeds, data_root,
-                     device=args.device, parallel=args.parallel, force=args.force)  # fmt: skip
+    return reproduce(
+        args.experiment,
+        models,
+        preset,
+        out,
+        args.seeds,
+        data_root,
+        device=args.device,
+        parallel=args.parallel,
+        force=args.force,
+    )

@@ -37,32 +37,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bool_flag = argparse.BooleanOptionalAction
     g = parser.add_argument_group("run")
     g.add_argument("--model", help="model name (see `repro params`), e.g. resnet20, plain56")
-    g.add_argument("--depth", type=int, help="depth for the generic builders resnet_cifar/plain_cifar")  # fmt: skip
+    g.add_argument(
+        "--depth", type=int, help="depth for the generic builders resnet_cifar/plain_cifar"
+    )
     g.add_argument("--shortcut", choices=["A", "B", "C"], help="CIFAR shortcut option (Sec. 3.3)")
-    g.add_argument("--model-kwargs", metavar="JSON", help='extra model arguments, e.g. \'{"zero_init_residual": true}\'')  # fmt: skip
+    g.add_argument(
+        "--model-kwargs",
+        metavar="JSON",
+        help="extra model arguments, e.g. '{\"zero_init_residual\": true}'",
+    )
     g.add_argument("--recipe", choices=sorted(RECIPES), help="training recipe (default: paper)")
     g.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, *.pt)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out with its recorded settings (re-running the "
-                   "same command into the same --out resumes too)")  # fmt: skip
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with its recorded settings (re-running the "
+        "same command into the same --out resumes too)",
+    )
     add_data_root(g)
-    g.add_argument("--seed", type=int, help="seed of initialisation, shuffling, augmentation (default 0)")  # fmt: skip
+    g.add_argument(
+        "--seed", type=int, help="seed of initialisation, shuffling, augmentation (default 0)"
+    )
     g.add_argument("--split-seed", type=int, help="seed of the validation split (default 0)")
     add_recipe_overrides(parser)
 
     s = parser.add_argument_group("runtime")
     add_device(s, default=None)
     add_speed_options(s, default=None)
-    s.add_argument("--deterministic", action=bool_flag, default=None,
-                   help="deterministic algorithms (exact resume; slower on CUDA)")  # fmt: skip
+    s.add_argument(
+        "--deterministic",
+        action=bool_flag,
+        default=None,
+        help="deterministic algorithms (exact resume; slower on CUDA)",
+    )
     add_threads(s)
-    s.add_argument("--eval-every", type=int, help="iterations between evaluations (default: 1 epoch)")  # fmt: skip
-    s.add_argument("--checkpoint-every", type=int, help="iterations between last.pt (default: --eval-every)")  # fmt: skip
+    s.add_argument(
+        "--eval-every", type=int, help="iterations between evaluations (default: 1 epoch)"
+    )
+    s.add_argument(
+        "--checkpoint-every", type=int, help="iterations between last.pt (default: --eval-every)"
+    )
     s.add_argument("--max-steps", type=int, help="smoke run: stop after N iterations")
     s.add_argument("--eval-batch-size", type=int)
-    s.add_argument("--log-every", type=int,
-                   help="iterations between progress updates, each a host sync (default: 50 on "
-                   "the CPU; on CUDA at evaluations only)")  # fmt: skip
+    s.add_argument(
+        "--log-every",
+        type=int,
+        help="iterations between progress updates, each a host sync (default: 50 on "
+        "the CPU; on CUDA at evaluations only)",
+    )
     s.add_argument("--sync-bn", action=bool_flag, default=None, help="SyncBatchNorm under torchrun")
     s.add_argument("--tensorboard", action=bool_flag, default=None)
     s.add_argument("--quiet", action="store_true", default=None, help="no progress output")

@@ -23,7 +23,6 @@ import torch
 from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
 
 
-
 def sample_crop_params(
     n: int, padding: int, flip: bool, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,10 +12,13 @@ from repro.train.rundir import Run
 def mean_curve(runs: list[Run], key: str) -> tuple[list[int], list[float]]:
     """The metric averaged over seeds at the iterations every seed evaluated."""
     per_seed = [
-        {r["iteration"]: r[key] for r in run.metrics
-         if isinstance(r.get(key), (int, float)) and isinstance(r.get("iteration"), int)}
+        {
+            r["iteration"]: r[key]
+            for r in run.metrics
+            if isinstance(r.get(key), (int, float)) and isinstance(r.get("iteration"), int)
+        }
         for run in runs
-    ]  # fmt: skip
+    ]
     if not per_seed:
         return [], []
     common = sorted(set.intersection(*(set(d) for d in per_seed)))

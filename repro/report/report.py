@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.baselines import load_baseline
-from repro.claims import all_verdicts
+from repro.claims import Verdict, all_verdicts
 from repro.errors import ReproError
 from repro.report.plots import plot_curves
 from repro.reproduce.summary import refreshed_summary
@@ -27,9 +27,18 @@ from repro.train.rundir import (
 
 CURVES_PNG = "curves.png"
 # The recipe table: every recipe field (repro.train.recipes.Recipe), then how the run used it.
-RECIPE_KEYS = ("recipe", *(f for f in RECIPE_FIELDS if f not in ("name", "source")),
-               "total_iterations", "max_steps", "eval_every", "deterministic", "device", "amp",
-               "channels_last", "compile")  # fmt: skip
+RECIPE_KEYS = (
+    "recipe",
+    *(f for f in RECIPE_FIELDS if f not in ("name", "source")),
+    "total_iterations",
+    "max_steps",
+    "eval_every",
+    "deterministic",
+    "device",
+    "amp",
+    "channels_last",
+    "compile",
+)
 
 
 def title_of(summary: dict[str, Any]) -> str:
@@ -39,15 +48,19 @@ def title_of(summary: dict[str, Any]) -> str:
     n_train = sum(int(counts.get(k) or 0) for k in ("train", "val"))
     subset = summary.get("data_official") is not True
     if preset == "smoke":
-        return (f"SMOKE run ({exp}): a few optimizer steps per model, a plumbing check — "
-                "its numbers mean nothing and are not comparable to the paper's")  # fmt: skip
+        return (
+            f"SMOKE run ({exp}): a few optimizer steps per model, a plumbing check — "
+            "its numbers mean nothing and are not comparable to the paper's"
+        )
     if preset == "mini":
         where = f"a {n_train:,}-image subset of CIFAR-10" if n_train else "a subset of CIFAR-10"
         where = "the official data with a shortened schedule" if not subset else where
         return f"MINI-SCALE run ({exp}) on {where} — not comparable to the paper's numbers"
     if subset:
-        return (f"FORCED {preset.upper()} run ({exp}) on a SUBSET of CIFAR-10 — "
-                "not comparable to the paper's numbers")  # fmt: skip
+        return (
+            f"FORCED {preset.upper()} run ({exp}) on a SUBSET of CIFAR-10 — "
+            "not comparable to the paper's numbers"
+        )
     if not summary.get("complete"):
         return f"INCOMPLETE {preset} run ({exp}): not every model finished its schedule"
     return f"Reproduction of He et al. 2016 on CIFAR-10: {exp}, preset {preset}"
@@ -75,8 +88,14 @@ def results_table(summary: dict[str, Any], comparable: bool) -> str:
     )
     head = ["model", "final test err % (mean ± std)", "per seed"]
     head += ["val-selected test err %"] if has_val else []
-    head += ["final train err %", "best-on-test % (selected on test)", "paper Table 6",
-             "Δ vs paper", "akamaster (best-on-test)", "seed report ep. 200"]  # fmt: skip
+    head += [
+        "final train err %",
+        "best-on-test % (selected on test)",
+        "paper Table 6",
+        "Δ vs paper",
+        "akamaster (best-on-test)",
+        "seed report ep. 200",
+    ]
     rows = []
     for model, m in summary["models"].items():
         final = m["final_test_error"]
@@ -86,10 +105,14 @@ def results_table(summary: dict[str, Any], comparable: bool) -> str:
         shown = "n/a" if not comparable else "-" if delta is None else f"{delta:+.2f}"
         row = [model, _pm(final), seeds]
         row += [_pm(m["val_selected_test_error"])] if has_val else []
-        row += [_pm(m["final_train_error"]), _pm(m["best_test_error"]), _num(p),
-                shown,
-                _num(aka.get(model, {}).get("test_error")),
-                _num(seedrep.get(model, {}).get("test_error"))]  # fmt: skip
+        row += [
+            _pm(m["final_train_error"]),
+            _pm(m["best_test_error"]),
+            _num(p),
+            shown,
+            _num(aka.get(model, {}).get("test_error")),
+            _num(seedrep.get(model, {}).get("test_error")),
+        ]
         rows.append(row)
     return markdown_table(head, rows)
 
@@ -99,27 +122,33 @@ def deviations(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     ref = {k: v["value"] for k, v in load_baseline("he2016_recipe")["fields"].items()}
     out = []
     if summary.get("data_official") is not True:
-        out.append(f"data: a SUBSET of CIFAR-10 ({config.get('data_counts')}), not the official "
-                   "50k/10k")  # fmt: skip
+        out.append(
+            f"data: a SUBSET of CIFAR-10 ({config.get('data_counts')}), not the official 50k/10k"
+        )
     for key in ("split", "batch_size", "lr", "momentum", "weight_decay", "gamma"):
         if key in config and config[key] != ref[key]:
             out.append(f"{key}: {config[key]!r} (paper: {ref[key]!r})")
     if config.get("total_iterations") != ref["total_iterations"]:
-        out.append(f"schedule: {config.get('total_iterations')} iterations "
-                   f"(paper: {ref['total_iterations']})")  # fmt: skip
+        out.append(
+            f"schedule: {config.get('total_iterations')} iterations "
+            f"(paper: {ref['total_iterations']})"
+        )
     unit = config.get("milestone_unit", "iteration")
     if config.get("milestones") != ref["milestones"] or unit != "iteration":
-        out.append(f"lr milestones: {config.get('milestones')} {unit}s (paper: 32k, 48k "
-                   "iterations)")  # fmt: skip
+        out.append(
+            f"lr milestones: {config.get('milestones')} {unit}s (paper: 32k, 48k iterations)"
+        )
     if config.get("max_steps"):
         out.append(f"cut after max_steps={config['max_steps']} optimizer steps")
     if config.get("warmup") == "off":
         out.append("no warm-up for ResNet-110 (paper: lr 0.01 until training error < 80%)")
     if summary.get("forced"):
         out.append("run with --force outside the conditions its preset requires")
-    out.append("headline metric: final-evaluation test error (the paper does not say which "
-               "checkpoint Table 6 reports); best-on-test shown only as a labelled secondary "
-               "number")  # fmt: skip
+    out.append(
+        "headline metric: final-evaluation test error (the paper does not say which "
+        "checkpoint Table 6 reports); best-on-test shown only as a labelled secondary "
+        "number"
+    )
     return out
 
 
@@ -133,8 +162,15 @@ def layer_response_section(run_dir: Path, out: Path) -> list[str]:
         doc = read_layer_response(run_dir)
         if doc is not None:
             shutil.copy2(run_dir / LAYER_RESPONSE_JSON, out / LAYER_RESPONSE_JSON)
-            rows = [(m.get("label", name), f"{float(m['mean_std']):.4f}", m.get("num_layers", "-"),
-                     m.get("num_seeds", "-")) for name, m in doc["models"].items()]  # fmt: skip
+            rows = [
+                (
+                    m.get("label", name),
+                    f"{float(m['mean_std']):.4f}",
+                    m.get("num_layers", "-"),
+                    m.get("num_seeds", "-"),
+                )
+                for name, m in doc["models"].items()
+            ]
             lines.append(markdown_table(("model", "mean response std", "layers", "seeds"), rows))
             if doc.get("definition"):
                 lines += ["", f"Definition: {doc['definition']}."]
@@ -145,6 +181,76 @@ def layer_response_section(run_dir: Path, out: Path) -> list[str]:
     return ["## Layer responses (Fig. 7)", "", *lines, ""]
 
 
+def verdicts_section(verdicts: list[Verdict]) -> list[str]:
+    md = ["## Verdicts", ""]
+    for v in verdicts:
+        md += [f"### {v.name}: {v.status.upper()}", "", v.reason, ""]
+        if v.rows:
+            md += [v.markdown(), ""]
+    return md
+
+
+def data_and_environment_section(summary: dict[str, Any]) -> list[str]:
+    md = [
+        "## Data",
+        "",
+        f"- official CIFAR-10: {summary.get('data_official')}",
+        f"- counts: {summary.get('data_counts')}",
+        f"- root: {summary.get('data_root')}",
+        "",
+        "## Environment",
+        "",
+    ]
+    md += [f"- {k}: {v}" for k, v in (summary.get("environment") or {}).items()]
+    md += [f"- training time (sum over runs): {summary.get('training_seconds', 0):.1f} s"]
+    wall = summary.get("wall_seconds")
+    at_once = f", {summary['parallel']} training(s) at once" if summary.get("parallel") else ""
+    md += [f"- wall time of the last `repro reproduce` call{at_once}: {wall:.1f} s"] if wall else []
+    return md + [""]
+
+
+def header_section(summary: dict[str, Any], run_dir: Path, comparable: bool) -> list[str]:
+    """Title, the not-the-paper's-numbers warning where it applies, what the run is."""
+    md = [f"# {title_of(summary)}", ""]
+    if not comparable:
+        what = summary.get("preset_description", summary["preset"])
+        smoke = summary["preset"] == "smoke"
+        use = "it proves the plumbing only" if smoke else "compare orderings, not values"
+        md += [f"> **Not the paper's numbers.** This run is {what}; {use}.", ""]
+    return md + [
+        f"Run directory: `{run_dir}` · experiment `{summary['experiment']}` · preset "
+        f"`{summary['preset']}` · seeds {summary['seeds']} · complete: "
+        f"{summary.get('complete')}",
+        "",
+    ]
+
+
+def results_and_curves_section(summary: dict[str, Any], comparable: bool) -> list[str]:
+    return [
+        "## Results (Table 6 style)",
+        "",
+        "Errors in %. Headline: **final-evaluation test error**; 'best-on-test' is the lowest "
+        "test error seen during training, selected on the test set, so it is optimistic.",
+        "",
+        results_table(summary, comparable),
+        "",
+        "## Training curves (Fig. 6 style)",
+        "",
+        f"![curves]({CURVES_PNG})",
+        "",
+        "Dashed: training error (augmented, train mode); bold: test error; mean over seeds.",
+        "",
+    ]
+
+
+def recipe_section(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The deviations from the paper's recipe, then the recipe as the run resolved it."""
+    rows = [(k, str(config[k])) for k in RECIPE_KEYS if k in config]
+    md = ["## Deviations from the paper", ""]
+    md += [f"- {d}" for d in deviations(config, summary)] + [""]
+    return md + ["## Recipe", "", markdown_table(("field", "value"), rows), ""]
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md``, ``summary.json`` and the PNGs to ``out``; returns the report path."""
     run_dir = Path(run_dir)
@@ -152,57 +258,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     summary = refreshed_summary(matrix)
     out = Path(out) if out else Path("reports") / run_dir.resolve().name
     out.mkdir(parents=True, exist_ok=True)
-    title = title_of(summary)
-    comparable = bool(summary.get("comparable_to_paper")) and summary.get("complete")
+    comparable = bool(summary.get("comparable_to_paper") and summary.get("complete"))
     short = f"CIFAR-10 {summary['experiment']}, preset {summary['preset']}"
     short += "" if comparable else f" ({summary['preset'].upper()}: not comparable to the paper)"
     plot_curves({m: list(s.values()) for m, s in matrix.runs.items()}, out / CURVES_PNG, short)
-    verdicts = all_verdicts(matrix)
     configs = [r.config for s in matrix.runs.values() for r in s.values() if r.config]
-    config = configs[0] if configs else {}
-
-    md = [f"# {title}", ""]
-    if not comparable:
-        what = summary.get("preset_description", summary["preset"])
-        use = ("it proves the plumbing only" if summary["preset"] == "smoke"
-               else "compare orderings, not values")  # fmt: skip
-        md += [f"> **Not the paper's numbers.** This run is {what}; {use}.", ""]
-    md += [f"Run directory: `{run_dir}` · experiment `{summary['experiment']}` · preset "
-           f"`{summary['preset']}` · seeds {summary['seeds']} · complete: "
-           f"{summary.get('complete')}", ""]  # fmt: skip
-    md += ["## Results (Table 6 style)", "",
-           "Errors in %. Headline: **final-evaluation test error**; 'best-on-test' is the lowest "
-           "test error seen during training, selected on the test set, so it is optimistic.", "",
-           results_table(summary, comparable), ""]  # fmt: skip
-    md += ["## Training curves (Fig. 6 style)", "", f"![curves]({CURVES_PNG})", "",
-           "Dashed: training error (augmented, train mode); bold: test error; mean over seeds.",
-           ""]  # fmt: skip
-    md += ["## Verdicts", ""]
-    for v in verdicts:
-        md += [f"### {v.name}: {v.status.upper()}", "", v.reason, ""]
-        if v.rows:
-            md += [v.markdown(), ""]
-    md += layer_response_section(run_dir, out)
-    md += ["## Deviations from the paper", ""]
-    md += [f"- {d}" for d in deviations(config, summary)] + [""]
-    md += ["## Recipe", "", "| field | value |", "|---|---|"]
-    md += [f"| {k} | {config[k]} |" for k in RECIPE_KEYS if k in config] + [""]
-    md += [
-        "## Data",
-        "",
-        f"- official CIFAR-10: {summary.get('data_official')}",
-        f"- counts: {summary.get('data_counts')}",
-        f"- root: {summary.get('data_root')}",
-        "",
-    ]
-    md += ["## Environment", ""]
-    env = {**(summary.get("environment") or {})}
-    md += [f"- {k}: {v}" for k, v in env.items()]
-    wall = summary.get("wall_seconds")
-    md += [f"- training time (sum over runs): {summary.get('training_seconds', 0):.1f} s"]
-    at_once = f", {summary['parallel']} training(s) at once" if summary.get("parallel") else ""
-    md += [f"- wall time of the last `repro reproduce` call{at_once}: {wall:.1f} s"] if wall else []
-    md.append("")
+    md = header_section(summary, run_dir, comparable)
+    md += results_and_curves_section(summary, comparable)
+    md += verdicts_section(all_verdicts(matrix)) + layer_response_section(run_dir, out)
+    md += recipe_section(configs[0] if configs else {}, summary)
+    md += data_and_environment_section(summary)
     write_summary(out, summary)
     (out / "report.md").write_text("\n".join(md))
     return out / "report.md"

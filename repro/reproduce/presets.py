@@ -24,7 +24,7 @@ EXPERIMENTS: dict[str, tuple[str, ...]] = {
         "resnet44",
         "resnet56",
         "resnet110",
-    ),  # fmt: skip
+    ),
     "table6": ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202"),
 }
 

@@ -23,6 +23,7 @@ from repro.train.environment import environment
 from repro.train.rundir import (
     CONFIG,
     FINAL,
+    LOGS,
     SUMMARY,
     load_runs,
     log_path,
@@ -179,6 +180,49 @@ def run_jobs(
     return codes
 
 
+def plan_jobs(
+    out: Path, models: tuple[str, ...], seeds: int, preset: Preset, echo=print
+) -> list[Job]:
+    """The model/seed trainings still to do (a finished run with a matching config is skipped)."""
+    jobs = [
+        Job(m, s, seed_dir(out, m, s), log_path(out, m, s)) for m in models for s in range(seeds)
+    ]
+    todo = []
+    for job in jobs:
+        if job_state(job, preset) == "done":
+            echo(f"skip   {job.model} seed{job.seed}: finished (final.pt present, config matches)")
+        else:
+            todo.append(job)
+    return todo
+
+
+def write_matrix_summary(
+    out: Path, experiment: str, preset: str, models: tuple[str, ...], seeds: int, extra: dict
+) -> dict[str, Any]:
+    """summary.json: the matrix as its run folders are now, plus ``extra`` (status, timing...)."""
+    runs = load_runs(out, models, range(seeds))
+    summary = build_summary(experiment, preset, range(seeds), runs, extra)
+    write_summary(out, summary)
+    return summary
+
+
+def print_results(summary: dict[str, Any], out: Path, echo=print) -> int:
+    """Each model's final test error; 1 (and which runs) if any training failed, else 0."""
+    for model, m in summary["models"].items():
+        stat = m["final_test_error"]
+        if stat["mean"] is not None:
+            spread = f" ± {stat['std']:.2f}" if stat["std"] is not None else ""
+            echo(f"{model}: final test error {stat['mean']:.2f}{spread} % ({stat['n']} seed(s))")
+    if summary["failed"]:
+        echo(
+            f"{len(summary['failed'])} run(s) failed: {', '.join(summary['failed'])}; "
+            f"see {out / LOGS}; re-run the same command to resume them"
+        )
+        return 1
+    echo(f"summary: {out / SUMMARY}")
+    return 0
+
+
 def reproduce(
     experiment: str,
     models: tuple[str, ...],
@@ -198,16 +242,7 @@ def reproduce(
         raise ReproError(f"--parallel must be at least 1, got {parallel}")
     official = check_requirements(preset, data_root, device, force)
     check_out_dir(out, experiment, preset.name)
-    jobs = [
-        Job(m, s, seed_dir(out, m, s), log_path(out, m, s))
-        for m in models
-        for s in range(seeds)
-    ]
-    states = {(j.model, j.seed): job_state(j, preset) for j in jobs}
-    todo = [j for j in jobs if states[(j.model, j.seed)] != "done"]
-    for j in jobs:
-        if states[(j.model, j.seed)] == "done":
-            echo(f"skip   {j.model} seed{j.seed}: finished (final.pt present, config matches)")
+    todo = plan_jobs(out, models, seeds, preset, echo)
     threads = max(1, cpu_count() // parallel) if on_cpu(device) else None
     commands = {
         (j.model, j.seed): train_command(preset, j, data_root, device, threads) for j in todo
@@ -220,31 +255,14 @@ def reproduce(
         "data_official": official,
         "driver_environment": environment(),
         "status": "running",
+        "failed": [],
+        "wall_seconds": 0.0,
+        "parallel": parallel,
     }
-
-    def write(status: str, wall: float, codes: dict) -> dict:
-        failed = sorted(f"{m}/seed{s}" for (m, s), rc in codes.items() if rc != 0)
-        runs = load_runs(out, models, range(seeds))
-        summary = build_summary(experiment, preset.name, range(seeds), runs,
-                                {**extra, "status": status, "failed": failed})  # fmt: skip
-        summary["data_official"] = official
-        summary["wall_seconds"] = wall
-        summary["parallel"] = parallel
-        write_summary(out, summary)
-        return summary
-
+    write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
     t0 = time.monotonic()
-    write("running", 0.0, {})
     codes = run_jobs(todo, commands, parallel, echo)
-    summary = write("finished", time.monotonic() - t0, codes)
-    for model, m in summary["models"].items():
-        stat = m["final_test_error"]
-        if stat["mean"] is not None:
-            spread = f" ± {stat['std']:.2f}" if stat["std"] is not None else ""
-            echo(f"{model}: final test error {stat['mean']:.2f}{spread} % ({stat['n']} seed(s))")
-    if summary["failed"]:
-        echo(f"{len(summary['failed'])} run(s) failed: {', '.join(summary['failed'])}; "
-             f"see {out / 'logs'}; re-run the same command to resume them")  # fmt: skip
-        return 1
-    echo(f"summary: {out / SUMMARY}")
-    return 0
+    extra["status"], extra["wall_seconds"] = "finished", time.monotonic() - t0
+    extra["failed"] = sorted(f"{m}/seed{s}" for (m, s), rc in codes.items() if rc != 0)
+    summary = write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
+    return print_results(summary, out, echo)

@@ -12,6 +12,7 @@ import statistics
 from typing import Any
 
 from repro.train.rundir import Matrix, Run, expected_end
+
 METRIC_KEYS = (
     "final_test_error",
     "final_train_error",
@@ -117,6 +118,9 @@ def build_summary(
 
 def refreshed_summary(matrix: Matrix) -> dict[str, Any]:
     """A matrix's summary.json with every result recomputed from its run folders."""
-    keep = {k: v for k, v in matrix.summary.items()
-            if k not in ("models", "complete", "training_seconds")}  # fmt: skip
+    keep = {
+        k: v
+        for k, v in matrix.summary.items()
+        if k not in ("models", "complete", "training_seconds")
+    }
     return build_summary(matrix.experiment, matrix.preset, matrix.seeds, matrix.runs, extra=keep)

@@ -122,8 +122,10 @@ def first_compiled_step(
     try:
         return (step, *step(x, y, scale))
     except Exception as exc:
-        warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                      "training eagerly", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); training eagerly",
+            stacklevel=2,
+        )
         model.load_state_dict(saved[0])
         optimizer.load_state_dict(saved[1])
         return (eager, *eager(x, y, scale))
@@ -152,7 +154,9 @@ class Components:
         """Whether steps run compiled (False after a failed compile)."""
         return self._step is not self._eager
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step on the batch: (summed loss, misclassified count), both on the device."""
         if self._first_compiled:
             self._first_compiled = False
@@ -194,9 +198,18 @@ def build_components(
     model = model.to(device, memory_format=memory_format)
     optimizer = make_optimizer(model, recipe, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loader = DeviceLoader(images, labels, recipe.batch_size, train=True, drop_last=drop_last,
-                          seed=seed, device=device, mean=mean, std=std,
-                          memory_format=memory_format)  # fmt: skip
+    loader = DeviceLoader(
+        images,
+        labels,
+        recipe.batch_size,
+        train=True,
+        drop_last=drop_last,
+        seed=seed,
+        device=device,
+        mean=mean,
+        std=std,
+        memory_format=memory_format,
+    )
     step_model: nn.Module = model
     if dist.enabled:
         step_model = nn.parallel.DistributedDataParallel(

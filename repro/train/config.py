@@ -20,7 +20,7 @@ import torch
 from repro.errors import ReproError
 from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import CONFIG, read_config
-from repro.train.switches import check_compile_mode, resolve_switch
+from repro.train.switches import resolve_compile, resolve_switch
 
 
 def _option(default: Any, resumed: bool = True) -> Any:
@@ -69,7 +69,9 @@ def config_from_run(out: str | os.PathLike) -> TrainConfig:
     if not (out / CONFIG).is_file():
         raise ReproError(f"nothing to resume: {out / CONFIG} does not exist")
     recorded = read_config(out)
-    overrides = {f: recorded[f] for f in RECIPE_FIELDS if f not in ("name", "source") and f in recorded}
+    overrides = {
+        f: recorded[f] for f in RECIPE_FIELDS if f not in ("name", "source") and f in recorded
+    }
     kept = {k: recorded[k] for k in config_fields("resumed") if recorded.get(k) is not None}
     return TrainConfig(
         model=recorded["model"],
@@ -99,8 +101,7 @@ def fast_path(config: TrainConfig, device: torch.device) -> tuple[bool, str | No
     costs tens of seconds per process on a small CPU.
     """
     channels_last = resolve_switch("channels-last", config.channels_last, auto=True)
-    compiled = resolve_switch("compile", config.compile, auto=device.type == "cuda")
-    return channels_last, check_compile_mode(config.compile_mode) if compiled else None
+    return channels_last, resolve_compile(config.compile, config.compile_mode, device.type)
 
 
 def log_interval(log_every: int | None, eval_every: int, device: torch.device) -> int:

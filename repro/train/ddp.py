@@ -83,8 +83,9 @@ def max_rank_difference(module: nn.Module, info: DistInfo) -> float:
     """Largest |difference| between any rank's floating-point state and rank 0's (0.0 alone)."""
     if not info.enabled:
         return 0.0
-    tensors = [t.detach().double().flatten() for t in module.state_dict().values()
-               if t.is_floating_point()]  # fmt: skip
+    tensors = [
+        t.detach().double().flatten() for t in module.state_dict().values() if t.is_floating_point()
+    ]
     mine = torch.cat(tensors)
     ref = mine.clone()
     dist.broadcast(ref, src=0)

@@ -15,7 +15,9 @@ AMP_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 
 
-def resolve_device(name: str = "auto", local_rank: int | None = None, warn_cpu: bool = False) -> torch.device:
+def resolve_device(
+    name: str = "auto", local_rank: int | None = None, warn_cpu: bool = False
+) -> torch.device:
     """``auto`` -> CUDA when present, else the CPU (with a warning if ``warn_cpu``).
 
     ``cuda`` without CUDA, an index past the last GPU and anything but cpu/cuda are one
@@ -37,7 +39,9 @@ def resolve_device(name: str = "auto", local_rank: int | None = None, warn_cpu: 
     if device.type != "cuda":
         raise ReproError(f"--device {name!r} is not supported; use auto, cpu or cuda[:N]")
     if not torch.cuda.is_available():
-        raise ReproError(f"--device {name} asked for, but no CUDA device is available; use --device cpu")
+        raise ReproError(
+            f"--device {name} asked for, but no CUDA device is available; use --device cpu"
+        )
     if local_rank is not None:
         return torch.device("cuda", local_rank)
     count = torch.cuda.device_count()

@@ -29,7 +29,7 @@ from repro.train.components import (
 )
 from repro.train.devices import amp_name, resolve_amp, resolve_device
 from repro.train.recipes import build_schedule, get_recipe
-from repro.train.switches import check_compile_mode, resolve_switch
+from repro.train.switches import resolve_compile
 
 OFFICIAL_TRAIN = 50_000
 OFFICIAL_TEST = 10_000
@@ -50,18 +50,29 @@ class Estimate:
     threads: int
     steps_timed: int
     step_seconds: float  # CPU: median of the timed steps; CUDA: their mean, timed as one block
-    images_per_s: float
     total_iterations: int
     evaluations: int
     eval_images_per_s: float
-    projected_train_seconds: float
     projected_eval_seconds: float
-    projected_seconds: float
     peak_memory_bytes: int | None
     peak_memory_kind: str
 
+    @property
+    def images_per_s(self) -> float:
+        return self.batch_size / self.step_seconds
+
+    @property
+    def projected_train_seconds(self) -> float:
+        return self.total_iterations * self.step_seconds
+
+    @property
+    def projected_seconds(self) -> float:
+        return self.projected_train_seconds + self.projected_eval_seconds
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field and derived figure (the `repro estimate --json` record)."""
+        derived = ("images_per_s", "projected_train_seconds", "projected_seconds")
+        return {**asdict(self), **{k: getattr(self, k) for k in derived}}
 
 
 def _sync(device: torch.device) -> None:
@@ -72,6 +83,37 @@ def _sync(device: torch.device) -> None:
 def _max_rss_bytes() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024
+
+
+def random_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` seeded random uint8 images and labels: step time does not depend on the pixels."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    return images, torch.randint(0, 10, (n,), generator=gen)
+
+
+class PeakMemory:
+    """Peak memory from here on: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the
+    growth of the process's peak RSS, a lower bound (None if an earlier peak was higher)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            self.before = torch.cuda.memory_allocated(device)
+        else:
+            self.before = _max_rss_bytes()
+
+    def read(self) -> tuple[int | None, str]:
+        """(bytes or None, what was measured)."""
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) - self.before
+            return peak, "torch.cuda.max_memory_allocated (training step)"
+        grew = _max_rss_bytes() - self.before
+        if grew > 0:
+            return grew, "CPU peak RSS growth of this process (a lower bound)"
+        return None, "n/a (an earlier model in this process set a higher peak RSS)"
 
 
 def _time_steps(
@@ -148,54 +190,30 @@ def estimate(
 ) -> Estimate:
     """Time ``steps`` training steps (after ``warmup_steps``) and project the full schedule.
 
-    ``compile`` (auto | on | off; auto = on CUDA) and ``compile_mode`` act as in the trainer:
-    the first warm-up step compiles, and a failure there falls back to eager with a warning. On
-    CUDA the timed steps run back to back with one synchronisation, as in training, so their
-    mean is the throughput rather than one step's latency.
+    ``compile`` (auto | on | off; auto = on CUDA) and ``compile_mode`` act as in the trainer: the
+    first warm-up step compiles, falling back to eager with a warning if that fails.
     """
     dev = resolve_device(device)
     amp_dtype = resolve_amp(amp, dev)
-    compiled = resolve_switch("compile", compile, auto=dev.type == "cuda")
-    mode = check_compile_mode(compile_mode) if compiled else None
+    mode = resolve_compile(compile, compile_mode, dev.type)
     recipe = get_recipe(recipe_name, batch_size=batch_size)
     torch.manual_seed(0)
     model = make_model(model_name, model_kwargs or {})
     n_val = round(OFFICIAL_TRAIN * recipe.val_fraction)
     schedule = build_schedule(recipe, OFFICIAL_TRAIN - n_val, model_depth(model, model_name))
-
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
-        mem_before = torch.cuda.memory_allocated(dev)
-    rss_before = _max_rss_bytes()
-
-    gen = torch.Generator().manual_seed(0)
-    n_images = recipe.batch_size * 4
-    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    labels = torch.randint(0, 10, (n_images,), generator=gen)
-    parts = build_components(model, recipe, images, labels, device=dev, amp_dtype=amp_dtype,
-                             channels_last=channels_last, compile_mode=mode, drop_last=True)  # fmt: skip
+    memory = PeakMemory(dev)
+    images, labels = random_images(recipe.batch_size * 4)
+    opts: dict[str, Any] = {
+        "amp_dtype": amp_dtype,
+        "channels_last": channels_last,
+        "compile_mode": mode,
+    }
+    parts = build_components(model, recipe, images, labels, device=dev, drop_last=True, **opts)
     set_lr(parts.optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
     step_s = _time_steps(parts, dev, steps, warmup_steps, model_name)
     eval_ips = _eval_throughput(parts.model, images, dev, amp_dtype, channels_last, eval_batch_size)
-
-
-    if dev.type == "cuda":
-        peak: int | None = torch.cuda.max_memory_allocated(dev) - mem_before
-        kind = "torch.cuda.max_memory_allocated (training step)"
-    else:
-        grew = _max_rss_bytes() - rss_before
-        peak = grew if grew > 0 else None
-        kind = (
-            "CPU peak RSS growth of this process (a lower bound)"
-            if peak is not None
-            else "n/a (an earlier model in this process set a higher peak RSS)"
-        )
-
-    total = schedule.total_iterations
-    evaluations = total // schedule.iterations_per_epoch + 1
-    train_s = total * step_s
-    eval_s = evaluations * (n_val + OFFICIAL_TEST) / eval_ips
+    peak, kind = memory.read()
+    evaluations = schedule.total_iterations // schedule.iterations_per_epoch + 1
     return Estimate(
         model=model_name,
         recipe=recipe.name,
@@ -208,13 +226,10 @@ def estimate(
         threads=torch.get_num_threads(),
         steps_timed=steps,
         step_seconds=step_s,
-        images_per_s=recipe.batch_size / step_s,
-        total_iterations=total,
+        total_iterations=schedule.total_iterations,
         evaluations=evaluations,
         eval_images_per_s=eval_ips,
-        projected_train_seconds=train_s,
-        projected_eval_seconds=eval_s,
-        projected_seconds=train_s + eval_s,
+        projected_eval_seconds=evaluations * (n_val + OFFICIAL_TEST) / eval_ips,
         peak_memory_bytes=peak,
         peak_memory_kind=kind,
     )

@@ -7,7 +7,6 @@ until one read at the end, so a training loop can call this at every evaluation 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from repro.data import normalize
 from repro.train.devices import model_device, resolve_amp
+
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -48,19 +48,11 @@ def evaluate(
     """Evaluate ``model`` on uint8 ``images`` [N, 3, H, W] with int ``labels`` [N].
 
     Inputs are normalised with ``(x / 255 - mean) / std``. ``device`` defaults to the model's;
-    the model must already be there. ``amp`` is the training vocabulary (auto | bf16 | fp16 | off). The model's train/eval mode is restored afterwards.
+    the model must already be there; ``amp`` is the training vocabulary (auto, bf16, fp16, off).
+    The model's train/eval mode is restored afterwards.
     """
-    if images.dim() != 4 or images.dtype != torch.uint8:
-        raise ValueError(
-            f"expected uint8 images [N, C, H, W], got {images.dtype} {list(images.shape)}"
-        )
+    _check_inputs(images, labels, batch_size)
     n = int(labels.numel())
-    if images.shape[0] != n:
-        raise ValueError(f"{images.shape[0]} images but {n} labels")
-    if n == 0:
-        raise ValueError("nothing to evaluate: the split has no images")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device) if device is not None else model_device(model)
     cast = resolve_amp(amp, device)
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -76,12 +68,7 @@ def evaluate(
                 x = images[start : start + batch_size].to(device, non_blocking=True)
                 y = labels[start : start + batch_size].to(device, torch.int64, non_blocking=True)
                 x = normalize(x, mean, std).contiguous(memory_format=memory_format)
-                ctx = (
-                    torch.autocast(device.type, dtype=cast)
-                    if cast is not None
-                    else contextlib.nullcontext()
-                )
-                with ctx:
+                with torch.autocast(device.type, dtype=cast or torch.float32, enabled=bool(cast)):
                     logits = model(x)
                 logits = logits.float()
                 if correct is None:
@@ -99,20 +86,38 @@ def evaluate(
     finally:
         model.train(was_training)
 
-    # One transfer for every number.
+    return _result(loss_sum, correct, count, n)
+
+
+def _check_inputs(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> None:
+    if images.dim() != 4 or images.dtype != torch.uint8:
+        raise ValueError(
+            f"expected uint8 images [N, C, H, W], got {images.dtype} {list(images.shape)}"
+        )
+    n = int(labels.numel())
+    if images.shape[0] != n:
+        raise ValueError(f"{images.shape[0]} images but {n} labels")
+    if n == 0:
+        raise ValueError("nothing to evaluate: the split has no images")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _result(
+    loss_sum: torch.Tensor, correct: torch.Tensor, count: torch.Tensor, n: int
+) -> EvalResult:
+    """The device sums as an EvalResult, read back in one transfer."""
+    acc_dtype = loss_sum.dtype
     totals = torch.cat([loss_sum.reshape(1), correct.to(acc_dtype), count.to(acc_dtype)]).cpu()
-    loss = float(totals[0]) / n
     k = correct.numel()
     hits = [int(v) for v in totals[1 : 1 + k].tolist()]
     counts = [int(v) for v in totals[1 + k :].tolist()]
     if sum(counts) != n:
         raise ValueError(f"labels outside 0..{k - 1}: the model has {k} outputs")
-    accuracy = tuple(100.0 * h / c if c else None for h, c in zip(hits, counts))
-    error = 100.0 * (1.0 - sum(hits) / n)
     return EvalResult(
-        loss=loss,
-        error_percent=error,
-        per_class_accuracy=accuracy,
+        loss=float(totals[0]) / n,
+        error_percent=100.0 * (1.0 - sum(hits) / n),
+        per_class_accuracy=tuple(100.0 * h / c if c else None for h, c in zip(hits, counts)),
         per_class_count=tuple(counts),
         n=n,
     )

@@ -64,9 +64,12 @@ class Progress:
         done = self.iteration - self.it0
         eta = (self.total - self.iteration) * (time.perf_counter() - self.t0) / max(done, 1)
         self.bar.set_postfix(
-            loss=f"{loss:.3f}", err=f"{error:.1f}%", img_s=f"{images_per_s:.0f}", eta=_hms(eta),
+            loss=f"{loss:.3f}",
+            err=f"{error:.1f}%",
+            img_s=f"{images_per_s:.0f}",
+            eta=_hms(eta),
             refresh=False,
-        )  # fmt: skip
+        )
 
     def write(self, line: str) -> None:
         if not self.enabled:

@@ -21,7 +21,9 @@ from repro.errors import ReproError
 def _flag(default: Any, type_: type | None, help_text: str = "", **argparse_kw: Any) -> Any:
     """A recipe field that `repro train` overrides with ``--<field>`` (argparse options in the
     field's metadata; ``type_`` None: a boolean ``--x/--no-x``)."""
-    return field(default=default, metadata={"cli": {"type": type_, "help": help_text, **argparse_kw}})
+    return field(
+        default=default, metadata={"cli": {"type": type_, "help": help_text, **argparse_kw}}
+    )
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,20 @@ class Recipe:
     # StepLR: a milestone every step_size units (adds to milestones)
     step_size: int | None = _flag(None, int, "StepLR: a drop every N milestone units (0: off)")
     gamma: float = _flag(0.1, float, "lr factor at each milestone")
-    warmup: str = _flag("auto", str, "0.01 warm-up: auto = depth >= 110 (Sec. 4.2)",
-                        choices=("auto", "on", "off"))  # fmt: skip
+    warmup: str = _flag(
+        "auto", str, "0.01 warm-up: auto = depth >= 110 (Sec. 4.2)", choices=("auto", "on", "off")
+    )
     warmup_lr: float = _flag(0.01, float)
     warmup_until_error: float = _flag(80.0, float, "percent: warm-up ends below it (default 80)")
     warmup_min_depth: int = _flag(110, int)
-    warmup_check_every: int = _flag(50, int, "iterations between warm-up checks (one host sync each)")
+    warmup_check_every: int = _flag(
+        50, int, "iterations between warm-up checks (one host sync each)"
+    )
     split: str = "train45k"
     val_fraction: float = _flag(0.1, float, "held-out share of the training set")
-    early_stopping_patience: int | None = _flag(None, int, "evaluations without val improvement; 0 = off")
+    early_stopping_patience: int | None = _flag(
+        None, int, "evaluations without val improvement; 0 = off"
+    )
     source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,7 +33,13 @@ from repro.fileio import append_jsonl, read_json, read_jsonl, write_json, write_
 from repro.train.checkpoint import load_checkpoint
 from repro.train.recipes import RECIPE_FIELDS
 
-CONFIG, METRICS, LAST, BEST, FINAL = "config.json", "metrics.jsonl", "last.pt", "best.pt", "final.pt"
+CONFIG, METRICS, LAST, BEST, FINAL = (
+    "config.json",
+    "metrics.jsonl",
+    "last.pt",
+    "best.pt",
+    "final.pt",
+)
 SUMMARY = "summary.json"
 LAYER_RESPONSE_JSON, LAYER_RESPONSE_PNG = "layer_response.json", "layer_response.png"
 LOGS = "logs"
@@ -122,7 +128,9 @@ def reset_metrics(run: Path) -> None:
 
 def truncate_metrics(run: Path, iteration: int) -> int:
     """Keep only the records up to ``iteration`` (atomic rewrite); returns how many remain."""
-    kept = [r for r in read_metrics(Path(run) / METRICS) if int(r.get("iteration", -1)) <= iteration]
+    kept = [
+        r for r in read_metrics(Path(run) / METRICS) if int(r.get("iteration", -1)) <= iteration
+    ]
     write_jsonl(Path(run) / METRICS, kept)
     return len(kept)
 
@@ -212,7 +220,10 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
     if has[FINAL]:
         final = load_checkpoint(out / FINAL)
         _check_checkpoint(final, out / FINAL, config)
-        if final.get("stop_reason") in ("schedule", "early_stopping") or final["iteration"] >= target:
+        if (
+            final.get("stop_reason") in ("schedule", "early_stopping")
+            or final["iteration"] >= target
+        ):
             return RunState(checkpoint=final, complete=True)
         state.extend_final = True
     if has[LAST]:
@@ -300,7 +311,9 @@ def load_matrix(root: Path) -> Matrix:
         seeds = [int(s) for s in summary["seeds"]]
         models = [str(m) for m in summary["models"]]
     except (TypeError, ValueError):
-        raise ReproError(f"{root / SUMMARY}: 'seeds' and 'models' must list seeds and models") from None
+        raise ReproError(
+            f"{root / SUMMARY}: 'seeds' and 'models' must list seeds and models"
+        ) from None
     runs = load_runs(root, models, seeds)
     return Matrix(root, str(summary["experiment"]), str(summary["preset"]), seeds, runs, summary)
 

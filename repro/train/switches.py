@@ -23,3 +23,13 @@ def check_compile_mode(mode: str) -> str:
     if mode not in COMPILE_MODES:
         raise ReproError(f"unknown --compile-mode {mode!r}; use one of {', '.join(COMPILE_MODES)}")
     return mode
+
+
+def resolve_compile(value: bool | str, mode: str, device_type: str) -> str | None:
+    """The torch.compile mode for ``--compile VALUE --compile-mode MODE`` on a device type (None:
+    eager); auto compiles on CUDA only, since compiling costs tens of seconds on a small CPU."""
+    return (
+        check_compile_mode(mode)
+        if resolve_switch("compile", value, device_type == "cuda")
+        else None
+    )

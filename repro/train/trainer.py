@@ -118,8 +118,11 @@ class Clock:
 @contextlib.contextmanager
 def preserved_torch_settings() -> Iterator[None]:
     """Leave the calling process as it was: threads, deterministic algorithms, cuDNN benchmark."""
-    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.backends.cudnn.benchmark)  # fmt: skip
+    saved = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     try:
         yield
     finally:
@@ -163,11 +166,15 @@ class Trainer:
         self.device, self.dist, self.out = device, dist, Path(config.out)
         self.recipe = get_recipe(config.recipe, **config.overrides)
         if self.recipe.batch_size % dist.world_size:
-            raise ReproError(f"batch size {self.recipe.batch_size} is not divisible by the "
-                             f"{dist.world_size} processes")  # fmt: skip
+            raise ReproError(
+                f"batch size {self.recipe.batch_size} is not divisible by the "
+                f"{dist.world_size} processes"
+            )
         self.amp_dtype = resolve_amp(config.amp, device)
         channels_last, self.compile_mode = fast_path(config, device)
-        config = dataclasses.replace(config, channels_last=channels_last, compile=bool(self.compile_mode))
+        config = dataclasses.replace(
+            config, channels_last=channels_last, compile=bool(self.compile_mode)
+        )
         check_counts(config)
         setup_runtime(config, device)
         seed_everything(config.seed)  # the model's initialisation is the first draw
@@ -195,9 +202,11 @@ class Trainer:
         remainder = n_train % batch
         drop = remainder > 0 and remainder // self.dist.world_size < 2
         if drop and self.dist.is_main:
-            warnings.warn(f"{n_train} training images in batches of {batch}: the last batch of "
-                          f"{remainder} is dropped each epoch (too small for batch norm)",
-                          stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"{n_train} training images in batches of {batch}: the last batch of "
+                f"{remainder} is dropped each epoch (too small for batch norm)",
+                stacklevel=3,
+            )
         return drop
 
     # ------------------------------------------------------------------ the run
@@ -213,9 +222,11 @@ class Trainer:
         if state.checkpoint is not None:
             self.load_state_dict(state.checkpoint)
         self.start_run_files(state)
-        self.progress = Progress(enabled=self.dist.is_main and not self.config.quiet,
-                                 total=int(self.target),
-                                 iterations_per_epoch=self.schedule.iterations_per_epoch)  # fmt: skip
+        self.progress = Progress(
+            enabled=self.dist.is_main and not self.config.quiet,
+            total=int(self.target),
+            iterations_per_epoch=self.schedule.iterations_per_epoch,
+        )
         self.tensorboard = open_tensorboard(self.out, self.config.tensorboard and self.dist.is_main)
         self.clock = Clock(self.loop.seconds)
         self.last_saved = self.loop.iteration if state.checkpoint is not None else None
@@ -242,11 +253,20 @@ class Trainer:
 
     def build_components(self) -> Components:
         return build_components(
-            self.model, self.recipe, *self.splits.train, device=self.device,
-            amp_dtype=self.amp_dtype, channels_last=bool(self.config.channels_last),
-            compile_mode=self.compile_mode, seed=self.config.seed, drop_last=self.drop_last,
-            mean=CIFAR10_MEAN, std=CIFAR10_STD, dist=self.dist, sync_bn=self.config.sync_bn,
-        )  # fmt: skip
+            self.model,
+            self.recipe,
+            *self.splits.train,
+            device=self.device,
+            amp_dtype=self.amp_dtype,
+            channels_last=bool(self.config.channels_last),
+            compile_mode=self.compile_mode,
+            seed=self.config.seed,
+            drop_last=self.drop_last,
+            mean=CIFAR10_MEAN,
+            std=CIFAR10_STD,
+            dist=self.dist,
+            sync_bn=self.config.sync_bn,
+        )
 
     def start_run_files(self, state: RunState) -> None:
         """config.json in full; metrics.jsonl empty for a new run, cut back to the checkpoint for
@@ -313,8 +333,11 @@ class Trainer:
         run here, before any checkpoint, so last.pt stays the last good state."""
         loss, error, finite = Meter.read(ddp.all_reduce_sum(self.meter.packed(), self.dist))
         if not finite:
-            last = (f"{self.out / LAST} (iteration {self.last_saved})"
-                    if self.last_saved is not None else "none yet")  # fmt: skip
+            last = (
+                f"{self.out / LAST} (iteration {self.last_saved})"
+                if self.last_saved is not None
+                else "none yet"
+            )
             raise ReproError(
                 f"training diverged: non-finite loss by iteration {self.loop.iteration} "
                 f"(lr {self.lr:g}); last good checkpoint: {last}; lower --lr or check the data"
@@ -360,10 +383,16 @@ class Trainer:
         """One metrics.jsonl record: training means since the last one, val and test evaluation."""
 
         def run(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
-            r = evaluate(self.parts.model, *split, self.run_config["mean"], self.run_config["std"],
-                         batch_size=self.config.eval_batch_size, device=self.device,
-                         channels_last=bool(self.config.channels_last),
-                         amp=self.amp_dtype)  # fmt: skip
+            r = evaluate(
+                self.parts.model,
+                *split,
+                self.run_config["mean"],
+                self.run_config["std"],
+                batch_size=self.config.eval_batch_size,
+                device=self.device,
+                channels_last=bool(self.config.channels_last),
+                amp=self.amp_dtype,
+            )
             return r.loss, r.error_percent
 
         val_loss, val_error = run(self.splits.val) if self.splits.val is not None else (None, None)
@@ -403,9 +432,14 @@ class Trainer:
             if self.tensorboard is not None:
                 self.tensorboard.close()
             if not self.config.quiet:
-                best = f"best {self.best_by} {loop.best_value:.2f}% at iteration {loop.best_iteration}"
-                print(f"{self.out}: done ({loop.stop_reason}) after {loop.iteration} iterations; "
-                      f"{best}", flush=True)  # fmt: skip
+                best = (
+                    f"best {self.best_by} {loop.best_value:.2f}% at iteration {loop.best_iteration}"
+                )
+                print(
+                    f"{self.out}: done ({loop.stop_reason}) after {loop.iteration} iterations; "
+                    f"{best}",
+                    flush=True,
+                )
         ddp.barrier(self.dist)
 
     # ------------------------------------------------------------------ the training state
@@ -420,8 +454,10 @@ class Trainer:
             "model": parts.model.state_dict(),
             "iteration": it,
             "optimizer": parts.optimizer.state_dict(),
-            "scheduler": {"warmup": self.warmup.state_dict(),
-                          "lr": lr_at(self.schedule, it, self.warmup.active)},  # fmt: skip
+            "scheduler": {
+                "warmup": self.warmup.state_dict(),
+                "lr": lr_at(self.schedule, it, self.warmup.active),
+            },
             "loader": parts.loader.state_dict(),
             "scaler": None if parts.scaler is None else parts.scaler.state_dict(),
             "rng": rng_state(),
@@ -445,16 +481,24 @@ class Trainer:
             parts.optimizer.load_state_dict(state["optimizer"])
             parts.loader.load_state_dict(state["loader"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise ReproError(f"{self.out / LAST} does not fit this run "
-                             f"({str(exc).splitlines()[0][:160]}); use a new --out folder") from None  # fmt: skip
+            raise ReproError(
+                f"{self.out / LAST} does not fit this run "
+                f"({str(exc).splitlines()[0][:160]}); use a new --out folder"
+            ) from None
         if parts.scaler is not None and state.get("scaler") is not None:
             parts.scaler.load_state_dict(state["scaler"])
         self.warmup.load_state_dict(state["scheduler"]["warmup"])
         saved = state["metrics_state"]
         self.meter.load_state_dict(saved["meter"])
         self.window.load_state_dict(saved["window"])
-        self.loop = LoopState(int(state["iteration"]), float(saved["seconds"]), saved["best_value"],
-                              saved["best_iteration"], saved["bad_evals"], saved.get("stop_reason"))  # fmt: skip
+        self.loop = LoopState(
+            int(state["iteration"]),
+            float(saved["seconds"]),
+            saved["best_value"],
+            saved["best_iteration"],
+            saved["bad_evals"],
+            saved.get("stop_reason"),
+        )
         set_rng_state(state["rng"])
 
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
@@ -478,7 +522,8 @@ class Trainer:
             "drop_last": self.drop_last,
             "checkpoint_every": self.checkpoint_every,
             "best_by": self.best_by,
-            "best_by_note": None if self.best_by == "val_error"
+            "best_by_note": None
+            if self.best_by == "val_error"
             else "no validation split: best.pt is chosen by TEST error (optimistically biased)",
             **self._runtime_config(),
             "mean": list(CIFAR10_MEAN),
@@ -511,8 +556,11 @@ class Trainer:
 def data_config(splits: Splits) -> dict[str, Any]:
     """Where the data came from and how many images each split holds."""
     root = splits.root.parent if splits.root.name == "cifar-10-batches-py" else splits.root
-    return {"data_root": str(root.resolve()), "data_official": splits.official,
-            "data_counts": splits.counts()}  # fmt: skip
+    return {
+        "data_root": str(root.resolve()),
+        "data_official": splits.official,
+        "data_counts": splits.counts(),
+    }
 
 
 def format_record(r: dict[str, Any], target: int) -> str:
@@ -533,8 +581,9 @@ def open_tensorboard(out: Path, enabled: bool) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception:  # the tensorboard package is optional
-        warnings.warn("--tensorboard: the tensorboard package is not installed; skipping",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            "--tensorboard: the tensorboard package is not installed; skipping", stacklevel=2
+        )
         return None
     return SummaryWriter(str(out / "tensorboard"))
 

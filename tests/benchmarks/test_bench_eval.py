@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from repro.data import CIFAR10_MEAN, CIFAR10_STD
-from repro.train.evaluate import evaluate
 from repro.train.components import make_model
+from repro.train.evaluate import evaluate
 
 MODELS = ("resnet20", "resnet56", "resnet110", "plain56")
 needs_cuda = pytest.mark.skipif(
@@ -47,12 +47,26 @@ def test_bench_eval(benchmark, throughput, device_type: str, model: str, setting
     labels = (torch.arange(n) % 10).to(device)
 
     def one_round() -> float:
-        return evaluate(net, images, labels, CIFAR10_MEAN, CIFAR10_STD, batch_size=batch,
-                        channels_last=channels_last, amp=amp).loss  # fmt: skip
+        return evaluate(
+            net,
+            images,
+            labels,
+            CIFAR10_MEAN,
+            CIFAR10_STD,
+            batch_size=batch,
+            channels_last=channels_last,
+            amp=amp,
+        ).loss
 
     rounds, warmup = (3, 1) if device.type == "cpu" else (10, 2)
     loss = benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=warmup)
     assert loss == loss  # not NaN
-    rate = throughput(benchmark, n, device, model=model, batch=batch,
-                      settings={"name": setting, "channels_last": channels_last, "amp": amp})  # fmt: skip
+    rate = throughput(
+        benchmark,
+        n,
+        device,
+        model=model,
+        batch=batch,
+        settings={"name": setting, "channels_last": channels_last, "amp": amp},
+    )
     assert rate > 0

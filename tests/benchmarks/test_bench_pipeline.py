@@ -19,10 +19,10 @@ import torch
 
 from benchmarks.classic import classic_loader
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
-from repro.train.recipes import get_recipe
 from repro.train.components import make_model, make_optimizer, make_step
 from repro.train.config import TrainConfig, fast_path
 from repro.train.devices import amp_name, resolve_amp
+from repro.train.recipes import get_recipe
 
 BATCH = 128
 # device -> (model, batches per round; None = one epoch of the mini set)
@@ -58,16 +58,26 @@ def test_bench_training_pipeline(
     if side == "classic":
         channels_last, mode, amp = False, None, None
         workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 2
-        loader = classic_loader(images, labels, BATCH, workers, pin_memory=device.type == "cuda",
-                                drop_last=True)  # fmt: skip
+        loader = classic_loader(
+            images, labels, BATCH, workers, pin_memory=device.type == "cuda", drop_last=True
+        )
     else:  # whatever `repro train` does by default on this device
         channels_last, mode = fast_path(TrainConfig(model, "unused"), device)
         amp, workers = resolve_amp("auto", device), 0
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if side == "fast":
-        loader = DeviceLoader(images, labels, BATCH, train=True, drop_last=True, seed=0,
-                              device=device, mean=CIFAR10_MEAN, std=CIFAR10_STD,
-                              memory_format=fmt)  # fmt: skip
+        loader = DeviceLoader(
+            images,
+            labels,
+            BATCH,
+            train=True,
+            drop_last=True,
+            seed=0,
+            device=device,
+            mean=CIFAR10_MEAN,
+            std=CIFAR10_STD,
+            memory_format=fmt,
+        )
     torch.manual_seed(0)
     net = make_model(model, {}).to(device, memory_format=fmt)
     optimizer = make_optimizer(net, get_recipe("common"), device)
@@ -77,17 +87,25 @@ def test_bench_training_pipeline(
     def one_round() -> float:
         for _ in range(n_batches):
             x, y = next(batches)
-            loss_sum, _ = step(x.to(device, non_blocking=True), y.to(device, non_blocking=True),
-                               1.0 / BATCH)  # fmt: skip
+            loss_sum, _ = step(
+                x.to(device, non_blocking=True), y.to(device, non_blocking=True), 1.0 / BATCH
+            )
         return float(loss_sum)  # the host read waits for the device
 
     # the warm-up round starts the workers (classic) or compiles (fast on CUDA)
     loss = benchmark.pedantic(one_round, rounds=3, iterations=1, warmup_rounds=1)
     assert loss == loss  # not NaN
-    settings = {"side": side, "channels_last": channels_last, "amp": amp_name(amp), "compile": mode,
-                "workers": workers, "batches_per_round": n_batches}  # fmt: skip
-    rate = throughput(benchmark, n_batches * BATCH, device, model=model, batch=BATCH,
-                      settings=settings)  # fmt: skip
+    settings = {
+        "side": side,
+        "channels_last": channels_last,
+        "amp": amp_name(amp),
+        "compile": mode,
+        "workers": workers,
+        "batches_per_round": n_batches,
+    }
+    rate = throughput(
+        benchmark, n_batches * BATCH, device, model=model, batch=BATCH, settings=settings
+    )
     RESULTS[(device_type, side)] = rate
     if side == "fast" and (device_type, "classic") in RESULTS:
         benchmark.extra_info["speedup_over_classic"] = rate / RESULTS[(device_type, "classic")]

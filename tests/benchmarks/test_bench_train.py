@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro.train.recipes import get_recipe
 from repro.train.components import make_model, make_optimizer, make_step
 from repro.train.devices import resolve_amp
+from repro.train.recipes import get_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 128
@@ -124,8 +124,14 @@ def peak_rss_mb(model: str, checkpointing: bool, channels_last: bool) -> dict[st
     # glibc keeps freed blocks below its (adaptive) mmap threshold in the heap, so RSS would
     # overstate live memory; a fixed 128 KiB threshold returns freed tensors to the OS at once
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_MMAP_THRESHOLD_": "131072"}
-    out = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, *args], env=env, check=True,
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     rss = json.loads(out.stdout.strip().splitlines()[-1])
     rss["step_mb"] = rss["peak_mb"] - rss["before_mb"]
     return rss
@@ -151,8 +157,14 @@ def test_bench_train_step(benchmark, throughput, device_type, model, setting_nam
         warmup = 2 if setting.compile else 1
         loss = benchmark.pedantic(one_round, rounds=3, iterations=1, warmup_rounds=warmup)
     assert torch.isfinite(torch.tensor(loss))
-    rate = throughput(benchmark, steps * BATCH, device, model=model, batch=BATCH,
-                      settings={"name": setting_name, **asdict(setting)})  # fmt: skip
+    rate = throughput(
+        benchmark,
+        steps * BATCH,
+        device,
+        model=model,
+        batch=BATCH,
+        settings={"name": setting_name, **asdict(setting)},
+    )
     benchmark.extra_info["seconds_per_step"] = benchmark.stats.stats.mean / steps
     if device.type == "cuda":
         benchmark.extra_info["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
