@@ -1,4 +1,4 @@
-"""Sessions: `unit` (fast tests, CPU), `slow` (the slow CPU tests), `lint` (ruff), `reproduce`
+"""Sessions: `unit` (fast tests, CPU), `slow` (the slow CPU tests), `lint` (ruff, mypy), `reproduce`
 (the mini reproduction and its report), `acceptance` (trainings + the paper's claims), `bench`."""
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ def slow(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install("ruff>=0.5")
+    """ruff check, ruff format --check and mypy over repro/."""
+    install(session)  # the project with its dev extras: mypy needs torch to check repro/
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")  # [tool.mypy] in pyproject.toml: files = ["repro"]
 
 
 # --- reproduction and acceptance -----------------------------------------------------------
@@ -77,8 +78,7 @@ def _options(session: nox.Session, defaults: dict[str, str]) -> dict[str, str]:
 
 def _train(session: nox.Session, opts: dict[str, str]) -> str:
     """Check the preset's needs first (one plain message), then `repro reproduce`; the run dir."""
-    problem = session.run("python", "-c", PRECHECK, opts["preset"], opts["data_root"],
-                          silent=True)  # fmt: skip
+    problem = session.run("python", "-c", PRECHECK, opts["preset"], opts["data_root"], silent=True)
     if problem and problem.strip():
         session.error(
             f"{problem.strip()}\nThis machine cannot run preset {opts['preset']}. Instead run "
@@ -86,8 +86,20 @@ def _train(session: nox.Session, opts: dict[str, str]) -> str:
             "`-- --preset smoke` (plumbing only)."
         )
     run_dir = opts["run_dir"] or f"runs/{opts['experiment']}-{opts['preset']}"
-    cmd = ["repro", "reproduce", "--experiment", opts["experiment"], "--preset", opts["preset"],
-           "--out", run_dir, "--seeds", opts["seeds"], "--parallel", opts["parallel"]]  # fmt: skip
+    cmd = [
+        "repro",
+        "reproduce",
+        "--experiment",
+        opts["experiment"],
+        "--preset",
+        opts["preset"],
+        "--out",
+        run_dir,
+        "--seeds",
+        opts["seeds"],
+        "--parallel",
+        opts["parallel"],
+    ]
     if opts["data_root"]:
         cmd += ["--data-root", opts["data_root"]]
     session.run(*cmd)
@@ -100,8 +112,17 @@ def acceptance(session: nox.Session) -> None:
     `-- --run-dir DIR` asserts on an existing run without training."""
     install(session)
     given_run = "--run-dir" in session.posargs
-    opts = _options(session, {"preset": "common", "experiment": "core", "run_dir": "",
-                              "data_root": "", "seeds": "1", "parallel": "1"})  # fmt: skip
+    opts = _options(
+        session,
+        {
+            "preset": "common",
+            "experiment": "core",
+            "run_dir": "",
+            "data_root": "",
+            "seeds": "1",
+            "parallel": "1",
+        },
+    )
     run_dir = opts["run_dir"] if given_run else _train(session, opts)
     if not (Path(run_dir) / "layer_response.json").is_file():  # the Fig. 7 claims need it
         session.run("repro", "analyze", "layer-response", run_dir)
@@ -114,8 +135,17 @@ def reproduce(session: nox.Session) -> None:
     (Fig. 7), then `repro report`. One training at a time, using every core: on 2 quiet cores
     that took 730 s against 923 s for `-- --parallel 2` (reports/performance.md)."""
     install(session)
-    opts = _options(session, {"preset": "mini", "experiment": "core", "run_dir": "",
-                              "data_root": "", "seeds": "1", "parallel": "1"})  # fmt: skip
+    opts = _options(
+        session,
+        {
+            "preset": "mini",
+            "experiment": "core",
+            "run_dir": "",
+            "data_root": "",
+            "seeds": "1",
+            "parallel": "1",
+        },
+    )
     run_dir = _train(session, opts)
     session.run("repro", "analyze", "layer-response", run_dir)
     session.run("repro", "report", run_dir)
@@ -135,8 +165,10 @@ def bench_arguments(posargs: list[str]) -> list[str]:
             args.append(f"--benchmark-save={rest.pop(0)}")
         elif arg == "--compare":
             baseline = rest.pop(0) if rest and not rest[0].startswith("-") else None
-            args += [f"--benchmark-compare={baseline}" if baseline else "--benchmark-compare",
-                     "--benchmark-compare-fail=median:10%"]  # fmt: skip
+            args += [
+                f"--benchmark-compare={baseline}" if baseline else "--benchmark-compare",
+                "--benchmark-compare-fail=median:10%",
+            ]
         elif arg != "--all":
             args.append(arg)
     if not run_all and "-m" not in args:

@@ -166,7 +166,8 @@ def run_problems(run: Run, model: str, seed: int, preset: str) -> list[str]:
 def check_completeness(matrix: Matrix) -> Verdict:
     """Every model of the experiment and seed finished its schedule, with finite metrics and the
     preset's config."""
-    rows, bad = [], 0
+    rows: list[tuple[Any, ...]] = []
+    bad = 0
     for model in get_experiment(matrix.experiment):
         if model not in matrix.runs:
             bad += 1
@@ -276,7 +277,8 @@ def check_tolerance(matrix: Matrix) -> Verdict:
         "tolerance",
         "verdict",
     )
-    rows, failed, compared = [], [], 0
+    rows: list[tuple[Any, ...]] = []
+    failed, compared = [], 0
     for model in matrix.runs:
         base = baseline_for(model, policy["baselines"])
         vals = [v for v in seed_values(matrix, model, "final_test_error") if v is not None]

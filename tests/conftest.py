@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from data_helpers import write_cifar10
 
+pytest_plugins = ["pytester"]  # runs the acceptance suite in-process (test_acceptance_checks.py)
+
 MINI_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-10-mini"
 
 

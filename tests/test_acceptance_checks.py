@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -185,28 +183,28 @@ def test_last10_train_error_weights_the_last_tenth_of_the_schedule(tmp_path: Pat
     assert m["last10_train_error"] == pytest.approx(1.0)
 
 
-def _pytest_acceptance(run_dir: Path | None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "acceptance")]
-    cmd += ["--run-dir", str(run_dir)] if run_dir else []
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+def _pytest_acceptance(pytester: pytest.Pytester, run_dir: Path | None) -> pytest.RunResult:
+    """`pytest acceptance [--run-dir DIR]`, in this process (no interpreter and torch start-up)."""
+    args = [str(ROOT / "acceptance"), "-p", "no:cacheprovider", "--rootdir", str(ROOT)]
+    return pytester.runpytest_inprocess(*args, *(["--run-dir", str(run_dir)] if run_dir else []))
 
 
 def test_acceptance_suite_passes_faithful_fails_doctored_and_skips_without_run_dir(
-    tmp_path: Path,
+    tmp_path: Path, pytester: pytest.Pytester
 ) -> None:
-    ok = _pytest_acceptance(write_layer_response(write_run(tmp_path / "good")))
-    assert ok.returncode == 0, ok.stdout
-    assert "5 passed" in ok.stdout
+    ok = _pytest_acceptance(pytester, write_layer_response(write_run(tmp_path / "good")))
+    assert ok.ret == 0, ok.stdout.str()
+    ok.assert_outcomes(passed=5)
     finals = {"plain20": [FAITHFUL["plain56"]], "plain56": [FAITHFUL["plain20"]]}
-    bad = _pytest_acceptance(write_run(tmp_path / "bad", finals=finals))
-    assert bad.returncode == 1
-    assert (
-        "2 failed, 2 passed, 1 skipped" in bad.stdout
-    )  # degradation, and tolerance for plain20/56
-    assert "plain56 > plain20" in bad.stdout and "outside tolerance: plain20, plain56" in bad.stdout
-    skipped = _pytest_acceptance(None)
-    assert skipped.returncode == 0 and "5 skipped" in skipped.stdout
-    assert "no --run-dir given" in skipped.stdout
+    bad = _pytest_acceptance(pytester, write_run(tmp_path / "bad", finals=finals))
+    assert bad.ret == 1
+    bad.assert_outcomes(failed=2, passed=2, skipped=1)  # degradation, and tolerance for plain20/56
+    out = bad.stdout.str()
+    assert "plain56 > plain20" in out and "outside tolerance: plain20, plain56" in out
+    skipped = _pytest_acceptance(pytester, None)
+    assert skipped.ret == 0
+    skipped.assert_outcomes(skipped=5)
+    assert "no --run-dir given" in skipped.stdout.str()
 
 
 def test_residual_responses_below_plain_pass_fig7(tmp_path: Path) -> None:

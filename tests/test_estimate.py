@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
 from repro.cli import main
 
+# A depth-8 CIFAR ResNet on the CPU at batch 8: a few milliseconds per step.
+TINY = "estimate --model resnet_cifar --depth 8 --device cpu --batch-size 8 --threads 1"
+
 
 def test_estimate_projects_the_whole_schedule_from_timed_steps(capsys):
     code = main(
-        [
-            "estimate",
-            "--model",
-            "resnet_cifar",
-            "--depth",
-            "8",
-            "--recipe",
-            "common",
-            "--device",
-            "cpu",
-            "--steps",
-            "2",
-            "--warmup-steps",
-            "1",
-            "--batch-size",
-            "16",
-            "--threads",
-            "1",
-            "--json",
-        ]
+        shlex.split(
+            "estimate --model resnet_cifar --depth 8 --recipe common --device cpu --steps 2 --warmup-steps 1 --batch-size 16 --threads 1 --json"
+        )
     )
     assert code == 0
     (r,) = json.loads(capsys.readouterr().out)
@@ -51,25 +38,9 @@ def test_estimate_projects_the_whole_schedule_from_timed_steps(capsys):
 
 def test_estimate_prints_one_line_per_model(capsys):
     code = main(
-        [
-            "estimate",
-            "--model",
-            "resnet_cifar",
-            "--model",
-            "plain_cifar",
-            "--depth",
-            "8",
-            "--device",
-            "cpu",
-            "--steps",
-            "1",
-            "--warmup-steps",
-            "0",
-            "--batch-size",
-            "8",
-            "--threads",
-            "1",
-        ]
+        shlex.split(
+            "estimate --model resnet_cifar --model plain_cifar --depth 8 --device cpu --steps 1 --warmup-steps 0 --batch-size 8 --threads 1"
+        )
     )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -78,34 +49,13 @@ def test_estimate_prints_one_line_per_model(capsys):
 
 
 def test_estimate_of_an_unknown_model_is_one_clear_error(capsys):
-    assert main(["estimate", "--model", "resnet21", "--device", "cpu"]) == 2
+    assert main(shlex.split("estimate --model resnet21 --device cpu")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown model 'resnet21'" in err[0]
 
 
 def test_estimate_times_each_model_with_and_without_activation_checkpointing(capsys):
-    code = main(
-        [
-            "estimate",
-            "--model",
-            "resnet_cifar",
-            "--depth",
-            "8",
-            "--device",
-            "cpu",
-            "--steps",
-            "1",
-            "--warmup-steps",
-            "0",
-            "--batch-size",
-            "8",
-            "--threads",
-            "1",
-            "--activation-checkpointing",
-            "both",
-            "--json",
-        ]
-    )
+    code = main(f"{TINY} --steps 1 --warmup-steps 0 --activation-checkpointing both --json".split())
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["activation_checkpointing"] for r in rows] == [True, False]
@@ -125,50 +75,13 @@ def test_estimate_compiles_as_the_trainer_does_and_never_times_the_compiling_ste
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     code = main(
-        [
-            "estimate",
-            "--model",
-            "resnet_cifar",
-            "--depth",
-            "8",
-            "--device",
-            "cpu",
-            "--steps",
-            "1",
-            "--warmup-steps",
-            "0",
-            "--batch-size",
-            "8",
-            "--threads",
-            "1",
-            "--compile",
-            "--compile-mode",
-            "max-autotune",
-            "--json",
-        ]
+        f"{TINY} --steps 1 --warmup-steps 0 --compile --compile-mode max-autotune --json".split()
     )
     assert code == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert calls == ["max-autotune"] and r["compile"] == "max-autotune"
 
-    code = main(
-        [
-            "estimate",
-            "--model",
-            "resnet_cifar",
-            "--depth",
-            "8",
-            "--device",
-            "cpu",
-            "--steps",
-            "1",
-            "--batch-size",
-            "8",
-            "--threads",
-            "1",
-            "--json",
-        ]
-    )
+    code = main(f"{TINY} --steps 1 --json".split())
     assert code == 0 and calls == ["max-autotune"]  # auto: no compile on the CPU
     assert json.loads(capsys.readouterr().out)[0]["compile"] is None
 
@@ -186,24 +99,6 @@ def test_estimate_falls_back_to_eager_when_compiling_fails(capsys, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", Broken)
     with pytest.warns(UserWarning, match="torch.compile failed"):
-        code = main(
-            [
-                "estimate",
-                "--model",
-                "resnet_cifar",
-                "--depth",
-                "8",
-                "--device",
-                "cpu",
-                "--steps",
-                "1",
-                "--batch-size",
-                "8",
-                "--threads",
-                "1",
-                "--compile",
-                "--json",
-            ]
-        )
+        code = main(f"{TINY} --steps 1 --compile --json".split())
     assert code == 0
     assert json.loads(capsys.readouterr().out)[0]["step_seconds"] > 0

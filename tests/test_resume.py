@@ -98,6 +98,7 @@ def _sigkill_and_resume(data: Path, out: Path, reference: Path, kills: int, seed
     _assert_same_run(out, reference)
 
 
+@pytest.mark.slow  # a subprocess killed mid-run: ~9 s on 2 cores, run by `nox -s slow`
 def test_resume_after_sigkill_gives_identical_metrics_and_weights(data, reference, tmp_path):
     _sigkill_and_resume(data, tmp_path / "run", reference, kills=1, seed=0)
 
@@ -109,6 +110,7 @@ def test_resume_after_repeated_sigkills_at_random_steps_gives_identical_metrics(
     _sigkill_and_resume(data, tmp_path / "run", reference, kills=4, seed=1)
 
 
+@pytest.mark.slow  # a subprocess stopped by SIGTERM: ~9 s on 2 cores
 def test_sigterm_writes_last_pt_prints_the_resume_command_and_resumes_exactly(
     data, reference, tmp_path
 ):

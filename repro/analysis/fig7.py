@@ -151,7 +151,7 @@ def prepare_jobs(checkpoints: Sequence[Path]) -> list[Job]:
 
 def recorded_data_root(jobs: Sequence[Job]) -> str | None:
     """The data root the checkpoints were trained on, when they agree and it still exists."""
-    roots = {job.config.get("data_root") for job in jobs} - {None}
+    roots = {job.config["data_root"] for job in jobs if job.config.get("data_root") is not None}
     if len(roots) == 1 and Path(next(iter(roots))).exists():
         return next(iter(roots))
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -41,7 +42,7 @@ class RunningMoments:
             return
         var_b, mean_b = torch.var_mean(flat, dim=1, correction=0)
         m2_b = var_b * n_b
-        if self.mean is None:
+        if self.mean is None or self.m2 is None:  # both None until the first batch
             self.count, self.mean, self.m2 = n_b, mean_b, m2_b
             return
         if self.mean.shape[0] != channels:
@@ -86,6 +87,10 @@ class LayerResponse:
         return sorted(self.std, reverse=True)
 
 
+class _HasResponseLayers(Protocol):
+    def response_layers(self) -> Sequence[nn.Module]: ...
+
+
 def response_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(qualified name, BN module) for each 3x3 layer's response, in network order."""
     if not hasattr(model, "response_layers"):
@@ -94,7 +99,8 @@ def response_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             "the plain and residual nets of Sec. 4.2"
         )
     names = {id(m): name for name, m in model.named_modules()}
-    return [(names.get(id(m), f"response{i}"), m) for i, m in enumerate(model.response_layers())]
+    layers = cast(_HasResponseLayers, model).response_layers()  # checked just above
+    return [(names.get(id(m), f"response{i}"), m) for i, m in enumerate(layers)]
 
 
 def layer_response_std(

@@ -64,7 +64,7 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
                 "resnet110 or resnet1202): their files do not record the depth"
             )
         ckpt = load_akamaster(path, args.model)
-        info = {
+        info: dict[str, Any] = {
             "model": ckpt.model_name,
             "mean": list(ckpt.mean),
             "std": list(ckpt.std),
@@ -80,7 +80,9 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
         model, state = model_from_checkpoint(path)
     except ValueError as exc:  # a model name or kwargs build_model rejects
         raise ReproError(f"checkpoint {path}: {exc}") from None
-    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    config = state.get("config")
+    if not isinstance(config, dict):
+        config = {}
     if config.get("mean") is not None and config.get("std") is not None:
         mean, std, source = config["mean"], config["std"], "checkpoint config"
     else:

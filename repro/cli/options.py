@@ -9,7 +9,9 @@ from repro.train.devices import AMP_CHOICES
 from repro.train.switches import COMPILE_MODES, SWITCHES
 
 
-def add_data_root(parser: argparse.ArgumentParser, default_note: str = "", *aliases: str) -> None:
+def add_data_root(
+    parser: argparse._ActionsContainer, default_note: str = "", *aliases: str
+) -> None:
     """``--data-root DIR``: the CIFAR-10 folder (``$REPRO_DATA``, else ``data/cifar10``)."""
     default = f"{default_note}${DATA_ENV}, else {DEFAULT_DATA_ROOT}"
     parser.add_argument(
@@ -23,7 +25,7 @@ def add_data_root(parser: argparse.ArgumentParser, default_note: str = "", *alia
 
 
 def add_device(
-    parser: argparse.ArgumentParser, default: str | None = "auto", note: str = ""
+    parser: argparse._ActionsContainer, default: str | None = "auto", note: str = ""
 ) -> None:
     """``--device auto|cpu|cuda[:N]`` (auto: CUDA when present)."""
     parser.add_argument(
@@ -34,15 +36,17 @@ def add_device(
     )
 
 
-def add_json(parser: argparse.ArgumentParser, help_text: str = "print the result as JSON") -> None:
+def add_json(
+    parser: argparse._ActionsContainer, help_text: str = "print the result as JSON"
+) -> None:
     parser.add_argument("--json", action="store_true", help=help_text)
 
 
-def add_threads(parser: argparse.ArgumentParser) -> None:
+def add_threads(parser: argparse._ActionsContainer) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
 
 
-def add_speed_options(parser: argparse.ArgumentParser, default: str | None) -> None:
+def add_speed_options(parser: argparse._ActionsContainer, default: str | None) -> None:
     """``--amp``, ``--channels-last``, ``--compile``, ``--compile-mode``: the fast path's knobs
     (``default`` None leaves an unset flag None, so a resumed run keeps its recorded value)."""
     auto = default

@@ -16,6 +16,7 @@ A plain net (``residual=False``) has exactly the same layers and no addition at 
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -220,7 +221,8 @@ class CifarResNet(nn.Module):
 
     def blocks(self) -> list[BasicBlock]:
         """The 3n blocks in network order."""
-        return [b for layer in (self.layer1, self.layer2, self.layer3) for b in layer]
+        layers = (self.layer1, self.layer2, self.layer3)
+        return [cast(BasicBlock, b) for layer in layers for b in layer]  # _make_layer builds them
 
     def response_layers(self) -> list[nn.BatchNorm2d]:
         """The BN after each 3x3 conv, in order: the responses of Fig. 7 (depth - 1 of them)."""

@@ -10,6 +10,8 @@ grow (option B, Sec. 3.3). The paper's original bottleneck subsamples in its fir
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -90,7 +92,7 @@ class ResNet(nn.Module):
 
     def _make_layer(self, planes: int, n: int, stride: int) -> nn.Sequential:
         out_planes = planes * self.block.expansion
-        layers = []
+        layers: list[nn.Module] = []
         for s in [stride] + [1] * (n - 1):
             shortcut = (
                 make_shortcut(self.shortcut_option, self.in_planes, out_planes, s)
@@ -104,9 +106,10 @@ class ResNet(nn.Module):
             self.in_planes = out_planes
         return nn.Sequential(*layers)
 
-    def blocks(self) -> list[nn.Module]:
+    def blocks(self) -> list[BasicBlock | Bottleneck]:
         """All residual blocks in network order."""
-        return [b for layer in (self.layer1, self.layer2, self.layer3, self.layer4) for b in layer]
+        layers = (self.layer1, self.layer2, self.layer3, self.layer4)
+        return [cast("BasicBlock | Bottleneck", b) for layer in layers for b in layer]
 
     def response_layers(self) -> list[nn.BatchNorm2d]:
         """The BN after each 3x3 conv of the body in network order (Fig. 7's responses)."""

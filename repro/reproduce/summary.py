@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeGuard
 
 from repro.train.rundir import Matrix, Run, expected_end
 
@@ -22,7 +23,7 @@ METRIC_KEYS = (
 )
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -58,7 +59,7 @@ def seed_metrics(run: Run) -> dict[str, float | None]:
     return out
 
 
-def mean_std(values: list[float | None]) -> dict[str, float | int | None]:
+def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
     """Mean and sample std (None for fewer than two values) over the finite values."""
     xs = [float(v) for v in values if _finite(v)]
     return {
@@ -70,7 +71,7 @@ def mean_std(values: list[float | None]) -> dict[str, float | int | None]:
 
 def summarize_model(runs: dict[int, Run]) -> dict[str, Any]:
     """Per-seed values and mean/std of every metric for one model."""
-    per_seed = {}
+    per_seed: dict[str, dict[str, Any]] = {}
     for seed, run in sorted(runs.items()):
         last = run.metrics[-1] if run.metrics else {}
         per_seed[str(seed)] = {

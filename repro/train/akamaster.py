@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -68,7 +69,7 @@ def convert_state_dict(
     if not isinstance(state_dict, dict) or not all(isinstance(k, str) for k in state_dict):
         raise ReproError(f"{source}: 'state_dict' is not a dict of named tensors")
     ours = {rename_key(k): v for k, v in state_dict.items()}
-    model = build_model(model_name)
+    model = cast(CifarResNet, build_model(model_name))  # every name in MODELS is one
     wanted = int(model_name.removeprefix("resnet"))
     found = depth_of(ours)
     if found is not None and found != wanted:

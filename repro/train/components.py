@@ -67,7 +67,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def compile_model(model: nn.Module, mode: str) -> nn.Module:
     """torch.compile with ``mode`` ("default" is inductor's default)."""
-    return torch.compile(model, mode=None if mode == "default" else mode)  # type: ignore[return-value]
+    return torch.compile(model, mode=None if mode == "default" else mode)  # type: ignore[return-value, unused-ignore]
 
 
 def make_step(
@@ -195,7 +195,8 @@ def build_components(
             raise ReproError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel); drop it")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format)
+    # torch's stubs lack the (device, memory_format=) overload that Module.to accepts at run time
+    model = model.to(device, memory_format=memory_format)  # type: ignore[call-overload, unused-ignore]
     optimizer = make_optimizer(model, recipe, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     loader = DeviceLoader(

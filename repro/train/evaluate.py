@@ -71,7 +71,7 @@ def evaluate(
                 with torch.autocast(device.type, dtype=cast or torch.float32, enabled=bool(cast)):
                     logits = model(x)
                 logits = logits.float()
-                if correct is None:
+                if correct is None or count is None:
                     k = num_classes or logits.shape[1]
                     if logits.dim() != 2 or logits.shape[1] < k:
                         raise ValueError(
@@ -86,6 +86,7 @@ def evaluate(
     finally:
         model.train(was_training)
 
+    assert correct is not None and count is not None  # n >= 1 (_check_inputs): the loop ran
     return _result(loss_sum, correct, count, n)
 
 

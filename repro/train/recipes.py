@@ -192,7 +192,11 @@ def build_schedule(recipe: Recipe, num_train: int, depth: int | None) -> Schedul
     """Resolve epochs/milestones to iterations for ``num_train`` images and decide the warm-up."""
     ipe = iterations_per_epoch(num_train, recipe.batch_size)
     unit = ipe if recipe.milestone_unit == "epoch" else 1
-    total = recipe.iterations if recipe.iterations is not None else recipe.epochs * ipe
+    if recipe.iterations is not None:
+        total = recipe.iterations
+    else:
+        assert recipe.epochs is not None  # validate_recipe: exactly one of the two is set
+        total = recipe.epochs * ipe
     length = total if unit == 1 else recipe.epochs or math.ceil(total / ipe)
     marks = set(recipe.milestones)
     if recipe.step_size is not None:
