@@ -17,7 +17,7 @@ from typing import Any
 
 from repro.cli.options import add_data_root, add_device, add_speed_options, add_threads
 from repro.errors import ReproError
-from repro.train.config import config_fields
+from repro.train.config import TrainConfig, config_fields, config_from_run
 from repro.train.recipes import RECIPE_FLAGS, RECIPES
 
 
@@ -90,10 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--quiet", action="store_true", default=None, help="no progress output")
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe (on --resume: the run's recorded one, flags on top)."""
-    from repro.train.config import TrainConfig, config_from_run
-
     model_kwargs: dict[str, Any] = {}
     if args.model_kwargs:
         try:

@@ -188,7 +188,8 @@ class Trainer:
         log_every = log_interval(config.log_every, self.eval_every, device)
         self.config = dataclasses.replace(config, log_every=log_every)
         self.checkpoint_every = config.checkpoint_every or self.eval_every
-        self.target = min(self.schedule.total_iterations, config.max_steps or math.inf)
+        total = self.schedule.total_iterations
+        self.target = total if config.max_steps is None else min(total, config.max_steps)
         self.best_by = "val_error" if self.splits.val is not None else "test_error"
         self.run_config = self._run_config()
         self.loop = LoopState()
@@ -224,7 +225,7 @@ class Trainer:
         self.start_run_files(state)
         self.progress = Progress(
             enabled=self.dist.is_main and not self.config.quiet,
-            total=int(self.target),
+            total=self.target,
             iterations_per_epoch=self.schedule.iterations_per_epoch,
         )
         self.tensorboard = open_tensorboard(self.out, self.config.tensorboard and self.dist.is_main)
@@ -247,7 +248,7 @@ class Trainer:
         """Every check of the run folder, before anything in it changes."""
         if self.dist.is_main:
             check_writable(self.out)
-        state = inspect_run_dir(self.out, self.run_config, int(self.target), self.config.resume)
+        state = inspect_run_dir(self.out, self.run_config, self.target, self.config.resume)
         ddp.barrier(self.dist)  # every rank has read the folder before rank 0 changes it
         return state
 
@@ -372,7 +373,7 @@ class Trainer:
             loop.stop_reason = "early_stopping"
         if self.dist.is_main:
             append_metrics(self.out, record)
-            self.progress.write(format_record(record, int(self.target)))
+            self.progress.write(format_record(record, self.target))
             log_scalars(self.tensorboard, record)
             if improved:
                 save_checkpoint(self.checkpoint(best_value=value, metrics=record), self.out / BEST)
