@@ -46,33 +46,36 @@ def add_threads(parser: argparse._ActionsContainer) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
 
 
+def add_switch(
+    parser: argparse._ActionsContainer, flag: str, default: str | None, help_text: str
+) -> None:
+    """``--FLAG [auto|on|off]`` (the bare flag means on)."""
+    parser.add_argument(
+        f"--{flag}",
+        nargs="?",
+        const="on",
+        default=default,
+        choices=SWITCHES,
+        metavar="auto|on|off",
+        help=help_text,
+    )
+
+
 def add_speed_options(parser: argparse._ActionsContainer, default: str | None) -> None:
     """``--amp``, ``--channels-last``, ``--compile``, ``--compile-mode``: the fast path's knobs
     (``default`` None leaves an unset flag None, so a resumed run keeps its recorded value)."""
-    auto = default
     parser.add_argument(
         "--amp",
-        default=auto,
+        default=default,
         choices=AMP_CHOICES,
         help="autocast: auto (default) = bf16 on CUDA, off on the CPU",
     )
-    parser.add_argument(
-        "--channels-last",
-        nargs="?",
-        const="on",
-        default=auto,
-        choices=SWITCHES,
-        metavar="auto|on|off",
-        help="NHWC memory layout; auto (default) = on",
-    )
-    parser.add_argument(
-        "--compile",
-        nargs="?",
-        const="on",
-        default=auto,
-        choices=SWITCHES,
-        metavar="auto|on|off",
-        help="torch.compile the model, eager if compiling fails; auto (default) = on CUDA only",
+    add_switch(parser, "channels-last", default, "NHWC memory layout; auto (default) = on")
+    add_switch(
+        parser,
+        "compile",
+        default,
+        "torch.compile the model, eager if compiling fails; auto (default) = on CUDA only",
     )
     parser.add_argument(
         "--compile-mode",
