@@ -11,6 +11,7 @@ them a preset asserts, and with what tolerance, from ``baselines/tolerances.json
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from repro.reproduce.summary import mean_std, seed_metrics
 from repro.tables import markdown_table, text_table
 from repro.train.rundir import LAYER_RESPONSE_JSON, Matrix, Run, expected_end, read_layer_response
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
+PASS, FAIL, SKIP, INCONCLUSIVE = "pass", "fail", "skip", "inconclusive"
 REQUIRED_FIELDS = ("iteration", "train_error", "test_error")
 TRAIN_KEYS = ("final_train_error", "last10_train_error")
 TEST_KEYS = ("final_test_error",)
@@ -104,6 +105,27 @@ def _not_asserted_note(not_asserted: dict[str, str], claim_ids: list[str]) -> st
     """The preset's reasons for the claims it measures but does not assert (empty if none)."""
     why = [f"{cid}: {not_asserted[cid]}" for cid in claim_ids if cid in not_asserted]
     return f"; not asserted at this preset: {'; '.join(why)}" if why else ""
+
+
+def unfinished_runs(matrix: Matrix, models: Iterable[str] | None = None) -> list[str]:
+    """``model/seed<k>`` of every run (of ``models``; default all) without its final.pt."""
+    names = matrix.runs if models is None else models
+    return [
+        f"{m}/seed{s}"
+        for m in names
+        for s, run in matrix.runs.get(m, {}).items()
+        if not run.finished
+    ]
+
+
+def unless_unfinished(verdict: Verdict, matrix: Matrix, models: Iterable[str]) -> Verdict:
+    """A pass or fail that rests on an unfinished run is inconclusive: its last evaluation is
+    not the schedule's end."""
+    waiting = unfinished_runs(matrix, models)
+    if verdict.status not in (PASS, FAIL) or not waiting:
+        return verdict
+    reason = f"inconclusive (run not finished: {', '.join(waiting)}); so far: {verdict.reason}"
+    return Verdict(verdict.name, INCONCLUSIVE, reason, verdict.header, verdict.rows)
 
 
 def _ordering_verdict(
@@ -222,7 +244,8 @@ def _ordering_check(matrix: Matrix, name: str, prefixes: tuple[str, ...]) -> Ver
                 (f"{hi} > {lo}", key, c.higher_mean, c.lower_mean, f"{c.wins}/{c.seeds}", verdict)
             )
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
-    return _ordering_verdict(name, rows, failed, note, header)
+    models = {m for c in claims for m in (c["higher"], c["lower"])}
+    return unless_unfinished(_ordering_verdict(name, rows, failed, note, header), matrix, models)
 
 
 def check_degradation(matrix: Matrix) -> Verdict:
@@ -309,8 +332,12 @@ def check_tolerance(matrix: Matrix) -> Verdict:
             "tolerance", SKIP, "no model of this experiment has a published number", header, rows
         )
     if failed:
-        return Verdict("tolerance", FAIL, "outside tolerance: " + ", ".join(failed), header, rows)
-    return Verdict("tolerance", PASS, f"{compared} models within tolerance", header, rows)
+        verdict = Verdict(
+            "tolerance", FAIL, "outside tolerance: " + ", ".join(failed), header, rows
+        )
+    else:
+        verdict = Verdict("tolerance", PASS, f"{compared} models within tolerance", header, rows)
+    return unless_unfinished(verdict, matrix, matrix.runs)
 
 
 # --- layer responses (Fig. 7 claims) -------------------------------------------------------
@@ -355,7 +382,9 @@ def check_layer_response(matrix: Matrix) -> Verdict:
     if not rows:
         return Verdict("layer_response", SKIP, f"experiment {matrix.experiment} compares no pair")
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
-    return _ordering_verdict("layer_response", rows, failed, note, header)
+    models = {m for c in claims for m in (c["higher"], c["lower"]) if m in matrix.runs}
+    verdict = _ordering_verdict("layer_response", rows, failed, note, header)
+    return unless_unfinished(verdict, matrix, models)
 
 
 CHECKS = (

@@ -21,19 +21,27 @@ from repro.errors import ReproError
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
     """Write ``path`` through ``write(tmp_path)`` into a temp file beside it, fsync, then rename.
 
-    A reader sees the old file or the new one, never a part; a failed write leaves no temp file.
+    A reader sees the old file or the new one, never a part; a failed write leaves no temp file,
+    and a full disk (or a file-size limit) is one ReproError that says the old file is intact.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, file-size limit, permissions
+            raise ReproError(
+                f"cannot write {path} ({exc.strerror or exc}); its previous version, if any, is "
+                "intact: free disk space or fix the folder's permissions, then run it again"
+            ) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

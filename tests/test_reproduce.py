@@ -180,10 +180,13 @@ def test_bad_seed_and_parallel_counts_are_refused(synthetic_cifar: Path, tmp_pat
 
 @pytest.mark.slow
 def test_smoke_matrix_end_to_end_trains_reports_and_passes_acceptance(
-    synthetic_cifar: Path, tmp_path: Path, capsys
+    tmp_path: Path, capsys
 ) -> None:
     import subprocess
 
+    from data_helpers import write_cifar10
+
+    synthetic_cifar = write_cifar10(tmp_path / "data", per_batch=26)  # 130 images: one batch of 128
     out, rep = tmp_path / "run", tmp_path / "report"
     argv = [
         "reproduce",

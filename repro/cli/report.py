@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from repro.report.report import write_report
+from repro.train.rundir import read_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,4 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     path = write_report(args.run_dir, args.out)
     print(f"report: {path}")
+    summary = read_summary(path.parent)  # the refreshed summary the report was written from
+    waiting = [
+        f"{m}/seed{s}"
+        for m, stats in summary["models"].items()
+        for s, seed in stats.get("seeds", {}).items()
+        if not seed.get("finished")
+    ]
+    if waiting:
+        print(
+            f"repro report: warning: {len(waiting)} run(s) have not finished "
+            f"({', '.join(waiting[:4])}{', ...' if len(waiting) > 4 else ''}): the verdicts "
+            "that rest on them are inconclusive; finish the matrix and report again",
+            file=sys.stderr,
+        )
     return 0

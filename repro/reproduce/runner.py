@@ -25,6 +25,7 @@ from repro.train.rundir import (
     FINAL,
     LOGS,
     SUMMARY,
+    RunLock,
     load_runs,
     log_path,
     seed_dir,
@@ -241,28 +242,29 @@ def reproduce(
     if parallel < 1:
         raise ReproError(f"--parallel must be at least 1, got {parallel}")
     official = check_requirements(preset, data_root, device, force)
-    check_out_dir(out, experiment, preset.name)
-    todo = plan_jobs(out, models, seeds, preset, echo)
-    threads = max(1, cpu_count() // parallel) if on_cpu(device) else None
-    commands = {
-        (j.model, j.seed): train_command(preset, j, data_root, device, threads) for j in todo
-    }
     out.mkdir(parents=True, exist_ok=True)
-    extra = {
-        "preset_description": preset.description,
-        "comparable_to_paper": preset.comparable and official,
-        "forced": force,
-        "data_official": official,
-        "driver_environment": environment(),
-        "status": "running",
-        "failed": [],
-        "wall_seconds": 0.0,
-        "parallel": parallel,
-    }
-    write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
-    t0 = time.monotonic()
-    codes = run_jobs(todo, commands, parallel, echo)
-    extra["status"], extra["wall_seconds"] = "finished", time.monotonic() - t0
-    extra["failed"] = sorted(f"{m}/seed{s}" for (m, s), rc in codes.items() if rc != 0)
-    summary = write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
+    with RunLock(out, "repro reproduce"):  # one driver per matrix; each trainer locks its run
+        check_out_dir(out, experiment, preset.name)
+        todo = plan_jobs(out, models, seeds, preset, echo)
+        threads = max(1, cpu_count() // parallel) if on_cpu(device) else None
+        commands = {
+            (j.model, j.seed): train_command(preset, j, data_root, device, threads) for j in todo
+        }
+        extra = {
+            "preset_description": preset.description,
+            "comparable_to_paper": preset.comparable and official,
+            "forced": force,
+            "data_official": official,
+            "driver_environment": environment(),
+            "status": "running",
+            "failed": [],
+            "wall_seconds": 0.0,
+            "parallel": parallel,
+        }
+        write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
+        t0 = time.monotonic()
+        codes = run_jobs(todo, commands, parallel, echo)
+        extra["status"], extra["wall_seconds"] = "finished", time.monotonic() - t0
+        extra["failed"] = sorted(f"{m}/seed{s}" for (m, s), rc in codes.items() if rc != 0)
+        summary = write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
     return print_results(summary, out, echo)

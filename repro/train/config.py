@@ -19,7 +19,7 @@ import torch
 
 from repro.errors import ReproError
 from repro.train.recipes import RECIPE_FIELDS
-from repro.train.rundir import CONFIG, read_config
+from repro.train.rundir import CONFIG, recorded_config
 from repro.train.switches import resolve_compile, resolve_switch
 
 
@@ -49,7 +49,7 @@ class TrainConfig:
     threads: int | None = _option(None)
     eval_every: int | None = _option(None)  # iterations; default one epoch
     checkpoint_every: int | None = _option(None)  # iterations; default eval_every
-    max_steps: int | None = _option(None, resumed=False)
+    max_steps: int | None = _option(None)  # restored on resume: a finished run stays finished
     eval_batch_size: int = _option(1000)
     log_every: int | None = _option(None)  # None: 50 on the CPU, once per evaluation on CUDA
     sync_bn: bool = _option(False)
@@ -66,9 +66,9 @@ def config_fields(flag: str) -> tuple[str, ...]:
 def config_from_run(out: str | os.PathLike) -> TrainConfig:
     """The TrainConfig that continues the run in ``out`` (runtime settings as recorded there)."""
     out = Path(out)
-    if not (out / CONFIG).is_file():
+    recorded, _ = recorded_config(out)  # config.json, or the copy in a checkpoint if it was lost
+    if recorded is None:
         raise ReproError(f"nothing to resume: {out / CONFIG} does not exist")
-    recorded = read_config(out)
     overrides = {
         f: recorded[f] for f in RECIPE_FIELDS if f not in ("name", "source") and f in recorded
     }

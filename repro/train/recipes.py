@@ -146,25 +146,32 @@ def validate_recipe(r: Recipe) -> None:
     if (r.epochs is None) == (r.iterations is None):
         raise ReproError("set exactly one of epochs and iterations")
     if (r.epochs is not None and r.epochs < 1) or (r.iterations is not None and r.iterations < 1):
-        raise ReproError("epochs / iterations must be >= 1")
+        raise ReproError("--epochs and --iterations must be >= 1")
     if r.batch_size < 1:
-        raise ReproError(f"batch size must be >= 1, got {r.batch_size}")
-    if not r.lr > 0 or r.momentum < 0 or r.weight_decay < 0 or not 0 < r.gamma <= 1:
-        raise ReproError("need lr > 0, momentum >= 0, weight decay >= 0 and 0 < gamma <= 1")
+        raise ReproError(f"--batch-size must be >= 1, got {r.batch_size}")
+    for name, ok, rule in (
+        ("lr", 0 < r.lr < math.inf, "a finite number > 0"),
+        ("momentum", 0 <= r.momentum < math.inf, "a finite number >= 0"),
+        ("weight-decay", 0 <= r.weight_decay < math.inf, "a finite number >= 0"),
+        ("gamma", 0 < r.gamma <= 1, "in (0, 1]"),
+        ("warmup-lr", 0 < r.warmup_lr < math.inf, "a finite number > 0"),
+    ):
+        if not ok:  # NaN fails every comparison, so it lands here too
+            raise ReproError(f"--{name} must be {rule}, got {getattr(r, name.replace('-', '_'))}")
     if r.milestone_unit not in ("epoch", "iteration"):
         raise ReproError(f"milestone unit must be 'epoch' or 'iteration', got {r.milestone_unit!r}")
     if list(r.milestones) != sorted(r.milestones) or any(m < 1 for m in r.milestones):
-        raise ReproError(f"milestones must be increasing positive numbers, got {r.milestones}")
+        raise ReproError(f"--milestones must be increasing positive numbers, got {r.milestones}")
     if r.step_size is not None and r.step_size < 1:
-        raise ReproError(f"step size must be >= 1, got {r.step_size}")
+        raise ReproError(f"--step-size must be >= 1, got {r.step_size}")
     if r.warmup not in ("auto", "on", "off"):
         raise ReproError(f"warmup must be auto, on or off, got {r.warmup!r}")
-    if r.warmup_check_every < 1 or not r.warmup_lr > 0:
-        raise ReproError("need warmup_check_every >= 1 and warmup_lr > 0")
+    if r.warmup_check_every < 1:
+        raise ReproError(f"--warmup-check-every must be >= 1, got {r.warmup_check_every}")
     if not 0.0 <= r.val_fraction < 1.0:
-        raise ReproError(f"validation fraction must be in [0, 1), got {r.val_fraction}")
+        raise ReproError(f"--val-fraction (validation fraction) must be in [0, 1), got {r.val_fraction}")
     if r.early_stopping_patience is not None and r.early_stopping_patience < 1:
-        raise ReproError("early stopping patience must be >= 1")
+        raise ReproError("--early-stopping-patience must be >= 1 (0 turns it off)")
     if r.early_stopping_patience is not None and r.val_fraction == 0:
         raise ReproError("early stopping needs a validation split (val_fraction > 0)")
 

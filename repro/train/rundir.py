@@ -19,6 +19,7 @@ A matrix (``repro reproduce --out ROOT``) holds one run per model and seed::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -43,6 +44,7 @@ CONFIG, METRICS, LAST, BEST, FINAL = (
 SUMMARY = "summary.json"
 LAYER_RESPONSE_JSON, LAYER_RESPONSE_PNG = "layer_response.json", "layer_response.png"
 LOGS = "logs"
+LOCK = ".lock"  # held (flock) by the one process that writes the folder
 SEED_DIR = re.compile(r"^seed(\d+)$")
 
 # The config fields that define *what* is trained; the rest (device, amp, threads, max_steps...)
@@ -143,16 +145,67 @@ def expected_end(config: dict[str, Any]) -> int | None:
     return min(int(total), int(cut)) if cut else int(total)
 
 
+# ---------------------------------------------------------------- one writer per folder
+
+
+class RunLock:
+    """An exclusive OS lock on ``folder/.lock`` for the life of this process: a second writer is
+    refused in one line naming the holder's pid; a killed holder leaves no stale lock (the OS
+    releases it with the process)."""
+
+    def __init__(self, folder: Path, what: str = "trainer") -> None:
+        self.path, self.what = Path(folder) / LOCK, what
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ReproError(
+                f"{self.path.parent} is in use by another {self.what} (pid {holder}); wait for it "
+                "to finish or stop it, or use another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files an atomic write killed mid-way left behind (call it
+    with the folder's lock held, so no live writer owns them)."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 # ---------------------------------------------------------------- one run: start, resume, finished
 
 
 @dataclass
 class RunState:
-    """What the run directory holds: a checkpoint to resume from, and whether it is finished."""
+    """What the run directory holds: a checkpoint to resume from, whether it is finished, and
+    what the trainer should tell the user about it."""
 
     checkpoint: dict[str, Any] | None = None
     complete: bool = False
     extend_final: bool = False  # final.pt of a --max-steps run that this run continues
+    notes: list[str] = field(default_factory=list)
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -180,6 +233,19 @@ def check_writable(out: Path) -> None:
         ) from None
 
 
+def recorded_config(out: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the run's config, a note) from config.json, or, when that was lost, from the config every
+    checkpoint holds; (None, None) for a folder with neither."""
+    if (out / CONFIG).is_file():
+        return read_config(out), None
+    for name in (LAST, FINAL):
+        if (out / name).is_file():
+            config = load_checkpoint(out / name).get("config")
+            if isinstance(config, dict) and "model" in config:
+                return config, f"{CONFIG} was missing: recovered the run's config from {name}"
+    return None, None
+
+
 def _check_checkpoint(ckpt: dict[str, Any], path: Path, config: dict[str, Any]) -> None:
     if ckpt["model_name"] != config["model"] or ckpt["model_kwargs"] != config["model_kwargs"]:
         raise ReproError(
@@ -194,41 +260,64 @@ def _check_checkpoint(ckpt: dict[str, Any], path: Path, config: dict[str, Any]) 
         raise ReproError(f"{path} was written by a different run ({'; '.join(diffs[:4])})")
 
 
+def _new_run(out: Path, resume: bool) -> RunState:
+    """A folder without a run: a fresh start, unless it holds run files we cannot place."""
+    leftovers = [n for n in (METRICS, BEST) if (out / n).exists()]
+    if leftovers:
+        raise ReproError(
+            f"--out {out} holds {', '.join(leftovers)} but no {CONFIG} and no checkpoint; it is "
+            "not a complete run folder: use a new --out folder"
+        )
+    if resume:
+        raise ReproError(f"nothing to resume: --out {out} holds no run ({CONFIG} missing)")
+    return RunState()
+
+
 def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool) -> RunState:
     """Validate ``out`` against ``config`` (read only) and say how to proceed.
 
     ``target`` is the last iteration this invocation would train to. Every problem (another
-    run's config, a truncated checkpoint, one of another model) is one ReproError.
+    run's config, a truncated checkpoint, one of another model, a lost history) is one
+    ReproError; a finished run stays finished unless ``target`` goes past its end.
     """
-    has = {name: (out / name).exists() for name in (CONFIG, METRICS, LAST, BEST, FINAL)}
-    if not has[CONFIG]:
-        if any(has.values()):
-            raise ReproError(
-                f"--out {out} holds run files but no {CONFIG}; it is not a complete run folder: "
-                "use a new --out folder"
-            )
-        if resume:
-            raise ReproError(f"nothing to resume: --out {out} holds no run ({CONFIG} missing)")
-        return RunState()
-    diffs = config_differences(read_config(out), config)
+    recorded, note = recorded_config(out)
+    if recorded is None:
+        return _new_run(out, resume)
+    diffs = config_differences(recorded, config)
     if diffs:
         raise ReproError(
             f"--out {out} holds a run with a different config ({'; '.join(diffs[:4])}"
             f"{'; ...' if len(diffs) > 4 else ''}); use a new --out folder or the same settings"
         )
-    state = RunState()
-    if has[FINAL]:
+    state = RunState(notes=[note] if note else [])
+    if (out / FINAL).is_file():
         final = load_checkpoint(out / FINAL)
         _check_checkpoint(final, out / FINAL, config)
         if (
             final.get("stop_reason") in ("schedule", "early_stopping")
             or final["iteration"] >= target
         ):
-            return RunState(checkpoint=final, complete=True)
+            return RunState(checkpoint=final, complete=True, notes=state.notes)
         state.extend_final = True
-    if has[LAST]:
+        state.notes.append(
+            f"extending the finished run from iteration {final['iteration']} to "
+            f"{target} (final.pt is rewritten at the end)"
+        )
+    if (out / LAST).is_file():
         state.checkpoint = load_checkpoint(out / LAST)
         _check_checkpoint(state.checkpoint, out / LAST, config)
+        it = state.checkpoint["iteration"]
+        if not (out / METRICS).is_file():
+            raise ReproError(
+                f"{out / METRICS} is missing while {LAST} is at iteration {it}: resuming would "
+                "lose the run's evaluation history; restore the file, or start over in a new --out"
+            )
+        state.notes.append(f"resuming from {LAST} at iteration {it}")
+    else:
+        state.notes.append(
+            f"no {LAST} yet (the run stopped before its first checkpoint): "
+            "starting it from iteration 0"
+        )
     return state
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from repro.data import Splits, load_splits
+from repro.data import CLASSES, Splits, load_splits
 from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
 from repro.errors import ReproError
 from repro.train import ddp
@@ -55,10 +55,12 @@ from repro.train.rundir import (
     BEST,
     FINAL,
     LAST,
+    RunLock,
     RunState,
     append_metrics,
     check_writable,
     inspect_run_dir,
+    remove_stale_temp_files,
     reset_metrics,
     truncate_metrics,
     write_config,
@@ -180,6 +182,7 @@ class Trainer:
         seed_everything(config.seed)  # the model's initialisation is the first draw
         self.model = make_model(config.model, config.model_kwargs)
         self.splits = load_splits(config.data_root, self.recipe.val_fraction, config.split_seed)
+        self._check_fits_the_data(config.model)
         self.drop_last = self._drop_last()
         n_train = int(self.splits.train[1].numel())
         used = n_train - n_train % self.recipe.batch_size if self.drop_last else n_train
@@ -197,6 +200,22 @@ class Trainer:
         self.meter, self.window = Meter(device), Meter(device)
         self.lr = self.schedule.base_lr
 
+    def _check_fits_the_data(self, name: str) -> None:
+        """A model head with one output per CIFAR-10 class, and a batch the training split fills."""
+        head = getattr(self.model, "fc", None)
+        classes = len(CLASSES)
+        if isinstance(head, torch.nn.Linear) and head.out_features != classes:
+            raise ReproError(
+                f"{name} has a {head.out_features}-class head but CIFAR-10 has {classes} classes; "
+                f"use a CIFAR model or --model-kwargs '{{\"num_classes\": {classes}}}'"
+            )
+        n_train, batch = int(self.splits.train[1].numel()), self.recipe.batch_size
+        if batch > n_train:
+            raise ReproError(
+                f"--batch-size {batch} is larger than the {n_train} training images of "
+                f"{self.splits.root}: every epoch would be one partial batch; use at most {n_train}"
+            )
+
     def _drop_last(self) -> bool:
         """A last batch of one image per process cannot train batch norm: drop it (warned)."""
         n_train, batch = int(self.splits.train[1].numel()), self.recipe.batch_size
@@ -213,11 +232,22 @@ class Trainer:
     # ------------------------------------------------------------------ the run
 
     def fit(self) -> Path:
-        """Train to the target iteration (resuming what the run folder holds); the run folder."""
+        """Train to the target iteration (resuming what the run folder holds); the run folder.
+        The folder is locked for this process meanwhile: one writer per run."""
+        lock = RunLock(self.out) if self.dist.is_main else None
+        if lock is not None:
+            check_writable(self.out)
+            lock.acquire()
+        try:
+            return self._fit()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self) -> Path:
         state = self.open_run_dir()
         if state.complete:
-            if self.dist.is_main and not self.config.quiet:
-                print(f"{self.out}: run already complete ({FINAL} exists); nothing to do")
+            self.say(f"{self.out}: run already complete ({FINAL} exists); nothing to do")
             return self.out
         self.parts = self.build_components()
         if state.checkpoint is not None:
@@ -245,12 +275,21 @@ class Trainer:
         return self.out
 
     def open_run_dir(self) -> RunState:
-        """Every check of the run folder, before anything in it changes."""
-        if self.dist.is_main:
-            check_writable(self.out)
+        """Every check of the run folder, before anything in it changes; says how the run goes
+        on (resumed, recovered, extended) and clears what a killed write left behind."""
         state = inspect_run_dir(self.out, self.run_config, self.target, self.config.resume)
+        if self.dist.is_main:
+            for stale in remove_stale_temp_files(self.out):
+                state.notes.append(f"removed {stale.name}, left by a write that was interrupted")
+            for note in state.notes:
+                self.say(f"{self.out}: {note}")
         ddp.barrier(self.dist)  # every rank has read the folder before rank 0 changes it
         return state
+
+    def say(self, line: str) -> None:
+        """One line for the user (rank 0, unless --quiet)."""
+        if self.dist.is_main and not self.config.quiet:
+            print(line, flush=True)
 
     def build_components(self) -> Components:
         return build_components(
