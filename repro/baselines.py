@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
+from repro.fileio import read_json
 
 BASELINES_DIR = Path(__file__).resolve().parents[1] / "baselines"
 
 
 def load_baseline(name: str) -> dict[str, Any]:
-    """The parsed ``baselines/<name>.json``."""
+    """The parsed ``baselines/<name>.json``; ReproError naming the file if it is missing or bad."""
     path = BASELINES_DIR / f"{name}.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.is_file():
         raise ReproError(
             f"baseline file {path} is missing: run from a checkout of resnet-repro "
             "(pip install -e .) so that baselines/ is present"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ReproError(f"baseline file {path} is not valid JSON: {exc}") from None
+        )
+    try:
+        return read_json(path)
+    except ReproError as exc:
+        raise ReproError(f"baseline {exc}; restore it from the repository (git checkout)") from None

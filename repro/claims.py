@@ -17,6 +17,7 @@ from typing import Any
 
 from repro.baselines import load_baseline
 from repro.errors import ReproError
+from repro.fileio import INTEGER, NUMBER, wrong_types
 from repro.reproduce.presets import config_mismatch, get_experiment, get_preset
 from repro.reproduce.summary import mean_std, seed_metrics
 from repro.tables import markdown_table, text_table
@@ -87,12 +88,63 @@ def claim_verdict(claim_id: str, holds: bool, not_asserted: dict[str, str]) -> s
     return "ok" if holds else "FAIL"
 
 
+POLICY_TYPES: dict[str, tuple[Any, ...]] = {
+    "checks": (list,),
+    "baselines": (list,),
+    "z": (NUMBER,),
+    "sigma_pp": (NUMBER,),
+    "selection_allowance_pp": (NUMBER,),
+    "not_asserted": (dict,),
+    "why": (str,),
+    "layer_response_why": (str,),
+}
+CLAIM_TYPES: dict[str, tuple[Any, ...]] = {k: (str,) for k in ("id", "higher", "lower", "metric")}
+ENTRY_TYPES: dict[str, tuple[Any, ...]] = {
+    "test_error": (NUMBER,),
+    "test_error_mean": (NUMBER,),
+    "runs": (INTEGER,),
+}
+
+
+def _checked(name: str, where: str, obj: Any, spec: dict[str, tuple[Any, ...]], needs=()) -> Any:
+    """``obj`` if it is an object with ``needs`` and the types of ``spec``; else one ReproError
+    naming the baseline file (the claims never meet a malformed baseline)."""
+    problems = [f"{where} is not an object"] if not isinstance(obj, dict) else []
+    if not problems:
+        problems = [f"{where} has no {k!r}" for k in needs if k not in obj]
+        problems += wrong_types(obj, spec, where)
+    if problems:
+        raise ReproError(
+            f"baselines/{name}.json: {problems[0]}; restore the file from the "
+            "repository (git checkout baselines/)"
+        )
+    return obj
+
+
 def preset_policy(preset: str) -> dict[str, Any]:
     """The tolerance/check policy of a preset from ``baselines/tolerances.json``."""
-    presets = load_baseline("tolerances")["presets"]
+    presets = _checked(
+        "tolerances", "the file", load_baseline("tolerances"), {"presets": (dict,)}, ("presets",)
+    )["presets"]
     if preset not in presets:
         raise ReproError(f"baselines/tolerances.json has no policy for preset {preset!r}")
-    return presets[preset]
+    policy = _checked("tolerances", f"presets.{preset}", presets[preset], POLICY_TYPES, ("checks",))
+    if "tolerance" in policy["checks"]:
+        needs = ("baselines", "z", "sigma_pp", "selection_allowance_pp")
+        _checked("tolerances", f"presets.{preset}", policy, POLICY_TYPES, needs)
+    return policy
+
+
+def load_claims(
+    name: str, needs: tuple[str, ...] = ("id", "higher", "lower")
+) -> list[dict[str, Any]]:
+    """The claims of ``baselines/<name>.json``, each with ``needs`` (id and models; Fig. 6's
+    claims also name their metric)."""
+    claims = _checked(name, "the file", load_baseline(name), {"claims": (list,)}, ("claims",))
+    return [
+        _checked(name, f"claim {i + 1}", c, CLAIM_TYPES, needs)
+        for i, c in enumerate(claims["claims"])
+    ]
 
 
 def seed_values(matrix: Matrix, model: str, key: str) -> list[float | None]:
@@ -224,7 +276,7 @@ def _ordering_check(matrix: Matrix, name: str, prefixes: tuple[str, ...]) -> Ver
         )
     claims = [
         c
-        for c in load_baseline("he2016_fig6_claims")["claims"]
+        for c in load_claims("he2016_fig6_claims", tuple(CLAIM_TYPES))
         if c["id"].startswith(prefixes) and c["higher"] in matrix.runs and c["lower"] in matrix.runs
     ]
     if not claims:
@@ -264,9 +316,14 @@ def check_residual(matrix: Matrix) -> Verdict:
 def baseline_for(model: str, files: list[str]) -> dict[str, Any] | None:
     """The first baseline number for ``model``: value, runs behind it, selection, source."""
     for name in files:
-        data = load_baseline(name)
+        data = _checked(
+            name, "the file", load_baseline(name), {"models": (dict,), "runs": (INTEGER,)}
+        )
         entry = data.get("models", {}).get(model)
-        if not entry or "test_error" not in entry:
+        if entry is None:
+            continue
+        entry = _checked(name, f"models.{model}", entry, ENTRY_TYPES)
+        if "test_error" not in entry:
             continue
         if "test_error_mean" in entry:
             value, runs = entry["test_error_mean"], int(entry.get("runs", 1))
@@ -288,7 +345,7 @@ def check_tolerance(matrix: Matrix) -> Verdict:
     policy = preset_policy(matrix.preset)
     if "tolerance" not in policy["checks"]:
         return Verdict(
-            "tolerance", SKIP, f"not asserted for preset {matrix.preset}: {policy['why']}"
+            "tolerance", SKIP, f"not asserted for preset {matrix.preset}: {policy.get('why', '')}"
         )
     header = (
         "model",
@@ -363,7 +420,7 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         )
     models, not_asserted = doc["models"], policy.get("not_asserted", {})
     header = ("claim", "higher (mean)", "lower (mean)", "seeds holding", "verdict")
-    claims = load_baseline("he2016_fig7_claims")["claims"]
+    claims = load_claims("he2016_fig7_claims")
     rows, failed = [], []
     for claim in claims:
         hi, lo = claim["higher"], claim["lower"]

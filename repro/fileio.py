@@ -65,7 +65,7 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         raise ReproError(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ReproError(f"{path} cannot be read ({exc})") from None
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or a number too long to parse
         raise ReproError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise ReproError(f"{path} does not hold a JSON object")
@@ -87,8 +87,9 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path.name} line {number} is not JSON ({exc.msg})")
+        except (ValueError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+            problems.append(f"{path.name} line {number} is not JSON ({reason})")
             continue
         if not isinstance(row, dict):
             problems.append(f"{path.name} line {number} is not an object")
@@ -111,3 +112,32 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> N
     """Replace ``path`` with ``records``, one JSON line each, atomically."""
     text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in records)
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+NUMBER = "number"  # int or float, not bool
+INTEGER = "integer"  # int, not bool
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is None:
+        return value is None
+    if kind == NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _name(kind: Any) -> str:
+    return "null" if kind is None else kind if isinstance(kind, str) else kind.__name__
+
+
+def wrong_types(obj: dict[str, Any], spec: dict[str, tuple[Any, ...]], where: str) -> list[str]:
+    """``where: 'key' is a <type>, expected <types>`` for every key of ``spec`` that ``obj`` holds
+    with a value of another type (a missing key is not this function's business)."""
+    return [
+        f"{where}: {key!r} is {type(obj[key]).__name__}, expected "
+        + " or ".join(_name(k) for k in kinds)
+        for key, kinds in spec.items()
+        if key in obj and not any(_is(obj[key], k) for k in kinds)
+    ]

@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.fileio import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
+from repro.fileio import (
+    INTEGER,
+    NUMBER,
+    append_jsonl,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+    wrong_types,
+)
 from repro.train.checkpoint import load_checkpoint
 from repro.train.recipes import RECIPE_FIELDS
 
@@ -64,6 +73,41 @@ TRAINING_FIELDS: tuple[str, ...] = (
     "data_counts",
     "sync_bn",
 )
+
+
+# The types every reader of a run may rely on; a file that holds anything else is reported (run
+# files) or refused (summary.json, layer_response.json) when it is read, never met downstream.
+CONFIG_TYPES: dict[str, tuple[Any, ...]] = {
+    "model": (str,), "model_kwargs": (dict,), "recipe": (str,), "seed": (INTEGER,),
+    "total_iterations": (INTEGER, None), "max_steps": (INTEGER, None),
+    "eval_every": (INTEGER, None), "epochs": (INTEGER, None), "iterations": (INTEGER, None),
+    "milestones": (list,), "data_official": (bool, None), "data_counts": (dict, None),
+    "environment": (dict, None), "data_root": (str, None),
+}  # fmt: skip
+METRIC_TYPES: dict[str, tuple[Any, ...]] = {
+    "iteration": (INTEGER,),
+    **{k: (NUMBER, None) for k in ("epoch", "lr", "train_loss", "train_error", "val_loss",
+                                   "val_error", "test_loss", "test_error", "seconds",
+                                   "images_per_s")},
+}  # fmt: skip
+SUMMARY_TYPES: dict[str, tuple[Any, ...]] = {
+    "experiment": (str,), "preset": (str,), "seeds": (list,), "models": (dict, list),
+    "comparable_to_paper": (bool, None), "complete": (bool, None), "forced": (bool, None),
+    "data_official": (bool, None), "data_counts": (dict, None), "data_root": (str, None),
+    "environment": (dict, None), "preset_description": (str,), "status": (str,),
+    "failed": (list,), "wall_seconds": (NUMBER, None), "parallel": (INTEGER, None),
+    "training_seconds": (NUMBER, None),
+}  # fmt: skip
+
+
+def config_problems(config: dict[str, Any], where: str = CONFIG) -> list[str]:
+    """Fields of a run config of the wrong type (data_counts: integer counts)."""
+    problems = wrong_types(config, CONFIG_TYPES, where)
+    counts = config.get("data_counts")
+    if isinstance(counts, dict):
+        spec = {k: (INTEGER,) for k in ("train", "val", "test")}
+        problems += wrong_types(counts, spec, f"{where} data_counts")
+    return problems
 
 
 # ---------------------------------------------------------------- paths
@@ -346,10 +390,21 @@ def load_run(path: Path) -> Run:
             config = read_json(path / CONFIG)
         except ReproError as exc:
             problems.append(str(exc))
+        if config is not None and config_problems(config):
+            problems += config_problems(config)
+            config = None  # a config with wrong types is reported, never used
     else:
         problems.append(f"{CONFIG} is missing")
-    metrics, metric_problems = read_jsonl(path / METRICS)
-    return Run(path, config, metrics, (path / FINAL).is_file(), problems + metric_problems)
+    rows, problems_in_metrics = read_jsonl(path / METRICS)
+    metrics = []
+    for i, row in enumerate(rows, 1):
+        wrong = wrong_types(row, METRIC_TYPES, f"{METRICS} record {i}")
+        problems_in_metrics += wrong or (
+            [] if "iteration" in row else [f"{METRICS} record {i} has no iteration"]
+        )
+        if not wrong and "iteration" in row:
+            metrics.append(row)
+    return Run(path, config, metrics, (path / FINAL).is_file(), problems + problems_in_metrics)
 
 
 @dataclass
@@ -379,6 +434,12 @@ def read_summary(root: Path) -> dict[str, Any]:
     for key in ("experiment", "preset", "seeds", "models"):
         if key not in summary:
             raise ReproError(f"{path} has no {key!r}; it was not written by `repro reproduce`")
+    wrong = wrong_types(summary, SUMMARY_TYPES, str(path))
+    if not wrong:
+        wrong = [f"{path}: 'seeds' holds {s!r}, not a seed number" for s in summary["seeds"]
+                 if not isinstance(s, int) or isinstance(s, bool)]  # fmt: skip
+    if wrong:
+        raise ReproError(f"{wrong[0]}; write it again with `repro reproduce` (same command)")
     return summary
 
 
@@ -398,7 +459,9 @@ def load_matrix(root: Path) -> Matrix:
     summary = read_summary(root)
     try:
         seeds = [int(s) for s in summary["seeds"]]
-        models = [str(m) for m in summary["models"]]
+        models = [m for m in summary["models"] if isinstance(m, str)]
+        if len(models) != len(summary["models"]):
+            raise ValueError
     except (TypeError, ValueError):
         raise ReproError(
             f"{root / SUMMARY}: 'seeds' and 'models' must list seeds and models"
@@ -413,9 +476,28 @@ def read_layer_response(root: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     doc = read_json(path)
-    if not isinstance(doc.get("models"), dict):
-        raise ReproError(f"{path} has no 'models' object; run `repro analyze layer-response` again")
+    problem = _layer_response_problem(doc)
+    if problem:
+        raise ReproError(f"{path}: {problem}; run `repro analyze layer-response` again")
     return doc
+
+
+def _layer_response_problem(doc: dict[str, Any]) -> str | None:
+    """What makes a layer_response.json unusable (None when it is sound)."""
+    models = doc.get("models")
+    if not isinstance(models, dict):
+        return "no 'models' object"
+    for name, model in models.items():
+        if not isinstance(model, dict) or not isinstance(model.get("seeds", {}), dict):
+            return f"model {name!r} is not an object with a 'seeds' object"
+        wrong = wrong_types(model, {"mean_std": (NUMBER,)}, f"model {name!r}")
+        for seed, entry in model.get("seeds", {}).items():
+            if not isinstance(entry, dict):
+                return f"model {name!r} {seed!r} is not an object"
+            wrong += wrong_types(entry, {"mean_std": (NUMBER,)}, f"model {name!r} {seed!r}")
+        if wrong:
+            return wrong[0]
+    return None
 
 
 def write_layer_response(root: Path, doc: dict[str, Any]) -> None:
