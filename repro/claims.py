@@ -439,9 +439,9 @@ def check_layer_response(matrix: Matrix) -> Verdict:
     if not rows:
         return Verdict("layer_response", SKIP, f"experiment {matrix.experiment} compares no pair")
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
-    models = {m for c in claims for m in (c["higher"], c["lower"]) if m in matrix.runs}
-    verdict = _ordering_verdict("layer_response", rows, failed, note, header)
-    return unless_unfinished(verdict, matrix, models)
+    involved = {m for c in claims for m in (c["higher"], c["lower"]) if m in matrix.runs}
+    result = _ordering_verdict("layer_response", rows, failed, note, header)
+    return unless_unfinished(result, matrix, involved)
 
 
 CHECKS = (

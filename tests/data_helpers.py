@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,65 @@ def write_cifar10(root: Path, per_batch: int = 20, test: int = 20, seed: int = 0
     """A random CIFAR-10 look-alike in the official layout under ``root``; returns ``root``."""
     write_synthetic(root, per_batch, test, seed)
     return root
+
+
+def _py2_int(value: int) -> bytes:
+    """An int as cPickle's protocol 2 writes it (BININT1, BININT2 or BININT)."""
+    if 0 <= value < 256:
+        return b"K" + struct.pack("<B", value)
+    if 0 <= value < 65536:
+        return b"M" + struct.pack("<H", value)
+    return b"J" + struct.pack("<i", value)
+
+
+def _py2_str(text: str) -> bytes:
+    """A Python 2 ``str`` (SHORT_BINSTRING or BINSTRING): bytes the reader decodes as latin-1."""
+    raw = text.encode("latin1")
+    if len(raw) < 256:
+        return b"U" + struct.pack("<B", len(raw)) + raw
+    return b"T" + struct.pack("<i", len(raw)) + raw
+
+
+def python2_batch(data: np.ndarray, labels: list[int], filenames: list[str] | None = None) -> bytes:
+    """A batch pickle in the layout of the official files: Python 2's cPickle, protocol 2, numpy
+    1.x (GLOBAL ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``, ``numpy.dtype``; the
+    pixels as one BINSTRING; BINPUT/LONG_BINPUT memo entries, numbered in file order)."""
+    out = bytearray(b"\x80\x02}")
+    memo = iter(range(1 << 30))
+
+    def put(*chunks: bytes) -> None:
+        out.extend(b"".join(chunks))
+        index = next(memo)
+        out.extend(
+            b"q" + struct.pack("<B", index) if index < 256 else b"r" + struct.pack("<I", index)
+        )
+
+    put()
+    out.extend(b"(")
+    put(_py2_str("data"))
+    put(b"cnumpy.core.multiarray\n_reconstruct\n")
+    put(b"cnumpy\nndarray\n")
+    put(b"K\x00\x85U\x01b\x87R")  # _reconstruct(ndarray, (0,), 'b')
+    tuple_n = {1: b"\x85", 2: b"\x86"}[data.ndim]  # TUPLE1 / TUPLE2
+    out.extend(b"(K\x01" + b"".join(_py2_int(d) for d in data.shape) + tuple_n)  # (1, shape,
+    put(b"cnumpy\ndtype\n")
+    put(_py2_str(data.dtype.str[1:]), b"K\x00K\x01\x87R")  # dtype('u1', 0, 1),
+    out.extend(
+        b"(K\x03" + _py2_str(data.dtype.str[0]) + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    )  # its state (3, '|', None, None, None, -1, -1, 0), BUILD,
+    out.extend(
+        b"\x89T" + struct.pack("<i", data.nbytes) + data.tobytes() + b"tb"
+    )  # C order, pixels)
+    put(_py2_str("labels"))
+    put(b"]")
+    out.extend(b"(" + b"".join(_py2_int(v) for v in labels) + b"e")
+    put(_py2_str("batch_label"))
+    put(_py2_str("training batch 1 of 5"))
+    if filenames is not None:
+        put(_py2_str("filenames"))
+        put(b"]")
+        out.extend(b"(")
+        for name in filenames:
+            put(_py2_str(name))
+        out.extend(b"e")
+    return bytes(out + b"u.")

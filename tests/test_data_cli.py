@@ -116,7 +116,8 @@ def test_download_offline_fails_cleanly(
     assert "could not download CIFAR-10" in line and "name resolution" in line
     assert "place the files by hand" in line and "cifar-10-batches-py/data_batch_1" in line
     assert not root.exists()
-    assert list((tmp_path / "data").iterdir()) == []  # the temp folder is gone too
+    assert not (tmp_path / "data").exists()  # the parent it made, with the temp folder in it
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
     # and a later load does not mistake anything for a good copy
     line = _one_line_error(capsys, ["data", "verify", "--root", str(root)])
     assert "data folder does not exist" in line
@@ -134,7 +135,7 @@ def test_download_moves_a_verified_copy_into_place(
     root = tmp_path / "data" / "cifar10"
     # a subset is refused (a real download must verify as official) and nothing is left
     _one_line_error(capsys, ["data", "download", "--root", str(root)])
-    assert not root.exists() and list((tmp_path / "data").iterdir()) == []
+    assert not root.exists() and not (tmp_path / "data").exists()
 
     import hashlib
 
@@ -151,3 +152,53 @@ def test_download_moves_a_verified_copy_into_place(
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cifar10"]
     assert main(["data", "download", "--root", str(root)]) == 0  # already there: no-op
     assert "already present" in capsys.readouterr().out
+
+
+def test_a_failed_download_keeps_the_folders_that_were_there_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def offline(dest: Path) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(data_cli, "_torchvision_download", offline)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("mine\n")
+    root = tmp_path / "data" / "deep" / "cifar10"
+    line = _one_line_error(capsys, ["data", "download", "--root", str(root)])
+    assert "could not download CIFAR-10" in line
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["notes.txt"]
+
+
+def test_require_official_on_a_subset_says_why_it_exits_1(
+    mini_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["data", "verify", "--root", str(mini_root), "--require-official"]) == 1
+    out, err = capsys.readouterr()
+    assert "SUBSET" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "is a subset (5085 train / 1017 test images)" in lines[0]
+    assert "--require-official" in lines[0] and "repro data download --root" in lines[0]
+
+
+@pytest.mark.parametrize(("empty", "split"), [("train", "training"), ("test", "test")])
+def test_verify_fails_on_a_copy_with_an_empty_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], empty: str, split: str
+) -> None:
+    if empty == "train":
+        write_synthetic(tmp_path / "d", per_batch=0, n_test=3)
+    else:
+        write_synthetic(tmp_path / "d", per_batch=3, n_test=0)
+    line = _one_line_error(capsys, ["data", "verify", "--root", str(tmp_path / "d")])
+    assert f"the {split} split has 0 images" in line and "download the data again" in line
+
+
+def test_verify_names_a_folder_where_a_batch_file_should_be(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_synthetic(tmp_path / "d", per_batch=2, n_test=2)
+    batch = tmp_path / "d" / "cifar-10-batches-py" / "test_batch"
+    batch.unlink()
+    batch.mkdir()
+    line = _one_line_error(capsys, ["data", "verify", "--root", str(tmp_path / "d")])
+    assert "test_batch: is a folder, not a batch file" in line and "missing" not in line

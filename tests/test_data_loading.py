@@ -3,6 +3,7 @@ root resolution, splits, normalisation constants and every bad-data error messag
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -155,6 +156,9 @@ def _corrupt(tmp_path: Path, how: str) -> Path:
         path.write_text("this is not a pickle\n")
     elif how == "empty":
         path.write_bytes(b"")
+    elif how == "folder":
+        path.unlink()
+        path.mkdir()
     elif how == "not_dict":
         path.write_bytes(pickle.dumps([1, 2, 3]))
     elif how == "shape":
@@ -176,7 +180,8 @@ def _corrupt(tmp_path: Path, how: str) -> Path:
         ("missing", r"data_batch_3: missing batch file"),
         ("truncated", r"data_batch_3: cannot read batch file \(truncated or not a pickle"),
         ("not_pickle", r"data_batch_3: cannot read batch file \(truncated or not a pickle"),
-        ("empty", r"data_batch_3: cannot read batch file \(empty"),
+        ("empty", r"data_batch_3: cannot read batch file \(empty: 0 bytes\); .*download it again"),
+        ("folder", r"data_batch_3: is a folder, not a batch file; remove it"),
         ("not_dict", r"data_batch_3: not a CIFAR-10 batch"),
         ("shape", r"data_batch_3: 'data' has shape \(4, 3, 32, 32\), expected \(N, 3072\)"),
         ("dtype", r"data_batch_3: 'data' has dtype float32, expected uint8"),
@@ -189,6 +194,83 @@ def test_bad_batch_file_gives_clear_error(tmp_path: Path, how: str, message: str
     _corrupt(tmp_path, how)
     with pytest.raises(ReproError, match=message):
         load_cifar10(tmp_path)
+
+
+@pytest.mark.parametrize("how", ["empty", "folder", "not_dict", "names"])
+def test_a_bad_batches_meta_gives_one_clear_error(tmp_path: Path, how: str) -> None:
+    write_synthetic(tmp_path, per_batch=2, n_test=2)
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    if how == "empty":
+        meta.write_bytes(b"")
+    elif how == "folder":
+        meta.unlink()
+        meta.mkdir()
+    elif how == "not_dict":
+        meta.write_bytes(pickle.dumps(["airplane"] * 10))
+    else:
+        meta.write_bytes(pickle.dumps({"label_names": ["airplane"] * 9}))
+    message = {
+        "empty": r"batches\.meta: cannot read batch file \(empty: 0 bytes\)",
+        "folder": r"batches\.meta: is a folder, not a batch file",
+        "not_dict": r"batches\.meta: not a CIFAR-10 batches\.meta \(expected a dict with 'label_names'",
+        "names": r"batches\.meta: 9 class names, expected 10",
+    }[how]
+    with pytest.raises(ReproError, match=message):
+        load_cifar10(tmp_path)
+
+
+def test_a_pipe_where_a_batch_file_should_be_is_refused_without_reading_it(tmp_path: Path) -> None:
+    write_synthetic(tmp_path, per_batch=2, n_test=2)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    path.unlink()
+    os.mkfifo(path)  # reading it would block forever
+    with pytest.raises(ReproError, match=r"data_batch_2: not a regular file \(a pipe, socket"):
+        load_cifar10(tmp_path)
+
+
+def test_an_unreadable_batch_file_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_synthetic(tmp_path, per_batch=2, n_test=2)
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(
+        ReproError, match=r"data_batch_1: cannot read the file \(Permission denied\); check its"
+    ):
+        load_cifar10(tmp_path)
+
+
+def test_a_copy_without_batches_meta_uses_the_standard_names(tmp_path: Path) -> None:
+    write_synthetic(tmp_path, per_batch=2, n_test=2)
+    (tmp_path / "cifar-10-batches-py" / "batches.meta").unlink()
+    assert load_cifar10(tmp_path).classes == CLASSES
+
+
+@pytest.mark.parametrize(
+    ("per_batch", "n_test", "message"),
+    [
+        (0, 3, r"the training split has 0 images \(data_batch_1\.\.5 hold none\)"),
+        (3, 0, r"the test split has 0 images \(test_batch holds none\)"),
+        (0, 0, r"the training split has 0 images"),
+    ],
+)
+def test_a_copy_with_an_empty_split_is_refused(
+    tmp_path: Path, per_batch: int, n_test: int, message: str
+) -> None:
+    write_synthetic(tmp_path, per_batch=per_batch, n_test=n_test)
+    with pytest.raises(ReproError, match=message + r".*download the data again"):
+        load_cifar10(tmp_path)
+
+
+def test_one_empty_training_batch_is_still_a_subset(tmp_path: Path) -> None:
+    write_synthetic(tmp_path, per_batch=2, n_test=2)
+    write_batch(
+        tmp_path / "cifar-10-batches-py" / "data_batch_4", np.zeros((0, 3072), np.uint8), []
+    )
+    assert load_cifar10(tmp_path).num_train == 8
 
 
 def test_missing_folder_error(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -71,7 +73,31 @@ def download(root: Path) -> int:
             f"{target} exists but is a subset ({data.num_train} train / {data.num_test} test "
             "images); remove it or pick another --root to download the full set"
         )
+    created = _missing_folders(root)
     root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _download_into(root, target)
+    except BaseException:
+        for folder in created:  # deepest first; only the empty folders this call made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    print(f"downloaded: {load_cifar10(root).summary()}")
+    return 0
+
+
+def _missing_folders(root: Path) -> list[Path]:
+    """``root`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for folder in (root, *root.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _download_into(root: Path, target: Path) -> None:
+    """Fetch into a temp folder beside ``root``, verify, then move the batches to ``target``."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-download-", dir=root.parent))
     try:
         try:
@@ -89,8 +115,6 @@ def download(root: Path) -> int:
         (tmp / FOLDER).rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"downloaded: {load_cifar10(root).summary()}")
-    return 0
 
 
 def report(data: CIFAR10) -> dict[str, Any]:
@@ -132,5 +156,11 @@ def verify(root: Path, as_json: bool = False, require_official: bool = False) ->
         for name, c in rep["checksums"].items():
             print(f"{name:<13} md5 {c['md5']}  {'OK' if c['ok'] else 'differs from official'}")
     if require_official and not data.official:
+        print(
+            f"repro data: {data.root} is a subset ({data.num_train} train / {data.num_test} "
+            "test images), not the complete official set that --require-official asks for; "
+            f"download the full set with `repro data download --root {root}`",
+            file=sys.stderr,
+        )
         return 1
     return 0
