@@ -7,7 +7,12 @@ from repro.cli import main
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     """`repro evaluate ARGV...` in-process: (exit status, stdout, stderr)."""
-    rc = main(["evaluate", *argv])
+    return run_repro(capsys, "evaluate", *argv)
+
+
+def run_repro(capsys, *argv: str) -> tuple[int, str, str]:
+    """`repro ARGV...` (any command) in-process: (exit status, stdout, stderr)."""
+    rc = main(list(argv))
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
 

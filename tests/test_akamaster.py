@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,17 @@ from repro.errors import ReproError
 from repro.models import build_model
 from repro.models.cifar import IdentityPadShortcut
 from repro.train.akamaster import convert_state_dict, depth_of, load_akamaster, rename_key
+from repro.train.checkpoint import save_checkpoint
 from repro.train.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+OLD_RUN = ROOT / "tests" / "fixtures" / "old_format" / "run"
+SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "akamaster-cifar10"
+PUBLISHED = {  # their README's best_prec1 per file
+    "resnet20-12fca82f.th": 91.78,
+    "resnet32-d509ac18.th": 92.78,
+    "resnet56-4bfd9763.th": 93.62,
+}
 
 
 def our_resnet(name: str = "resnet20", seed: int = 0) -> nn.Module:
@@ -209,3 +220,38 @@ def test_cli_rejects_a_dict_without_state_dict(tmp_path, capsys):
     torch.save({"weights": [1, 2, 3]}, path)
     line = one_clear_line(*run_cli(capsys, str(path), "--from", "akamaster", "--model", "resnet20"))
     assert "no 'state_dict'" in line
+
+
+def test_a_project_checkpoint_given_as_akamasters_says_drop_the_flag(tmp_path, capsys):
+    ours = tmp_path / "best.pt"
+    model = build_model("resnet_cifar", depth=8)
+    save_checkpoint(
+        {"model_name": "resnet_cifar", "model_kwargs": {"depth": 8}, "model": model.state_dict()},
+        ours,
+    )
+    old = OLD_RUN / "last.pt"  # pickles numpy arrays and TorchVersion: still recognised
+    for path in (ours, old):
+        line = one_clear_line(
+            *run_cli(capsys, str(path), "--from", "akamaster", "--model", "resnet20")
+        )
+        assert "written by resnet-repro" in line and "drop --from akamaster" in line
+        assert "\x1b" not in line and "truncated" not in line
+
+
+def test_a_numpy_scalar_in_their_file_needs_trust_pickle(tmp_path, synthetic_cifar, capsys):
+    path = write_their_file(tmp_path / "r.th", our_resnet(), best_prec1=np.float32(91.5))
+    args = (str(path), "--from", "akamaster", "--model", "resnet20", "--device", "cpu")
+    line = one_clear_line(*run_cli(capsys, *args))
+    assert "refused" in line and "numpy" in line and "--trust-pickle" in line
+    rc, out, err = run_cli(capsys, *args, "--data-root", str(synthetic_cifar), "--trust-pickle")
+    assert rc == 0, err
+    assert "best_prec1 91.50 %" in out
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_the_published_weights_load_without_trust_pickle(name):
+    path = SHARED_WEIGHTS / name
+    if not path.is_file():
+        pytest.skip(f"akamaster's published weights are not at {SHARED_WEIGHTS}")
+    ckpt = load_akamaster(path, name.split("-")[0])  # weights_only=True, no global registered
+    assert ckpt.best_prec1 == pytest.approx(PUBLISHED[name], abs=0.01)

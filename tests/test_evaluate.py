@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -295,6 +297,81 @@ def test_missing_data_and_bad_flags_are_one_clear_line(tmp_path, capsys):
     assert "device" in line
     line = one_clear_line(*run_cli(capsys, str(ckpt), "--model", "resnet20"))
     assert "--from akamaster" in line
+
+
+# --- what a checkpoint that cannot be evaluated says ----------------------------------------
+
+
+def test_weights_that_do_not_fit_the_named_model_name_the_first_mismatch(tmp_path, capsys):
+    deeper = build_model("resnet_cifar", depth=14).state_dict()
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(
+        {"model_name": "resnet_cifar", "model_kwargs": {"depth": 8}, "model": deeper}, ckpt
+    )
+    line = one_clear_line(*run_cli(capsys, str(ckpt)))
+    assert "resnet_cifar(depth=8)" in line and "unexpected 'layer1.1.conv1.weight'" in line
+    assert "Error(s) in loading" not in line and "more mismatches" in line
+
+    weights = trained_looking_resnet().state_dict()
+    del weights["bn1.bias"]
+    save_checkpoint(
+        {"model_name": "resnet_cifar", "model_kwargs": {"depth": 8}, "model": weights}, ckpt
+    )
+    assert "it has no 'bn1.bias'" in one_clear_line(*run_cli(capsys, str(ckpt)))
+
+    weights = trained_looking_resnet().state_dict()
+    weights["fc.weight"] = torch.zeros(100, 64)
+    save_checkpoint(
+        {"model_name": "resnet_cifar", "model_kwargs": {"depth": 8}, "model": weights}, ckpt
+    )
+    line = one_clear_line(*run_cli(capsys, str(ckpt)))
+    assert "'fc.weight' is [100, 64], the model needs [10, 64]" in line
+
+
+def test_a_checkpoint_naming_a_model_that_cannot_be_built_is_one_clear_line(tmp_path, capsys):
+    model = trained_looking_resnet().state_dict()
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(
+        {"model_name": "resnet_cifar", "model_kwargs": {"depth": 8, "colour": 1}, "model": model},
+        ckpt,
+    )
+    assert "cannot build" in one_clear_line(*run_cli(capsys, str(ckpt)))
+    save_checkpoint({"model_name": "resnet_cifarr", "model_kwargs": {}, "model": model}, ckpt)
+    assert "cannot build" in one_clear_line(*run_cli(capsys, str(ckpt)))
+
+
+def test_a_folder_is_named_as_one_and_its_checkpoint_suggested(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    line = one_clear_line(*run_cli(capsys, str(run)))
+    assert "is a folder" in line and "does not exist" not in line and "pass a .pt file" in line
+    write_checkpoint(run / "last.pt", trained_looking_resnet())
+    assert f"pass {run / 'last.pt'}" in one_clear_line(*run_cli(capsys, str(run)))
+    write_checkpoint(run / "final.pt", trained_looking_resnet())
+    assert f"pass {run / 'final.pt'}" in one_clear_line(*run_cli(capsys, str(run)))
+
+
+def test_a_truncated_last_checkpoint_says_how_to_go_on(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_checkpoint(run / "best.pt", trained_looking_resnet())
+    last = write_checkpoint(run / "last.pt", trained_looking_resnet())
+    last.write_bytes(last.read_bytes()[:5000])
+    line = one_clear_line(*run_cli(capsys, str(last)))
+    assert "truncated or corrupt" in line and "cut short" in line
+    assert "delete it to train the run again" in line and "(best.pt)" in line
+
+
+def test_a_flipped_bit_in_a_weight_is_caught_by_the_checksum(tmp_path, capsys):
+    ckpt = write_checkpoint(tmp_path / "m.pt", trained_looking_resnet())
+    with zipfile.ZipFile(ckpt) as archive:
+        big = max(archive.infolist(), key=lambda i: i.file_size)  # the largest tensor
+    raw = bytearray(ckpt.read_bytes())
+    name_len, extra_len = struct.unpack_from("<HH", raw, big.header_offset + 26)  # local header
+    raw[big.header_offset + 30 + name_len + extra_len + big.file_size // 2] ^= 0x10
+    ckpt.write_bytes(bytes(raw))
+    line = one_clear_line(*run_cli(capsys, str(ckpt)))
+    assert "corrupt" in line and "Bad CRC-32" in line
 
 
 @pytest.mark.gpu

@@ -2,6 +2,7 @@
 
 Works on any checkpoint this project wrote (normalisation from its config) and, with
 ``--from akamaster --model resnetNN``, on the published weights of akamaster/pytorch_resnet_cifar10.
+Both are read without running code; ``--trust-pickle`` allows full unpickling for trusted files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from repro.data.splits import DEFAULT_SPLIT_SEED, SPLITS
 from repro.errors import ReproError
 from repro.train.akamaster import MODELS as AKAMASTER_MODELS
 from repro.train.akamaster import load_akamaster
-from repro.train.checkpoint import model_from_checkpoint
+from repro.train.checkpoint import TRUST_FLAG, model_from_checkpoint
 from repro.train.devices import resolve_device
 from repro.train.evaluate import EvalResult, evaluate
 
@@ -49,9 +50,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=AKAMASTER_MODELS,
         help="with --from akamaster: the network the file holds",
     )
+    parser.add_argument(
+        TRUST_FLAG,
+        dest="trust_pickle",
+        action="store_true",
+        help="load a checkpoint that needs full unpickling (objects other than tensors and plain "
+        "values), which can run code the file carries: only for files from a source you trust",
+    )
     add_device(parser)
     parser.add_argument("--batch-size", type=int, default=1024, help="default: 1024")
     add_json(parser)
+
+
+def _three_numbers(values: Any) -> bool:
+    return (
+        isinstance(values, (list, tuple))
+        and len(values) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    )
 
 
 def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -63,7 +79,7 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
                 "--from akamaster needs --model (resnet20, resnet32, resnet44, resnet56, "
                 "resnet110 or resnet1202): their files do not record the depth"
             )
-        ckpt = load_akamaster(path, args.model)
+        ckpt = load_akamaster(path, args.model, trust_pickle=args.trust_pickle)
         info: dict[str, Any] = {
             "model": ckpt.model_name,
             "mean": list(ckpt.mean),
@@ -76,10 +92,7 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
         raise ReproError(
             "--model is only for --from akamaster; this project's checkpoints name their model"
         )
-    try:
-        model, state = model_from_checkpoint(path)
-    except ValueError as exc:  # a model name or kwargs build_model rejects
-        raise ReproError(f"checkpoint {path}: {exc}") from None
+    model, state = model_from_checkpoint(path, trust_pickle=args.trust_pickle)
     config = state.get("config")
     if not isinstance(config, dict):
         config = {}
@@ -88,8 +101,11 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
     else:
         mean, std = CIFAR10_MEAN, CIFAR10_STD
         source = "CIFAR-10 constants (the checkpoint records none)"
-    if len(mean) != 3 or len(std) != 3:
-        raise ReproError(f"checkpoint {path}: config mean/std must have 3 values each")
+    if not (_three_numbers(mean) and _three_numbers(std)):
+        raise ReproError(
+            f"checkpoint {path} is corrupt: its config's mean/std are not 3 numbers each; "
+            "use another checkpoint of the run"
+        )
     info = {
         "model": state["model_name"],
         "model_kwargs": dict(state["model_kwargs"]),

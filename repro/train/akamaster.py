@@ -8,6 +8,7 @@ trained on inputs normalised with the ImageNet mean and std, which the import re
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from repro.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from repro.errors import ReproError
 from repro.models import CIFAR_DEPTHS, build_model
 from repro.models.cifar import CifarResNet
+from repro.train.checkpoint import FORMAT, read_torch_file
 
 MEAN: tuple[float, float, float] = IMAGENET_MEAN
 STD: tuple[float, float, float] = IMAGENET_STD
@@ -103,19 +105,23 @@ def convert_state_dict(
     return model
 
 
-def load_akamaster(path: str | os.PathLike, model_name: str) -> AkamasterCheckpoint:
-    """Read one of their ``.th`` files (tensors only, no code runs) and rebuild ``model_name``."""
+def _their_advice(path: Path) -> str:
+    """What to do about one of their files that cannot be read."""
+    return "download it again from akamaster/pytorch_resnet_cifar10 (pretrained_models/)"
+
+
+def load_akamaster(
+    path: str | os.PathLike, model_name: str, trust_pickle: bool = False
+) -> AkamasterCheckpoint:
+    """Read one of their ``.th`` files and rebuild ``model_name``. Their files hold tensors and
+    plain values only, so no code runs (``trust_pickle`` lifts that, for files one trusts)."""
     path = Path(path)
-    if not path.is_file():
-        raise ReproError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle garbage, non-tensor objects
+    state = read_torch_file(path, "cpu", trust_pickle, advice=_their_advice)
+    if isinstance(state, dict) and state.get("format") == FORMAT:
         raise ReproError(
-            f"checkpoint {path} cannot be read as akamaster weights "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
-            "it is truncated or not one of their .th files"
-        ) from None
+            f"checkpoint {path} was written by resnet-repro, not akamaster: drop --from akamaster "
+            "(and --model); this project's checkpoints name their model"
+        )
     if not isinstance(state, dict):
         raise ReproError(
             f"checkpoint {path} holds a {type(state).__name__}, not akamaster's "
@@ -134,7 +140,7 @@ def load_akamaster(path: str | os.PathLike, model_name: str) -> AkamasterCheckpo
     best = state.get("best_prec1")
     if isinstance(best, torch.Tensor) and best.numel() == 1:
         best = best.item()
-    best_prec1 = float(best) if isinstance(best, (int, float)) else None
+    best_prec1 = float(best) if isinstance(best, numbers.Real) else None  # numpy scalars too
     extra = {k: v for k, v in state.items() if k in ("epoch",) and isinstance(v, int)}
     return AkamasterCheckpoint(
         model=model, model_name=model_name, best_prec1=best_prec1, extra=extra

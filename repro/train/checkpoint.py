@@ -1,42 +1,198 @@
-"""Checkpoints: written atomically, read back with one clear error for anything that is not ours.
+"""Checkpoints: written atomically, read back without running code, one clear error for the rest.
 
 A checkpoint is a dict with at least ``format`` (:data:`FORMAT`), ``model_name``, ``model_kwargs``
 and ``model`` (the state dict); training checkpoints add optimiser, scheduler, loader and RNG states.
+Everything in it is a tensor or a plain Python value (str, int, float, bool, None, list, tuple,
+dict), so :func:`load_checkpoint` reads it with ``torch.load(weights_only=True)``: a pickle that
+asks for anything else (a code payload, a class of some other project) is refused before it runs,
+unless the caller opts in with ``trust_pickle`` (``repro evaluate --trust-pickle``).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torch.torch_version import TorchVersion
 
 from repro.errors import ReproError
 from repro.fileio import atomic_write
 from repro.models import build_model
 
 FORMAT = "resnet-repro/1"
+TRUST_FLAG = "--trust-pickle"
+_NUMPY_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's ndarray unpickler, on every version
+
+# The ONE list of globals, beyond tensors and plain Python values, that a checkpoint may name when
+# it is read with weights_only=True. Each rebuilds a value from data and calls nothing the file
+# chooses. Checkpoints written now need none of them; runs written before (tests/fixtures/
+# old_format, resumed by tests/test_old_runs.py) need them; akamaster's published files none.
+SAFE_GLOBALS: list[Any] = [
+    # environment["torch"] was torch.__version__: TorchVersion, a str subclass that only adds
+    # version comparisons (now stored as str(torch.__version__)).
+    TorchVersion,
+    # rng["numpy"] was np.random.get_state(): ("MT19937", a uint32 key array, ints, a float). The
+    # array pickles as _reconstruct(ndarray, (0,), b"b") then __setstate__(shape, dtype, raw
+    # bytes): an allocation and a copy of bytes. numpy >= 2 spells the function numpy._core...,
+    # numpy 1 numpy.core...: one function under both names, so runs of either numpy resume.
+    (_NUMPY_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),
+    (_NUMPY_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),
+    np.ndarray,
+    # The array's dtype('<u4'), rebuilt from its type code, and its class (numpy.dtypes.
+    # UInt32DType since numpy 1.25), on which the unpickler sets the byte order.
+    np.dtype,
+    type(np.dtype(np.uint32)),
+]
+# torch names the global it refused (all versions >= 2.4); a garbled name is damage, not a refusal
+_REFUSED = re.compile(r"GLOBAL ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*) (?:was not|whose module)")
+_INNER = re.compile(r"WeightsUnpickler error:\s*(.+)", re.DOTALL)
+_ZIP_MAGIC = b"PK\x03\x04"
+_DOS_DIRECTORY = 0x10  # the external-attribute bit that makes a zip record a folder
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``state`` (plus the format tag) to ``path`` atomically."""
-    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
+    """Write ``state`` (plus the format tag) to ``path`` atomically. It is serialised in memory and
+    written by Python, so a full disk or a file-size limit is an OSError (atomic_write's one
+    line), not torch's "unexpected pos" RuntimeError."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint this project wrote; ReproError naming the file if it is not one."""
-    path = Path(path)
+def exception_reason(exc: BaseException, limit: int = 120) -> str:
+    """``Type: message`` for an error line: torch's weights-only preamble and terminal escapes
+    dropped, the first line only, cut at a word boundary."""
+    text = _ANSI.sub("", str(exc))
+    inner = _INNER.search(text)
+    if inner:
+        text = inner.group(1)
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _refused_global(exc: Exception) -> str | None:
+    """The global the weights-only unpickler refused, if that is why ``exc`` was raised."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    found = _REFUSED.search(_ANSI.sub("", str(exc)))
+    return found.group(1) if found else None
+
+
+def _folder_message(path: Path) -> str:
+    from repro.train.rundir import BEST, FINAL, LAST  # rundir owns the names (and imports us)
+
+    inside = [path / name for name in (FINAL, LAST, BEST) if (path / name).is_file()]
+    if inside:
+        return f"checkpoint {path} is a folder, not a checkpoint file; pass {inside[0]}"
+    return f"checkpoint {path} is a folder, not a checkpoint file; pass a .pt file"
+
+
+def corrupt_advice(path: Path) -> str:
+    """What to do about an unreadable checkpoint: another one of its run, or a fresh start."""
+    from repro.train.rundir import BEST, FINAL, LAST  # rundir owns the names (and imports us)
+
+    others = [n for n in (BEST, FINAL, LAST) if n != path.name and (path.parent / n).is_file()]
+    use = f"use another checkpoint of its run ({', '.join(others)})" if others else ""
+    if path.name == LAST:
+        return "delete it to train the run again from the start" + (f", or {use}" if use else "")
+    return use or "use an intact copy of it"
+
+
+def verify_checksums(path: Path) -> None:
+    """Read every record of a zip checkpoint against its CRC-32, which torch.load never checks:
+    a flipped bit in a tensor becomes an error instead of a silently different weight. A record
+    marked as a folder is refused too: torch would load it as uninitialised memory.
+
+    Records with CRC 0 were written without checksums (``torch.serialization.
+    set_crc32_options(False)``) and are skipped; legacy non-zip files (akamaster's) have none.
+    Raises ``zipfile.BadZipFile`` (or what zipfile raises on a mangled directory).
+    """
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            if f.read(4) == _ZIP_MAGIC:  # torch's own error for this is "Invalid argument"
+                raise zipfile.BadZipFile("a zip archive that lacks its end: cut short")
+        return
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.is_dir() or info.external_attr & _DOS_DIRECTORY:
+                # torch's zip reader (miniz) copies nothing out of a "folder" and hands back the
+                # tensor's uninitialised memory as its weights (found by fuzzing)
+                raise zipfile.BadZipFile(f"record {info.filename!r} is marked as a folder")
+            if info.CRC:
+                with archive.open(info) as record:
+                    while record.read(1 << 20):
+                        pass
+
+
+def _torch_load(path: Path, map_location: str | torch.device, trust_pickle: bool) -> Any:
+    with warnings.catch_warnings():
+        # Damaged bytes make torch's unpickler warn ("Detected pickle protocol 66", "TypedStorage
+        # is deprecated", ...) before it fails or reads on; the outcome is checked, so a warning
+        # would only be a second line beside the one error.
+        warnings.simplefilter("ignore")
+        if trust_pickle:
+            return torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def read_torch_file(
+    path: Path,
+    map_location: str | torch.device = "cpu",
+    trust_pickle: bool = False,
+    advice: Callable[[Path], str] = corrupt_advice,
+) -> Any:
+    """``torch.load(path)`` that runs no code of the file's: tensors, plain Python values and
+    :data:`SAFE_GLOBALS` only, unless ``trust_pickle`` (full unpickling, for trusted files).
+
+    Every failure is one ReproError: no such file, a folder, a refused pickle (naming what it
+    asked for and the opt-in), or an unreadable file (with ``advice(path)``).
+    """
+    if path.is_dir():
+        raise ReproError(_folder_message(path))
     if not path.is_file():
         raise ReproError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated zip, pickle garbage, wrong file type
+        verify_checksums(path)
+        return _torch_load(path, map_location, trust_pickle)
+    except Exception as exc:  # truncated zip, pickle garbage, a refused global, wrong file type
+        if isinstance(exc, PermissionError):
+            raise ReproError(f"checkpoint {path} cannot be read: permission denied") from None
+        refused = None if trust_pickle else _refused_global(exc)
+        if refused is not None:
+            raise ReproError(
+                f"checkpoint {path} is refused: its pickle asks for {refused}, which is not "
+                "tensor data and could run code while loading; if you trust its source, "
+                f"`repro evaluate {TRUST_FLAG}` loads it anyway"
+            ) from None
         raise ReproError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc)[:120]}); "
-            "it is truncated or not a PyTorch checkpoint"
+            f"checkpoint {path} is truncated or corrupt, or not a PyTorch file "
+            f"({exception_reason(exc)}); {advice(path)}"
         ) from None
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    trust_pickle: bool = False,
+) -> dict:
+    """Read a checkpoint this project wrote (see :func:`read_torch_file` for what may load);
+    ReproError naming the file if it is not one, or not a whole one."""
+    path = Path(path)
+    state = read_torch_file(path, map_location, trust_pickle)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ReproError(
             f"checkpoint {path} was not written by resnet-repro (no format {FORMAT!r}); "
@@ -45,24 +201,77 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     for key in ("model_name", "model_kwargs", "model"):
         if key not in state:
             raise ReproError(f"checkpoint {path} is incomplete: it has no {key!r}")
+    problem = _content_problem(state)
+    if problem:
+        raise ReproError(f"checkpoint {path} is corrupt: {problem}; {corrupt_advice(path)}")
     return state
 
 
+def _content_problem(state: dict) -> str | None:
+    """Why the model part of a checkpoint cannot be what save_checkpoint wrote, or None."""
+    kwargs, weights = state["model_kwargs"], state["model"]
+    if not isinstance(state["model_name"], str):
+        return f"'model_name' is a {type(state['model_name']).__name__}, not a str"
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        return "'model_kwargs' is not a dict of named values"
+    if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
+        return "'model' is not a dict of named tensors"
+    for key, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            return f"weight {key!r} is a {type(value).__name__}, not a tensor"
+    return None
+
+
+def _fit_problems(model: nn.Module, weights: dict[str, Any]) -> list[str]:
+    """Every way ``weights`` does not fit ``model``: missing and unexpected keys, then shapes."""
+    expected = model.state_dict()
+    problems = [f"it has no {k!r}" for k in expected if k not in weights]
+    problems += [f"it has an unexpected {k!r}" for k in weights if k not in expected]
+    for key, value in weights.items():
+        if key in expected and (
+            not isinstance(value, torch.Tensor) or value.shape != expected[key].shape
+        ):
+            shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            problems.append(f"{key!r} is {shape}, the model needs {list(expected[key].shape)}")
+    return problems
+
+
 def model_from_checkpoint(
-    checkpoint: dict | str | os.PathLike, map_location: str | torch.device = "cpu"
+    checkpoint: dict | str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    trust_pickle: bool = False,
 ) -> tuple[nn.Module, dict]:
-    """Rebuild the model a checkpoint holds and load its weights; returns (model, checkpoint)."""
-    state = (
-        checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location)
-    )
-    model = build_model(state["model_name"], **state["model_kwargs"])
+    """Rebuild the model a checkpoint holds and load its weights; returns (model, checkpoint).
+    A model that cannot be built, or weights that do not fit it, are one ReproError."""
+    if isinstance(checkpoint, dict):
+        state, source = checkpoint, "the checkpoint"
+    else:
+        state = load_checkpoint(checkpoint, map_location, trust_pickle)
+        source = f"checkpoint {checkpoint}"
+    name, kwargs = state["model_name"], state["model_kwargs"]
+    described = f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    described = described if len(described) <= 80 else described[:76] + " ..."
+    try:
+        model = build_model(name, **kwargs)
+    except (TypeError, ValueError) as exc:  # an unknown name, a kwarg the model does not take
+        raise ReproError(
+            f"{source} names a model this version cannot build, {described} "
+            f"({exception_reason(exc)}); it is corrupt or from another version of resnet-repro"
+        ) from None
     weights = {
         k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state["model"].items()
     }
+    problems = _fit_problems(model, weights)
+    if problems:
+        more = f" (and {len(problems) - 1} more mismatches)" if len(problems) > 1 else ""
+        raise ReproError(
+            f"{source}'s weights do not fit the model it names, {described}: {problems[0]}{more}; "
+            "the file is corrupt or was edited: use another checkpoint"
+        )
     try:
         model.load_state_dict(weights)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # what the checks above do not foresee
         raise ReproError(
-            f"checkpoint weights do not fit {state['model_name']}: {str(exc).splitlines()[0]}"
+            f"{source}'s weights do not load into {described} ({exception_reason(exc)})"
         ) from None
     return model, state

@@ -64,7 +64,7 @@ def environment(device: str | torch.device | None = None) -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     return {
         "python": sys.version.split()[0],
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # not TorchVersion: checkpoints hold plain types
         "torchvision": tv_version,
         "numpy": np.__version__,
         "cuda": torch.version.cuda,

@@ -169,7 +169,9 @@ def validate_recipe(r: Recipe) -> None:
     if r.warmup_check_every < 1:
         raise ReproError(f"--warmup-check-every must be >= 1, got {r.warmup_check_every}")
     if not 0.0 <= r.val_fraction < 1.0:
-        raise ReproError(f"--val-fraction (validation fraction) must be in [0, 1), got {r.val_fraction}")
+        raise ReproError(
+            f"--val-fraction (validation fraction) must be in [0, 1), got {r.val_fraction}"
+        )
     if r.early_stopping_patience is not None and r.early_stopping_patience < 1:
         raise ReproError("--early-stopping-patience must be >= 1 (0 turns it off)")
     if r.early_stopping_patience is not None and r.val_fraction == 0:

@@ -17,19 +17,44 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """The state of every global generator, for a checkpoint."""
+    """The state of every global generator, for a checkpoint, in types ``torch.load`` reads with
+    ``weights_only=True``: python's is a tuple of ints already; numpy's key array becomes an int64
+    tensor beside its position and Gaussian cache."""
+    algorithm, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "algorithm": str(algorithm),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
 
 
+def numpy_state(saved: dict[str, Any] | tuple) -> tuple:
+    """``np.random.set_state``'s tuple from :func:`rng_state`'s dict, or from the tuple that
+    checkpoints written before it held (``np.random.get_state()`` itself), unchanged."""
+    if not isinstance(saved, dict):
+        return tuple(saved)
+    keys = np.asarray(saved["keys"].cpu().numpy(), dtype=np.uint32)
+    return (
+        saved["algorithm"],
+        keys,
+        saved["pos"],
+        saved["has_gauss"],
+        saved["cached_gaussian"],
+    )
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore :func:`rng_state` (the CUDA part only when CUDA is present)."""
+    """Restore :func:`rng_state`, in its layout or the older one (the CUDA part only when CUDA is
+    present)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") is not None and torch.cuda.is_available():
         cuda = state["cuda"][: torch.cuda.device_count()]

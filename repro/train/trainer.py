@@ -520,7 +520,7 @@ class Trainer:
             parts.model.load_state_dict(state["model"])
             parts.optimizer.load_state_dict(state["optimizer"])
             parts.loader.load_state_dict(state["loader"])
-        except (RuntimeError, KeyError, ValueError) as exc:
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
             raise ReproError(
                 f"{self.out / LAST} does not fit this run "
                 f"({str(exc).splitlines()[0][:160]}); use a new --out folder"
