@@ -9,23 +9,29 @@ from hypothesis import strategies as st
 
 
 @st.composite
-def damaged(draw: st.DrawFn, original: bytes) -> bytes:
-    """``original`` truncated at a random point, with random bits flipped, or with a random span
-    replaced by random bytes (never the original itself)."""
+def damaged(
+    draw: st.DrawFn, original: bytes, positions: st.SearchStrategy[int] | None = None
+) -> bytes:
+    """``original`` truncated, with up to 8 bits flipped, or with a span of up to 64 bytes
+    replaced by random ones, at ``positions`` (default: anywhere in the file; a reader's tests
+    aim at the bytes that hold its structure)."""
+    where = positions if positions is not None else st.integers(0, len(original) - 1)
     kind = draw(st.sampled_from(("truncate", "flip", "replace")))
-    n = len(original)
     if kind == "truncate":
-        return original[: draw(st.integers(0, n - 1))]
+        return original[: draw(where)]
     data = bytearray(original)
     if kind == "flip":
         for _ in range(draw(st.integers(1, 8))):
-            i = draw(st.integers(0, n - 1))
-            data[i] ^= 1 << draw(st.integers(0, 7))
-    else:
-        start = draw(st.integers(0, n - 1))
-        span = draw(st.binary(min_size=1, max_size=64))
-        data[start : start + len(span)] = span
-    return bytes(data) if bytes(data) != original else original[:-1]
+            data[draw(where)] ^= 1 << draw(st.integers(0, 7))
+        return bytes(data)
+    at = draw(where)
+    data[at : at + draw(st.integers(0, 64))] = draw(st.binary(min_size=1, max_size=64))
+    return bytes(data)
+
+
+def in_regions(regions: tuple[tuple[int, int], ...]) -> st.SearchStrategy[int]:
+    """Positions inside one of the ``[start, end)`` byte ranges."""
+    return st.sampled_from(regions).flatmap(lambda r: st.integers(r[0], r[1] - 1))
 
 
 def _slots(obj: object) -> list[tuple[object, object]]:

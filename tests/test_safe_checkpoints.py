@@ -27,6 +27,7 @@ import pytest
 import torch
 from cli_helpers import one_clear_line, run_cli, run_repro
 from data_helpers import write_cifar10
+from fuzz_helpers import damaged, in_regions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trainer_helpers import tiny_args
@@ -290,22 +291,11 @@ def pristine_ours() -> tuple[bytes, tuple[tuple[int, int], ...]]:
     return raw, regions
 
 
-@st.composite
-def damaged(draw, original=pristine_ours) -> bytes:
-    """The ``original()`` file truncated, with bits flipped, or with a span replaced."""
+def damaged_file(original=pristine_ours) -> st.SearchStrategy[bytes]:
+    """The ``original()`` file truncated, with bits flipped, or with a span replaced, aimed at
+    the byte ranges that hold its structure."""
     raw, regions = original()
-    lo, hi = draw(st.sampled_from(regions))
-    kind = draw(st.sampled_from(("truncate", "flip", "replace")))
-    if kind == "truncate":
-        return raw[: draw(st.integers(lo, hi - 1))]
-    if kind == "flip":
-        out = bytearray(raw)
-        flips = st.tuples(st.integers(lo, hi - 1), st.integers(0, 7))
-        for pos, bit in draw(st.lists(flips, min_size=1, max_size=8)):
-            out[pos] ^= 1 << bit
-        return bytes(out)
-    start = draw(st.integers(lo, hi - 1))
-    return raw[:start] + draw(st.binary(max_size=64)) + raw[start + draw(st.integers(0, 64)) :]
+    return damaged(raw, in_regions(regions))
 
 
 @contextmanager
@@ -364,26 +354,26 @@ FUZZ = settings(
 
 
 @settings(FUZZ, max_examples=50)
-@given(damaged())
+@given(damaged_file())
 def test_a_damaged_checkpoint_loads_exactly_or_ends_in_one_repro_error(data):
     loads_exactly_or_fails_in_one_line(data)
 
 
 @settings(FUZZ, max_examples=25)
-@given(damaged(pristine_theirs))
+@given(damaged_file(pristine_theirs))
 def test_a_damaged_akamaster_file_loads_or_ends_in_one_repro_error(data):
     theirs_load_or_fail_in_one_line(data)
 
 
 @pytest.mark.slow
 @settings(FUZZ, max_examples=3000)
-@given(damaged())
+@given(damaged_file())
 def test_a_damaged_checkpoint_loads_exactly_or_ends_in_one_repro_error_thoroughly(data):
     loads_exactly_or_fails_in_one_line(data)
 
 
 @pytest.mark.slow
 @settings(FUZZ, max_examples=2000)
-@given(damaged(pristine_theirs))
+@given(damaged_file(pristine_theirs))
 def test_a_damaged_akamaster_file_loads_or_ends_in_one_repro_error_thoroughly(data):
     theirs_load_or_fail_in_one_line(data)

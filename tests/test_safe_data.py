@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from data_helpers import CLASS_NAMES, python2_batch, write_batch, write_synthetic
+from fuzz_helpers import damaged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -347,26 +348,15 @@ SEEDS = _seeds()
 
 
 @st.composite
-def damaged(draw: st.DrawFn) -> tuple[str, bytes]:
+def damaged_batch(draw: st.DrawFn) -> tuple[str, bytes]:
     """A seed truncated, with bits flipped, or with a span replaced by random bytes. Positions
     favour the pickle's structure over the 3,072 pixel bytes (where any value is valid)."""
     name = draw(st.sampled_from(sorted(SEEDS)))
     raw, pixels, _ = SEEDS[name]
     start = raw.find(pixels.tobytes()) if pixels.size else len(raw)
     structure = [*range(min(start, len(raw))), *range(start + pixels.size, len(raw))]
-    anywhere = st.integers(0, len(raw) - 1)
-    position = st.one_of(st.sampled_from(structure), anywhere)
-    out = bytearray(raw)
-    how = draw(st.sampled_from(["truncate", "flip", "splice"]))
-    if how == "truncate":
-        return name, bytes(out[: draw(position)])
-    if how == "flip":
-        for _ in range(draw(st.integers(1, 8))):
-            out[draw(position)] ^= 1 << draw(st.integers(0, 7))
-        return name, bytes(out)
-    at, length = draw(position), draw(st.integers(0, 12))
-    out[at : at + length] = draw(st.binary(min_size=1, max_size=12))
-    return name, bytes(out)
+    position = st.one_of(st.sampled_from(structure), st.integers(0, len(raw) - 1))
+    return name, draw(damaged(raw, position))
 
 
 def _load_or_one_error(folder: Path, case: tuple[str, bytes]) -> None:
@@ -393,7 +383,7 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @settings(max_examples=60, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
-@given(case=damaged())
+@given(case=damaged_batch())
 def test_a_damaged_batch_file_loads_as_a_valid_batch_or_fails_with_one_error(
     fuzz_dir: Path, case: tuple[str, bytes]
 ) -> None:
@@ -402,7 +392,7 @@ def test_a_damaged_batch_file_loads_as_a_valid_batch_or_fails_with_one_error(
 
 @pytest.mark.slow
 @settings(max_examples=1500, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
-@given(case=damaged())
+@given(case=damaged_batch())
 def test_many_damaged_batch_files_load_as_valid_batches_or_fail_with_one_error(
     fuzz_dir: Path, case: tuple[str, bytes]
 ) -> None:
