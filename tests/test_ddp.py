@@ -67,6 +67,7 @@ def test_two_process_gloo_run_completes_with_identical_weights_on_both_ranks(
     assert final["iteration"] == 12 and final["stop_reason"] == "schedule"
     assert not any(k.startswith("module.") for k in final["model"])  # the unwrapped model
     assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",  # rank 0's writer lock (empty of holders once the run ended)
         "best.pt",
         "config.json",
         "final.pt",

@@ -8,6 +8,7 @@ One training run (``repro train --out RUN``)::
     RUN/last.pt          the training state, for exact resume
     RUN/best.pt          the state at the best evaluation (by validation error when there is a split)
     RUN/final.pt         the state when the schedule ended: present only for a finished run
+    RUN/.lock            flock-ed by the one process writing the folder (its pid inside)
 
 A matrix (``repro reproduce --out ROOT``) holds one run per model and seed::
 
