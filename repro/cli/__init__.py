@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "data": "download and verify CIFAR-10",
     "train": "train a model with a named recipe into a resumable run folder",
     "evaluate": "error, loss and per-class accuracy of a checkpoint",
+    "verify": "map anyone's checkpoint onto the paper's nets by structure; error, CI, Fig. 7",
     "reproduce": "train the reproduction matrix (experiment x preset x seeds)",
     "report": "Markdown report of a reproduction run, with Fig. 6-style curves",
     "analyze": "analyses of trained models (layer responses, Fig. 7)",

@@ -154,6 +154,7 @@ def read_torch_file(
     map_location: str | torch.device = "cpu",
     trust_pickle: bool = False,
     advice: Callable[[Path], str] = corrupt_advice,
+    opt_in: str = f"`repro evaluate {TRUST_FLAG}` (or `repro verify {TRUST_FLAG}`)",
 ) -> Any:
     """``torch.load(path)`` that runs no code of the file's: tensors, plain Python values and
     :data:`SAFE_GLOBALS` only, unless ``trust_pickle`` (full unpickling, for trusted files).
@@ -175,8 +176,8 @@ def read_torch_file(
         if refused is not None:
             raise ReproError(
                 f"checkpoint {path} is refused: its pickle asks for {refused}, which is not "
-                "tensor data and could run code while loading; if you trust its source, "
-                f"`repro evaluate {TRUST_FLAG}` loads it anyway"
+                f"tensor data and could run code while loading; if you trust its source, {opt_in} "
+                "loads it anyway"
             ) from None
         raise ReproError(
             f"checkpoint {path} is truncated or corrupt, or not a PyTorch file "

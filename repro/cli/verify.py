@@ -1,0 +1,142 @@
+"""Verify anyone's CIFAR-10 checkpoint: which of the paper's nets it is, its test error, Fig. 7.
+
+The file (a bare state_dict, ``{"state_dict": ...}``, ``{"model": ...}``, ``{"net": ...}``,
+``module.``-prefixed keys) is read without running its code and mapped onto the reference nets by
+structure: layer types and shapes, not key names. The normalisation is required (``--normalize``)
+unless ``CHECKPOINT.json`` beside the file says it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from repro.analysis.plot import ResponseCurve, plot_layer_response
+from repro.analysis.verify import NORMALIZATIONS, chosen_normalization, verify
+from repro.cli.options import add_data_root, add_device, add_json
+from repro.data import load_cifar10, resolve_data_root
+from repro.errors import ReproError
+from repro.tables import text_table
+from repro.train.checkpoint import TRUST_FLAG
+from repro.train.devices import resolve_device
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt/.pth/.th file")
+    parser.add_argument(
+        "--normalize",
+        choices=NORMALIZATIONS,
+        default=None,
+        help="how the net's inputs were normalised (required unless CHECKPOINT.json says): "
+        "imagenet mean/std, CIFAR-10 per-channel mean/std, or the training images' mean image",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="M",
+        help="the reference net to read the weights as (e.g. plain20 where resnet20 also fits)",
+    )
+    add_data_root(parser)
+    parser.add_argument(
+        "--trunk-only",
+        action="store_true",
+        help="for a head that is not 10-way: structure, params and layer responses, no test error",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="use the first N test images only"
+    )
+    parser.add_argument("--plot", default=None, metavar="PNG", help="write Fig. 7 for the net")
+    parser.add_argument(
+        TRUST_FLAG,
+        dest="trust_pickle",
+        action="store_true",
+        help="allow full unpickling (a pickled module), which can run code the file carries: "
+        "only for files from a source you trust",
+    )
+    add_device(parser)
+    add_json(parser)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} %"
+
+
+def format_report(out: dict[str, Any], summary: str) -> str:
+    """The table: what the net is, how that was decided, its error and its layer responses."""
+    p, norm, test, fig7 = out["params"], out["normalization"], out["test"], out["fig7"]
+    paper = (
+        "no paper figure"
+        if p["paper_m"] is None
+        else (
+            f"paper {p['paper_source']}: {p['paper_m']} M, {'agrees' if p['agrees'] else 'DIFFERS'}"
+        )
+    )
+    shown = norm["name"] + (f" mean {norm['mean']} std {norm['std']}" if norm["mean"] else "")
+    rows: list[list[Any]] = [
+        ["checkpoint", f"{out['checkpoint']} ({out['found']})"],
+        ["model", out["model"]],
+        ["decided by", out["decided_by"]],
+        ["shortcut", out["shortcut_meaning"]],
+        ["params", f"{p['exact']:,} ({paper})"],
+        ["mapped", f"{out['mapped']['layers']} layers, {out['mapped']['tensors']} tensors"],
+        ["normalise", f"{shown} ({norm['source']})"],
+        ["data", summary],
+    ]
+    if test:
+        lo, hi = test["ci95"]
+        rows.append(
+            [
+                "test error",
+                f"{test['error']:.2f} % (95 % CI {lo:.2f}-{hi:.2f} %, "
+                f"{test['ci_method']}; {test['n']} images), loss {test['loss']:.4f}",
+            ]
+        )
+    else:
+        rows.append(["test error", "not measured (--trunk-only)"])
+    rows.append(
+        [
+            "Fig. 7",
+            f"mean response std {fig7['mean_response_std']:.4f} over "
+            f"{len(fig7['layers'])} layers ({fig7['num_images']} images)",
+        ]
+    )
+    lines = [text_table(["", "verify"], rows)]
+    if test:
+        acc = [[c, _percent(a)] for c, a in test["per_class_accuracy"].items()]
+        lines += ["", text_table(["class", "accuracy"], acc, "lr")]
+    stds = " ".join(f"{layer['std']:.3f}" for layer in fig7["layers"])
+    lines += ["", f"layer response stds, in network order: {stds}"]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ReproError(f"--limit must be >= 1, got {args.limit}")
+    device = resolve_device(args.device)
+    chosen_normalization(args.normalize, Path(args.checkpoint))  # before reading any data
+    data = load_cifar10(resolve_data_root(args.data_root))
+    out = verify(
+        args.checkpoint,
+        args.normalize,
+        data,
+        model=args.model,
+        trust_pickle=args.trust_pickle,
+        device=device,
+        limit=args.limit,
+        trunk_only=args.trunk_only,
+    )
+    if args.plot:
+        curve = ResponseCurve(
+            out["model"],
+            None,
+            out["shortcut"] is not None,
+            [layer["std"] for layer in out["fig7"]["layers"]],
+        )
+        try:
+            plot_layer_response([curve], args.plot, title=f"Layer responses of {out['model']}")
+        except OSError as exc:
+            raise ReproError(f"--plot {args.plot} cannot be written: {exc.strerror}") from None
+    print(json.dumps(out, indent=2) if args.json else format_report(out, data.summary()))
+    return 0

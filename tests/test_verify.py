@@ -1,0 +1,297 @@
+"""`repro verify`: anyone's checkpoint maps onto the paper's nets by structure and is checked.
+
+Real trained nets (akamaster's published ResNet-20/32/56, ../shared/weights/akamaster-cifar10)
+map to resnet20/32/56 with option A and Table 6's parameter counts, score >= 90 % on the mini
+test set, and show Fig. 7's claim; independent implementations (other names, the projection
+registered first, the shortcut as a Sequential) map with identical logits; bad input is one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from cli_helpers import one_clear_line, run_repro
+from torch import nn
+
+from repro.analysis.verify import load_foreign, readings, verify, wilson_interval
+from repro.data import load_cifar10
+
+WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "akamaster-cifar10"
+AKAMASTER = {20: "resnet20-12fca82f.th", 32: "resnet32-d509ac18.th", 56: "resnet56-4bfd9763.th"}
+TABLE6_PARAMS_M = {20: 0.27, 32: 0.46, 56: 0.85}
+
+
+@pytest.fixture(scope="session")
+def akamaster_dir() -> Path:
+    """akamaster's published weights beside the checkout (CI has them there)."""
+    if not all((WEIGHTS / name).is_file() for name in AKAMASTER.values()):
+        pytest.skip(f"akamaster's published weights are not at {WEIGHTS}")
+    return WEIGHTS
+
+
+# --- an independent CIFAR ResNet / plain net, written as someone else would ---------------------
+
+
+class TheirBlock(nn.Module):
+    """Projection registered before the 3x3 convs, as a Sequential; other names throughout."""
+
+    def __init__(self, cin: int, cout: int, stride: int, option: str, residual: bool) -> None:
+        super().__init__()
+        self.grows = stride != 1 or cin != cout
+        self.residual, self.stride, self.extra = residual, stride, cout - cin
+        project = residual and (option == "C" or (option == "B" and self.grows))
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if project
+            else None
+        )
+        self.conv_a = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.conv_b = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.norm_a = nn.BatchNorm2d(cout)  # both BNs after both convs: paired by width and order
+        self.norm_b = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm_b(self.conv_b(F.relu(self.norm_a(self.conv_a(x)))))
+        if not self.residual:
+            return F.relu(out)
+        if self.downsample is not None:
+            short = self.downsample(x)
+        elif self.grows:
+            short = x[:, :, :: self.stride, :: self.stride]
+            short = F.pad(short, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        else:
+            short = x
+        return F.relu(out + short)
+
+
+class TheirNet(nn.Module):
+    def __init__(self, depth: int, option: str = "A", residual: bool = True, classes: int = 10):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16))
+        stages, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for s in [stride] + [1] * (n - 1):
+                blocks.append(TheirBlock(cin, cout, s, option, residual))
+                cin = cout
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.classifier = nn.Linear(64, classes)
+        for m in self.modules():  # non-trivial statistics, so that a wrong mapping shows
+            if isinstance(m, nn.BatchNorm2d):
+                nn.init.uniform_(m.weight, 0.5, 1.5)
+                nn.init.uniform_(m.bias, -0.2, 0.2)
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(F.relu(self.stem(x)))
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def save(obj: object, path: Path) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def mapped_logits(path: Path, name: str, x: torch.Tensor) -> torch.Tensor:
+    (reading,) = [r for r in readings(load_foreign(path), path) if r.match.candidate.name == name]
+    return reading.model.eval()(x)
+
+
+@pytest.mark.parametrize("option", ["A", "B", "C"])
+def test_an_independent_resnet_maps_by_structure_with_identical_logits(tmp_path, option) -> None:
+    torch.manual_seed(0)
+    theirs = TheirNet(14, option).eval()
+    path = save({"net": theirs.state_dict()}, tmp_path / "theirs.pth")
+    found = readings(load_foreign(path), path)
+    shortcuts = sorted(str(r.match.candidate.shortcut) for r in found)
+    # option A has the plain net's weights: both readings fit; B and C are read from the weights
+    assert shortcuts == (["A", "None"] if option == "A" else [option])
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(mapped_logits(path, "resnet14", x), theirs(x), rtol=0, atol=0)
+
+
+def test_an_independent_plain_net_maps_as_plain_with_identical_logits(tmp_path) -> None:
+    torch.manual_seed(1)
+    theirs = TheirNet(20, residual=False).eval()
+    ddp = {f"module._orig_mod.{k}": v for k, v in theirs.state_dict().items()}
+    path = save({"state_dict": ddp, "epoch": 3}, tmp_path / "plain.th")
+    assert "keys prefixed" in load_foreign(path).found
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(mapped_logits(path, "plain20", x), theirs(x), rtol=0, atol=0)
+
+
+def test_function_decides_between_option_a_and_plain(tmp_path, synthetic_cifar) -> None:
+    """The weights fit both: both readings are evaluated, the report says which won and how, and
+    --model overrides (untrained weights here: which reading wins does not matter)."""
+    torch.manual_seed(2)
+    path = save(TheirNet(20).state_dict(), tmp_path / "r20.pt")
+    data = load_cifar10(synthetic_cifar)
+    out = verify(path, "per-channel", data)
+    assert {r["model"] for r in out["readings"]} == {"resnet20", "plain20"}
+    assert out["decided_by"].startswith("function:")
+    forced = verify(path, "per-channel", data, model="plain20")
+    assert forced["model"] == "plain20" and forced["decided_by"] == "--model plain20"
+    assert forced["params"] == {
+        "exact": 269722,
+        "paper_m": 0.27,
+        "agrees": True,
+        "paper_source": "Table 6",
+    }
+
+
+def test_per_pixel_mean_and_a_sidecar_normalisation(tmp_path, synthetic_cifar) -> None:
+    torch.manual_seed(3)
+    path = save(TheirNet(8, "B").state_dict(), tmp_path / "r8.pt")
+    (tmp_path / "r8.pt.json").write_text(json.dumps({"normalize": "per-pixel-mean"}))
+    out = verify(path, None, load_cifar10(synthetic_cifar))
+    assert out["normalization"]["name"] == "per-pixel-mean"
+    assert out["normalization"]["source"] == "sidecar r8.pt.json"
+    assert out["shortcut"] == "B" and out["params"]["paper_m"] is None
+    assert len(out["fig7"]["layers"]) == 7
+
+
+def test_torchvisions_resnet18_maps_to_table1s_with_identical_logits(tmp_path) -> None:
+    from torchvision.models import resnet18
+
+    torch.manual_seed(4)
+    theirs = resnet18(weights=None, num_classes=10).eval()
+    path = save(theirs.state_dict(), tmp_path / "tv18.pth")
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(mapped_logits(path, "resnet18", x), theirs(x), rtol=0, atol=0)
+
+
+def test_the_95_percent_interval_is_wilsons() -> None:
+    lo, hi = wilson_interval(71, 1017)  # about 7 % error on the mini test set
+    assert 5.5 < lo < 5.6 and 8.7 < hi < 8.8  # about +-1.6 pp, as the issue says
+
+
+# --- real trained networks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", sorted(AKAMASTER))
+def test_akamaster_nets_map_to_option_a_resnets_with_table6_params(akamaster_dir, depth) -> None:
+    path = akamaster_dir / AKAMASTER[depth]
+    found = readings(load_foreign(path), path)
+    assert sorted(r.match.candidate.name for r in found) == [f"plain{depth}", f"resnet{depth}"]
+    from repro.analysis.verify import params_info
+
+    (resnet,) = [r for r in found if r.match.candidate.shortcut == "A"]
+    info = params_info(resnet)
+    assert info["paper_m"] == TABLE6_PARAMS_M[depth] and info["agrees"]
+
+
+@pytest.fixture(scope="module")
+def akamaster_first_images(akamaster_dir, mini_root) -> dict[int, dict]:
+    data = load_cifar10(mini_root)
+    return {d: verify(akamaster_dir / f, "imagenet", data, limit=128) for d, f in AKAMASTER.items()}
+
+
+def test_akamaster_nets_are_read_as_resnets_by_function(akamaster_first_images) -> None:
+    for depth, out in akamaster_first_images.items():
+        assert out["model"] == f"resnet{depth}" and out["shortcut"] == "A"
+        plain = [r["test_error"] for r in out["readings"] if r["model"] == f"plain{depth}"]
+        assert plain[0] > 50 > out["test"]["error"]  # the plain reading is near chance
+
+
+def test_fig7_deeper_akamaster_resnets_respond_less(akamaster_first_images) -> None:
+    stds = [akamaster_first_images[d]["fig7"]["mean_response_std"] for d in (20, 32, 56)]
+    assert stds[0] > stds[1] > stds[2]
+
+
+@pytest.mark.slow
+def test_akamaster_nets_score_90_percent_on_the_mini_test_set(
+    akamaster_dir, mini_root, capsys
+) -> None:
+    stds = []
+    for depth, name in AKAMASTER.items():
+        rc, out, _ = run_repro(
+            capsys,
+            "verify",
+            str(akamaster_dir / name),
+            "--normalize",
+            "imagenet",
+            "--data-root",
+            str(mini_root),
+            "--json",
+            "--device",
+            "cpu",
+        )
+        result = json.loads(out)
+        assert rc == 0 and result["model"] == f"resnet{depth}" and result["test"]["n"] == 1017
+        assert result["test"]["error"] <= 10.0
+        stds.append(result["fig7"]["mean_response_std"])
+    assert stds[0] > stds[1] > stds[2]
+
+
+# --- bad input: one line, exit != 0, nothing written ----------------------------------------------
+
+
+def refused(capsys, tmp_path: Path, *argv: str) -> str:
+    before = sorted(tmp_path.rglob("*"))
+    plot = tmp_path / "fig7.png"
+    line = one_clear_line(*run_repro(capsys, "verify", *argv, "--plot", str(plot)))
+    assert sorted(tmp_path.rglob("*")) == before
+    return line
+
+
+def test_a_network_that_is_no_resnet_is_refused_naming_where(tmp_path, synthetic_cifar, capsys):
+    from torchvision.models import squeezenet1_0
+
+    path = save(squeezenet1_0(weights=None).state_dict(), tmp_path / "squeeze.pth")
+    line = refused(
+        capsys, tmp_path, str(path), "--normalize", "imagenet", "--data-root", str(synthetic_cifar)
+    )
+    assert "not a CIFAR/ImageNet ResNet or plain net" in line and "features.0" in line
+
+
+def test_a_resnet_with_a_missing_block_says_which_layer(tmp_path, synthetic_cifar, capsys):
+    state = TheirNet(20).state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("stages.2.2.")}
+    path = save(state, tmp_path / "cut.pt")
+    line = refused(
+        capsys, tmp_path, str(path), "--normalize", "imagenet", "--data-root", str(synthetic_cifar)
+    )
+    assert "missing layers" in line and "layer3.2.conv1" in line
+
+
+def test_a_truncated_file_is_refused(tmp_path, synthetic_cifar, capsys) -> None:
+    path = save(TheirNet(8).state_dict(), tmp_path / "whole.pt")
+    path.write_bytes(path.read_bytes()[:5000])
+    line = refused(
+        capsys, tmp_path, str(path), "--normalize", "imagenet", "--data-root", str(synthetic_cifar)
+    )
+    assert "truncated or corrupt" in line
+
+
+def test_a_pickled_module_needs_trust_pickle(tmp_path, synthetic_cifar, capsys) -> None:
+    path = save(TheirNet(8, "C"), tmp_path / "module.pt")
+    args = [str(path), "--normalize", "imagenet", "--data-root", str(synthetic_cifar)]
+    line = refused(capsys, tmp_path, *args)
+    assert "refused" in line and "repro verify --trust-pickle" in line
+    rc, out, _ = run_repro(capsys, "verify", *args, "--trust-pickle", "--json")
+    assert rc == 0 and json.loads(out)["shortcut"] == "C"
+
+
+def test_a_100_class_head_is_named_and_its_trunk_verified_on_request(
+    tmp_path, synthetic_cifar, capsys
+) -> None:
+    path = save(TheirNet(8, "B", classes=100).state_dict(), tmp_path / "c100.pt")
+    args = [str(path), "--normalize", "imagenet", "--data-root", str(synthetic_cifar)]
+    line = refused(capsys, tmp_path, *args)
+    assert "head has 100 outputs (CIFAR-100?)" in line and "--trunk-only" in line
+    rc, out, _ = run_repro(capsys, "verify", *args, "--trunk-only", "--json")
+    result = json.loads(out)
+    assert rc == 0 and result["test"] is None and result["num_classes"] == 100
+
+
+def test_the_normalisation_is_never_guessed(tmp_path, synthetic_cifar, capsys) -> None:
+    path = save(TheirNet(8).state_dict(), tmp_path / "r8.pt")
+    line = refused(capsys, tmp_path, str(path), "--data-root", str(synthetic_cifar))
+    assert "--normalize is required" in line
