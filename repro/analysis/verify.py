@@ -36,12 +36,16 @@ from repro.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from repro.errors import ReproError
 from repro.models import IMAGENET_DEPTHS
 from repro.models.complexity import count_params, paper_figures, params_agree
-from repro.train.checkpoint import FORMAT, exception_reason, read_torch_file
+from repro.train.checkpoint import (
+    FORMAT,
+    exception_reason,
+    read_torch_file,
+    strip_wrapper_prefixes,
+)
 from repro.train.evaluate import EvalResult, evaluate
 
 NORMALIZATIONS = ("imagenet", "per-channel", "per-pixel-mean")
 WRAPPERS = ("state_dict", "model", "net", "model_state_dict")
-PREFIXES = ("module.", "_orig_mod.")
 Z95 = 1.959963984540054  # the 97.5 % normal quantile
 CI_METHOD = "Wilson score"
 IMAGENET_NAMES = frozenset(f"resnet{d}" for d in IMAGENET_DEPTHS)
@@ -92,16 +96,6 @@ class PixelMeanInput(nn.Module):
         return self.net.response_layers()  # type: ignore[operator]
 
 
-def _strip(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in PREFIXES:
-            if key.startswith(prefix):
-                key, changed = key[len(prefix) :], True
-    return key
-
-
 def _tensor_dict(value: Any) -> bool:
     return (
         isinstance(value, Mapping)
@@ -136,8 +130,14 @@ def find_state_dict(obj: Any, path: Path) -> Foreign:
             f"checkpoint {path} holds {what}: no state_dict of tensors at its top level or under "
             f"{', '.join(repr(w) for w in WRAPPERS)}"
         )
-    tensors = {_strip(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    stripped = sorted({k[: len(k) - len(_strip(k))] for k in obj if _strip(k) != k})
+    tensors = {strip_wrapper_prefixes(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    stripped = sorted(
+        {
+            k[: len(k) - len(strip_wrapper_prefixes(k))]
+            for k in obj
+            if strip_wrapper_prefixes(k) != k
+        }
+    )
     if stripped:
         found += f", keys prefixed {' / '.join(stripped)}"
     return Foreign(tensors, found)

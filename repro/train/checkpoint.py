@@ -237,6 +237,21 @@ def _fit_problems(model: nn.Module, weights: dict[str, Any]) -> list[str]:
     return problems
 
 
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
+
+
+def strip_wrapper_prefixes(key: str) -> str:
+    """A state_dict key without the prefixes that DDP and torch.compile wrappers add (nested
+    wrappers add several)."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+    return key
+
+
 def model_from_checkpoint(
     checkpoint: dict | str | os.PathLike,
     map_location: str | torch.device = "cpu",
@@ -259,9 +274,7 @@ def model_from_checkpoint(
             f"{source} names a model this version cannot build, {described} "
             f"({exception_reason(exc)}); it is corrupt or from another version of resnet-repro"
         ) from None
-    weights = {
-        k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state["model"].items()
-    }
+    weights = {strip_wrapper_prefixes(k): v for k, v in state["model"].items()}
     problems = _fit_problems(model, weights)
     if problems:
         more = f" (and {len(problems) - 1} more mismatches)" if len(problems) > 1 else ""
