@@ -24,6 +24,8 @@ from repro.tables import markdown_table, text_table
 from repro.train.rundir import LAYER_RESPONSE_JSON, Matrix, Run, expected_end, read_layer_response
 
 PASS, FAIL, SKIP, INCONCLUSIVE = "pass", "fail", "skip", "inconclusive"
+# A claim that needs data an imported run lacks (`repro import-run`): never a pass.
+NOT_ASSESSABLE = "not assessable"
 REQUIRED_FIELDS = ("iteration", "train_error", "test_error")
 TRAIN_KEYS = ("final_train_error", "last10_train_error")
 TEST_KEYS = ("final_test_error",)
@@ -159,14 +161,30 @@ def _not_asserted_note(not_asserted: dict[str, str], claim_ids: list[str]) -> st
     return f"; not asserted at this preset: {'; '.join(why)}" if why else ""
 
 
+def lacks(run: Run) -> list[str]:
+    """What an imported run lacks (its config's ``imported.lacks``); [] for our own runs."""
+    record = run.imported
+    return [str(x) for x in record.get("lacks", [])] if record else []
+
+
 def unfinished_runs(matrix: Matrix, models: Iterable[str] | None = None) -> list[str]:
-    """``model/seed<k>`` of every run (of ``models``; default all) without its final.pt."""
+    """``model/seed<k>`` of every run (of ``models``; default all) that has not finished."""
     names = matrix.runs if models is None else models
     return [
         f"{m}/seed{s}"
         for m in names
         for s, run in matrix.runs.get(m, {}).items()
         if not run.finished
+    ]
+
+
+def lacking(matrix: Matrix, models: Iterable[str], need: str) -> list[str]:
+    """``model/seed<k>`` of every imported run of ``models`` that lacks ``need``."""
+    return [
+        f"{m}/seed{s}"
+        for m in models
+        for s, run in matrix.runs.get(m, {}).items()
+        if need in lacks(run)
     ]
 
 
@@ -185,6 +203,9 @@ def _ordering_verdict(
 ) -> Verdict:
     if failed:
         return Verdict(name, FAIL, "does not hold: " + ", ".join(failed) + note, header, rows)
+    missing = sorted({str(r[-1]) for r in rows if str(r[-1]).startswith(NOT_ASSESSABLE)})
+    if missing:
+        return Verdict(name, NOT_ASSESSABLE, "; ".join(missing) + note, header, rows)
     return Verdict(name, PASS, "holds on the means and in most seeds" + note, header, rows)
 
 
@@ -196,7 +217,9 @@ def _metric_problems(run: Run, config: dict[str, Any]) -> list[str]:
     problems = []
     for i, row in enumerate(run.metrics):
         problems += [
-            f"evaluation {i + 1} has no {key}" for key in REQUIRED_FIELDS if row.get(key) is None
+            f"evaluation {i + 1} has no {key}"
+            for key in REQUIRED_FIELDS
+            if row.get(key) is None and key not in lacks(run)
         ]
         problems += [
             f"evaluation {i + 1} (iteration {row.get('iteration')}): {key}={v}"
@@ -206,7 +229,7 @@ def _metric_problems(run: Run, config: dict[str, Any]) -> list[str]:
     if not run.metrics:
         return problems + ["no evaluations in metrics.jsonl"]
     end, last = expected_end(config), run.metrics[-1].get("iteration")
-    if end is None:
+    if end is None and run.imported is None:
         problems.append("config has no total_iterations")
     elif last != end:
         problems.append(f"last evaluation at iteration {last}, schedule ends at {end}")
@@ -231,8 +254,13 @@ def run_problems(run: Run, model: str, seed: int, preset: str) -> list[str]:
     if run.config is None:
         return list(run.problems) or ["no config.json"]
     p = get_preset(preset)
-    problems = list(run.problems) + config_mismatch(run.config, p, model, seed)
-    if p.needs_full_data and run.config.get("data_official") is not True:
+    problems = list(run.problems) + [
+        m
+        for m in config_mismatch(run.config, p, model, seed)
+        if not m.startswith("config has no") or run.imported is None
+    ]
+    official = run.config.get("data_official")
+    if p.needs_full_data and official is not True and (official is False or not run.imported):
         problems.append("trained on a subset, preset needs the official data")
     return problems + _metric_problems(run, run.config)
 
@@ -241,7 +269,7 @@ def check_completeness(matrix: Matrix) -> Verdict:
     """Every model of the experiment and seed finished its schedule, with finite metrics and the
     preset's config."""
     rows: list[tuple[Any, ...]] = []
-    bad = 0
+    bad = unassessed = 0
     for model in get_experiment(matrix.experiment):
         if model not in matrix.runs:
             bad += 1
@@ -253,15 +281,22 @@ def check_completeness(matrix: Matrix) -> Verdict:
             problems = run_problems(run, model, seed, matrix.preset)
             last = run.metrics[-1].get("iteration") if run.metrics else None
             end = expected_end(run.config) if run.config else None
+            unknown = [x for x in lacks(run) if x.startswith(("schedule", "recipe", "data"))]
             bad += bool(problems)
-            rows.append((model, seed, end, last, "ok" if not problems else "; ".join(problems[:3])))
-    reason = (
-        f"all {len(rows)} runs finished their schedule"
-        if not bad
-        else f"{bad} of {len(rows)} runs incomplete or inconsistent"
-    )
+            unassessed += bool(unknown) and not problems
+            status = "; ".join(problems[:3]) or (
+                f"{NOT_ASSESSABLE}: imported, {', '.join(unknown)} unknown" if unknown else "ok"
+            )
+            rows.append((model, seed, end, last, status))
     header = ("model", "seed", "end", "last", "status")
-    return Verdict("completeness", FAIL if bad else PASS, reason, header, rows)
+    if bad:
+        reason = f"{bad} of {len(rows)} runs incomplete or inconsistent"
+        return Verdict("completeness", FAIL, reason, header, rows)
+    if unassessed:
+        reason = f"{unassessed} of {len(rows)} imported runs do not say their schedule or recipe"
+        return Verdict("completeness", NOT_ASSESSABLE, reason, header, rows)
+    reason = f"all {len(rows)} runs finished their schedule"
+    return Verdict("completeness", PASS, reason, header, rows)
 
 
 # --- orderings (Fig. 6 claims) -------------------------------------------------------------
@@ -287,9 +322,13 @@ def _ordering_check(matrix: Matrix, name: str, prefixes: tuple[str, ...]) -> Ver
     rows, failed = [], []
     for claim in claims:
         hi, lo = claim["higher"], claim["lower"]
-        for key in TRAIN_KEYS if claim["metric"] == "train_error" else TEST_KEYS:
+        metric = "train_error" if claim["metric"] == "train_error" else "test_error"
+        missing = lacking(matrix, (hi, lo), metric)
+        for key in TRAIN_KEYS if metric == "train_error" else TEST_KEYS:
             c = compare(seed_values(matrix, hi, key), seed_values(matrix, lo, key))
             verdict = claim_verdict(claim["id"], c.holds, not_asserted)
+            if missing:
+                verdict = f"{NOT_ASSESSABLE}: no {metric} in {', '.join(missing)} (imported)"
             if verdict == "FAIL":
                 failed.append(f"{hi} > {lo} on {key}")
             rows.append(
@@ -412,6 +451,13 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         why = policy.get("layer_response_why", policy.get("why", ""))
         return Verdict("layer_response", SKIP, f"not asserted for preset {matrix.preset}: {why}")
     doc = read_layer_response(matrix.root)
+    missing = lacking(matrix, matrix.runs, "checkpoint")
+    if doc is None and missing:
+        return Verdict(
+            "layer_response",
+            NOT_ASSESSABLE,
+            f"Fig. 7 needs the trained weights; imported without a checkpoint: {', '.join(missing)}",
+        )
     if doc is None:
         return Verdict(
             "layer_response",

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "error, loss and per-class accuracy of a checkpoint",
     "verify": "map anyone's checkpoint onto the paper's nets by structure; error, CI, Fig. 7",
     "reproduce": "train the reproduction matrix (experiment x preset x seeds)",
+    "import-run": "import another code base's training logs as a run folder or matrix",
     "report": "Markdown report of a reproduction run, with Fig. 6-style curves",
     "analyze": "analyses of trained models (layer responses, Fig. 7)",
     "env": "versions, devices, torch.compile and data presence",
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in SUBCOMMANDS.items():
-        module = importlib.import_module(f"repro.cli.{name}")
+        module = importlib.import_module(f"repro.cli.{name.replace('-', '_')}")
         p = sub.add_parser(
             name,
             help=help_text,

@@ -20,6 +20,7 @@ from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import (
     LAYER_RESPONSE_JSON,
     LAYER_RESPONSE_PNG,
+    Matrix,
     load_matrix,
     read_layer_response,
     write_summary,
@@ -264,6 +265,29 @@ def recipe_section(config: dict[str, Any], summary: dict[str, Any]) -> list[str]
     return md + ["## Recipe", "", markdown_table(("field", "value"), rows), ""]
 
 
+def imported_section(matrix: Matrix) -> list[str]:
+    """Where each imported run came from and what it lacks (nothing for this project's runs)."""
+    rows = [
+        (
+            f"{m}/seed{s}",
+            run.imported.get("source", "-"),
+            run.imported.get("format", "-"),
+            ", ".join(map(str, run.imported.get("lacks", []))) or "-",
+        )
+        for m, seeds in matrix.runs.items()
+        for s, run in seeds.items()
+        if run.imported
+    ]
+    if not rows:
+        return []
+    intro = (
+        "Runs imported from another code base's logs with `repro import-run`: a claim that "
+        "needs what an import lacks is shown as not assessable, never as a pass."
+    )
+    table = markdown_table(("run", "source", "format", "lacks"), rows)
+    return ["## Imported runs", "", intro, "", table, ""]
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md``, ``summary.json`` and the PNGs to ``out``; returns the report path."""
     run_dir = Path(run_dir)
@@ -276,7 +300,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     short += "" if comparable else f" ({summary['preset'].upper()}: not comparable to the paper)"
     plot_curves({m: list(s.values()) for m, s in matrix.runs.items()}, out / CURVES_PNG, short)
     configs = [r.config for s in matrix.runs.values() for r in s.values() if r.config]
-    md = header_section(summary, run_dir, comparable)
+    md = header_section(summary, run_dir, comparable) + imported_section(matrix)
     md += results_and_curves_section(summary, comparable)
     md += verdicts_section(all_verdicts(matrix)) + layer_response_section(run_dir, out)
     md += recipe_section(configs[0] if configs else {}, summary)

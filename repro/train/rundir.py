@@ -371,14 +371,21 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
 
 @dataclass
 class Run:
-    """One run folder as read back: config.json, metrics.jsonl records, whether final.pt exists,
-    and every problem met while reading (never raised: the claims report them)."""
+    """One run folder as read back: config.json, metrics.jsonl records, whether it finished
+    (final.pt exists, or an import says so), and every problem met while reading (never raised:
+    the claims report them)."""
 
     path: Path
     config: dict[str, Any] | None
     metrics: list[dict[str, Any]]
     finished: bool
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def imported(self) -> dict[str, Any] | None:
+        """The ``imported`` record of a run `repro import-run` wrote (None for our own runs)."""
+        record = self.config.get("imported") if self.config else None
+        return record if isinstance(record, dict) else None
 
 
 def load_run(path: Path) -> Run:
@@ -405,7 +412,10 @@ def load_run(path: Path) -> Run:
         )
         if not wrong and "iteration" in row:
             metrics.append(row)
-    return Run(path, config, metrics, (path / FINAL).is_file(), problems + problems_in_metrics)
+    run = Run(path, config, metrics, (path / FINAL).is_file(), problems + problems_in_metrics)
+    if run.imported is not None and run.imported.get("finished") is True:
+        run.finished = True  # an import has no final.pt: its user said the schedule ended
+    return run
 
 
 @dataclass

@@ -1,0 +1,352 @@
+"""`repro import-run`: another code base's training logs as a run directory the claims and
+`repro report` read.
+
+Sources: a per-epoch ``metrics.json`` (a list of objects), a CSV file, or TensorBoard event files
+(read with tensorboard's own ``EventAccumulator``; only when the ``tensorboard`` package is
+installed: ``pip install 'resnet-repro[tensorboard]'``).
+
+Column names: every metric of ``metrics.jsonl`` (``epoch, iteration, lr, train_loss, train_error,
+val_loss, val_error, test_loss, test_error, seconds, images_per_s``) and the accuracies
+``train_acc, val_acc, test_acc`` are read from the column of the same name unless mapped
+(``--map test_error=val_err --map train_acc=acc``); ``iteration`` also from ``step`` or
+``global_step``. An accuracy becomes an error (100 - acc). Errors and accuracies are fractions
+(0-1) or percent: ``--scale`` says which; ``auto`` takes fractions when every such value is at
+most 1 and says so. Without an iteration column, iteration = epoch x ``--iterations-per-epoch``
+(the row's position when there is no epoch column either).
+
+An imported run has no checkpoint (final.pt is never faked): its config.json says
+``imported: {source, format, lacks, finished, ...}``; the claims read ``lacks`` and call a claim
+that needs what is missing "not assessable", never a pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+from repro.fileio import write_jsonl
+from repro.reproduce.presets import get_experiment, get_preset
+from repro.reproduce.summary import build_summary
+from repro.train.recipes import RECIPE_FIELDS
+from repro.train.rundir import (
+    CONFIG,
+    METRICS,
+    config_problems,
+    load_runs,
+    seed_dir,
+    seed_of,
+    write_config,
+    write_summary,
+)
+
+FORMATS = ("json", "csv", "tensorboard")
+OUR_KEYS = (
+    "epoch",
+    "iteration",
+    "lr",
+    "train_loss",
+    "train_error",
+    "val_loss",
+    "val_error",
+    "test_loss",
+    "test_error",
+    "seconds",
+    "images_per_s",
+)
+ACCURACIES = {"train_acc": "train_error", "val_acc": "val_error", "test_acc": "test_error"}
+PERCENT_KEYS = ("train_error", "val_error", "test_error", *ACCURACIES)
+ALIASES = {"iteration": ("iteration", "step", "global_step")}
+# What a claim may need from a run; the ones an import has not are listed in imported.lacks.
+NEEDED = ("train_error", "test_error", "train_loss", "test_loss", "lr")
+RECIPE_KEYS = ("recipe", "epochs", "iterations", "milestones", "batch_size", "lr")
+TB_INSTALL = "pip install 'resnet-repro[tensorboard]'"
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def parse_mapping(items: list[str]) -> dict[str, str]:
+    """``--map OURS=THEIRS`` options as {ours: theirs}; ReproError for an unknown key of ours."""
+    mapping = {}
+    for item in items:
+        ours, sep, theirs = item.partition("=")
+        if not sep or not theirs or ours not in (*OUR_KEYS, *ACCURACIES):
+            raise ReproError(
+                f"--map {item!r}: use OURS=THEIRS with OURS one of "
+                f"{', '.join((*OUR_KEYS, *ACCURACIES))}"
+            )
+        mapping[ours] = theirs
+    return mapping
+
+
+def find_log(src: Path, fmt: str | None) -> tuple[Path, str]:
+    """The log file in ``src`` (a file or a folder) and its format."""
+    if fmt is not None and fmt not in FORMATS:
+        raise ReproError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not src.exists():
+        raise ReproError(f"{src} does not exist")
+    if src.is_dir():
+        found = sorted(src.glob("events.out.tfevents.*")) and [src]
+        found = found or sorted(src.glob("*.json")) or sorted(src.glob("*.csv"))
+        if len(found) != 1:
+            raise ReproError(
+                f"{src}: expected one metrics .json, one .csv or TensorBoard event files, found "
+                f"{len(found) or 'none'}; name the file"
+            )
+        src = found[0]
+    guess = "tensorboard" if src.is_dir() or ".tfevents." in src.name else src.suffix[1:]
+    fmt = fmt or guess
+    if fmt not in FORMATS:
+        raise ReproError(f"{src}: unknown format {src.suffix!r}; pass --format {'|'.join(FORMATS)}")
+    return src, fmt
+
+
+def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
+    """The raw rows of a log file (values as written: numbers or strings)."""
+    if fmt == "tensorboard":
+        return _tensorboard_rows(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReproError(f"{path} cannot be read ({exc})") from None
+    if fmt == "csv":
+        return [dict(r) for r in csv.DictReader(text.splitlines())]
+    try:
+        rows = json.loads(text)
+    except ValueError as exc:
+        raise ReproError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ReproError(f"{path} must hold a JSON list of objects, one per epoch")
+    return rows
+
+
+def _tensorboard_rows(path: Path) -> list[dict[str, Any]]:
+    """One row per step from the scalars of TensorBoard event files (tag -> column)."""
+    if not tensorboard_available():
+        raise ReproError(f"reading TensorBoard event files needs tensorboard: {TB_INSTALL}")
+    module = importlib.import_module("tensorboard.backend.event_processing.event_accumulator")
+    acc = module.EventAccumulator(str(path), size_guidance={"scalars": 0})
+    acc.Reload()
+    by_step: dict[int, dict[str, Any]] = {}
+    for tag in acc.Tags().get("scalars", []):
+        for event in acc.Scalars(tag):
+            by_step.setdefault(event.step, {"step": event.step})[tag] = event.value
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _number(value: Any, column: str, row: int) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ReproError(
+            f"column {column!r}, row {row}: {value!r} is not a number; fix the log"
+        ) from None
+
+
+def _columns(rows: list[dict[str, Any]], mapping: dict[str, str]) -> dict[str, str]:
+    """{our key: their column} for every key the log has; a mapped column must exist."""
+    present = set().union(*(r.keys() for r in rows))
+    columns = {}
+    for ours in (*OUR_KEYS, *ACCURACIES):
+        if ours in mapping:
+            if mapping[ours] not in present:
+                raise ReproError(
+                    f"--map {ours}={mapping[ours]}: the log has no column {mapping[ours]!r} "
+                    f"(it has {', '.join(sorted(present))})"
+                )
+            columns[ours] = mapping[ours]
+            continue
+        found = [c for c in ALIASES.get(ours, (ours,)) if c in present]
+        if found:
+            columns[ours] = found[0]
+    return columns
+
+
+def _table(rows: list[dict[str, Any]], columns: dict[str, str]) -> dict[str, list[float]]:
+    """{our key: one number per row}; ReproError naming the column and row of a gap."""
+    table: dict[str, list[float]] = {}
+    for ours, col in columns.items():
+        values = []
+        for i, row in enumerate(rows, 1):
+            if col not in row or row[col] in ("", None):
+                raise ReproError(f"column {col!r} is missing in row {i}; fix the log")
+            values.append(_number(row[col], col, i))
+        table[ours] = values
+    return table
+
+
+def _scale(table: dict[str, list[float]], scale: str) -> tuple[float, str]:
+    """The factor to percent and how it was decided."""
+    if scale not in ("auto", "percent", "fraction"):
+        raise ReproError(f"unknown --scale {scale!r}; choose auto, percent or fraction")
+    values = [v for k in PERCENT_KEYS for v in table.get(k, []) if math.isfinite(v)]
+    if scale == "auto":
+        if not values:
+            return 1.0, "percent (no error or accuracy column)"
+        if max(values) <= 1.0:
+            return 100.0, "fraction (detected: every error/accuracy value is at most 1)"
+        return 1.0, "percent (detected: some error/accuracy value is above 1)"
+    return (100.0 if scale == "fraction" else 1.0), f"{scale} (--scale)"
+
+
+def _iterations(table: dict[str, list[float]], n: int, per_epoch: int | None) -> list[int]:
+    if "iteration" in table:
+        return [int(v) for v in table["iteration"]]
+    if per_epoch is None:
+        raise ReproError(
+            "the log has no iteration or step column: pass --iterations-per-epoch N "
+            "(e.g. 391 for batch 128 on 50,000 images)"
+        )
+    epochs = table.get("epoch") or [float(i) for i in range(1, n + 1)]
+    return [round(e * per_epoch) for e in epochs]
+
+
+def convert(
+    rows: list[dict[str, Any]], mapping: dict[str, str], scale: str, per_epoch: int | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Our metrics.jsonl records from raw rows, and what the conversion decided."""
+    if not rows:
+        raise ReproError("the log holds no rows")
+    table = _table(rows, _columns(rows, mapping))
+    factor, how = _scale(table, scale)
+    for acc, err in ACCURACIES.items():
+        if acc in table and err not in table:
+            table[err] = [100.0 - v * factor for v in table.pop(acc)]
+        elif err in table:
+            table[err] = [v * factor for v in table[err]]
+    table["iteration"] = _iterations(table, len(rows), per_epoch)  # type: ignore[assignment]
+    records = [{k: table[k][i] for k in OUR_KEYS if k in table} for i in range(len(rows))]
+    if "test_error" not in table:
+        raise ReproError("the log has no test error or accuracy: map it with --map test_error=COL")
+    return records, {"scale": how, "columns": _columns(rows, mapping)}
+
+
+def build_config(model: str, seed: int, src: Path, fmt: str, options: dict[str, Any]) -> dict:
+    """config.json of an imported run: what it is, where from, and what it lacks."""
+    records, recipe = options["records"], dict(options.get("recipe") or {})
+    unknown = [k for k in RECIPE_KEYS if k not in recipe]
+    finished = bool(options.get("finished"))
+    total = options.get("total_iterations") or (records[-1]["iteration"] if finished else None)
+    lacks = [k for k in NEEDED if any(k not in r for r in records)] + ["checkpoint"]
+    lacks += [] if total else ["schedule length"]
+    lacks += [f"recipe ({', '.join(unknown)})"] if unknown else []
+    lacks += [] if "data_official" in recipe else ["data (official 50k/10k or a subset)"]
+    imported = {"source": str(src), "format": fmt, "lacks": lacks, "finished": finished}
+    imported |= {"unknown": unknown, **options["decided"]}
+    config = {"model": model, "seed": seed, **recipe, "total_iterations": total}
+    config |= {"imported": imported}
+    problems = config_problems(config)
+    if problems:
+        raise ReproError(f"{problems[0]} (from --set)")
+    return config
+
+
+def parse_recipe(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` recipe fields and ``data_official`` (VALUE as JSON, else a string)."""
+    allowed = set(RECIPE_FIELDS) | {"recipe", "data_official"}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in allowed:
+            raise ReproError(f"--set {item!r}: use KEY=VALUE, KEY a recipe field")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ReproError(f"--out {out} is not an empty folder; import into a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished import into place (``out`` absent or empty)."""
+    if out.is_dir():
+        out.rmdir()
+    os.replace(tmp, out)
+
+
+def _run_files(src: Path, model: str, seed: int, opts: dict[str, Any]) -> tuple[dict, list]:
+    """(config, records) of one imported run, every check done, nothing written."""
+    path, fmt = find_log(src, opts.get("format"))
+    rows = read_rows(path, fmt)
+    records, decided = convert(rows, opts["mapping"], opts["scale"], opts.get("per_epoch"))
+    config = build_config(model, seed, path, fmt, {**opts, "records": records, "decided": decided})
+    return config, records
+
+
+def _write_run(folder: Path, config: dict, records: list) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_config(folder, config)
+    write_jsonl(folder / METRICS, records)
+
+
+def import_run(src: Path, out: Path, model: str, seed: int, opts: dict[str, Any]) -> dict:
+    """One run folder from one log; returns its config."""
+    _prepare_out(out)
+    config, records = _run_files(src, model, seed, opts)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    try:
+        _write_run(tmp, config, records)
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return config
+
+
+def matrix_sources(root: Path) -> dict[str, dict[int, Path]]:
+    """``{model: {seed: folder}}`` of ``ROOT/<model>/seed<k>/``."""
+    found: dict[str, dict[int, Path]] = {}
+    for folder in sorted(p for p in Path(root).glob("*/seed*") if p.is_dir()):
+        seed = seed_of(folder)
+        if seed is not None:
+            found.setdefault(folder.parent.name, {})[seed] = folder
+    if not found:
+        raise ReproError(f"{root} holds no <model>/seed<k>/ folders to import")
+    return found
+
+
+def import_matrix(src: Path, out: Path, experiment: str, preset: str, opts: dict) -> dict:
+    """A matrix from ``SRC/<model>/seed<k>/`` folders, with its summary.json."""
+    models = get_experiment(experiment)
+    description = get_preset(preset).description
+    _prepare_out(out)
+    sources = matrix_sources(src)
+    extra = [m for m in sources if m not in models]
+    if extra:
+        raise ReproError(f"{src}: {', '.join(extra)} not in experiment {experiment!r}")
+    files = {
+        (m, s): _run_files(folder, m, s, opts)
+        for m, seeds in sources.items()
+        for s, folder in seeds.items()
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    try:
+        for (m, s), (config, records) in files.items():
+            _write_run(seed_dir(tmp, m, s), config, records)
+        seeds = sorted({s for _, s in files})
+        summary = build_summary(experiment, preset, seeds, load_runs(tmp, sources, seeds))
+        summary |= {"preset_description": description, "imported": str(src), "status": "imported"}
+        write_summary(tmp, summary)
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+__all__ = ["CONFIG", "import_matrix", "import_run", "parse_mapping", "parse_recipe"]
