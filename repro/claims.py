@@ -379,6 +379,25 @@ def tolerance_pp(policy: dict[str, Any], k: int, base: dict[str, Any]) -> float:
     return tol + (policy["selection_allowance_pp"] if base["best_on_test"] else 0.0)
 
 
+def _unstated_data_or_recipe(matrix: Matrix) -> Verdict | None:
+    """Not assessable when an imported run does not state its data or recipe: the published
+    numbers are for the official data and a known recipe."""
+    runs = [
+        f"{m}/seed{s}"
+        for m, seeds in matrix.runs.items()
+        for s, run in seeds.items()
+        if any(x.startswith(("data", "recipe")) for x in lacks(run))
+    ]
+    if not runs:
+        return None
+    reason = (
+        f"{NOT_ASSESSABLE}: published numbers are for the official data and a known "
+        f"recipe, which these imported runs do not state: {', '.join(runs[:4])} (import "
+        "with --set data_official=... and the recipe's fields)"
+    )
+    return Verdict("tolerance", NOT_ASSESSABLE, reason)
+
+
 def check_tolerance(matrix: Matrix) -> Verdict:
     """|mean final test error - published number| within the preset's stated tolerance."""
     policy = preset_policy(matrix.preset)
@@ -386,6 +405,9 @@ def check_tolerance(matrix: Matrix) -> Verdict:
         return Verdict(
             "tolerance", SKIP, f"not asserted for preset {matrix.preset}: {policy.get('why', '')}"
         )
+    unstated = _unstated_data_or_recipe(matrix)
+    if unstated is not None:
+        return unstated
     header = (
         "model",
         "measured (mean)",

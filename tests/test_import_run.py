@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.claims import NOT_ASSESSABLE, PASS, all_verdicts
+from repro.claims import NOT_ASSESSABLE, PASS, all_verdicts, check_tolerance
 from repro.cli import main
 from repro.reproduce.importer import tensorboard_available
 from repro.train.rundir import load_matrix, read_config, read_metrics
@@ -204,3 +204,11 @@ def test_tensorboard_event_files_without_tensorboard_say_how_to_install_it(tmp_p
     assert main(["import-run", str(tmp_path / "tb"), "--out", str(out), "--model", "resnet20"]) == 2
     err = capsys.readouterr().err.strip()
     assert "needs tensorboard" in err and "pip install" in err and not out.exists()
+
+
+def test_tolerance_of_an_import_that_does_not_state_its_data_is_not_assessable(tmp_path):
+    out = tmp_path / "imported"
+    import_matrix(write_matrix(tmp_path / "logs"), out)
+    verdict = check_tolerance(load_matrix(out))  # preset common: tolerance is asserted
+    assert verdict.status == NOT_ASSESSABLE  # never a pass on unstated data
+    assert "official data and a known recipe" in verdict.reason
