@@ -212,3 +212,33 @@ def test_tolerance_of_an_import_that_does_not_state_its_data_is_not_assessable(t
     verdict = check_tolerance(load_matrix(out))  # preset common: tolerance is asserted
     assert verdict.status == NOT_ASSESSABLE  # never a pass on unstated data
     assert "official data and a known recipe" in verdict.reason
+
+
+def test_tensorboard_event_files_import_as_metrics(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (an optional extra)")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "logs"))
+    for step in (391, 782):
+        writer.add_scalar("train_error", 50_000 / step, step)
+        writer.add_scalar("test_error", 60_000 / step, step)
+    writer.close()
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "import-run",
+                str(tmp_path / "logs"),
+                "--out",
+                str(out),
+                "--model",
+                "resnet20",
+                "--finished",
+            ]
+        )
+        == 0
+    )
+    rows = read_metrics(out)
+    assert [r["iteration"] for r in rows] == [391, 782]
+    assert rows[-1]["test_error"] == pytest.approx(60_000 / 782)
+    assert read_config(out)["imported"]["format"] == "tensorboard"
