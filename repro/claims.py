@@ -262,7 +262,32 @@ def run_problems(run: Run, model: str, seed: int, preset: str) -> list[str]:
     official = run.config.get("data_official")
     if p.needs_full_data and official is not True and (official is False or not run.imported):
         problems.append("trained on a subset, preset needs the official data")
-    return problems + _metric_problems(run, run.config)
+    return problems + _metric_problems(run, run.config) + lr_problems(run)
+
+
+def lr_problems(run: Run) -> list[str]:
+    """The lr recorded at every evaluation is the step schedule's (Sec. 4.2: lr x gamma at each
+    milestone; lr 0.01 while a warm-up lasts, which never comes back): a cosine or otherwise
+    altered schedule is caught here, whatever the config says. Imports are not checked."""
+    config = run.config
+    if config is None or run.imported is not None:
+        return []
+    marks = config.get("milestone_iterations")
+    if not isinstance(marks, list) or not all(isinstance(m, int) for m in marks):
+        return ["config has no milestone_iterations: the lr trace cannot be checked"]
+    base, gamma = config.get("lr"), config.get("gamma")
+    if base is None or gamma is None:
+        return ["config has no lr or gamma: the lr trace cannot be checked"]
+    warming = bool(config.get("warmup_active")) and config.get("warmup_lr") is not None
+    for row in run.metrics:
+        it, got = row["iteration"], row.get("lr")
+        want = base * gamma ** sum(1 for m in marks if it - 1 >= m)  # the lr of step it - 1
+        if got is not None and warming and math.isclose(got, config["warmup_lr"], rel_tol=1e-6):
+            continue
+        warming = False  # once the schedule's lr shows, the warm-up is over
+        if got is None or not math.isclose(got, want, rel_tol=1e-6):
+            return [f"lr {got} at iteration {it}, the recipe's step schedule says {want:.6g}"]
+    return []
 
 
 def check_completeness(matrix: Matrix) -> Verdict:

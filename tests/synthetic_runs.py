@@ -27,6 +27,19 @@ EVALS = 20
 EVAL_EVERY = 50
 
 
+def milestone_iterations(config: dict[str, Any], total: int) -> list[int]:
+    """The recipe's milestones in iterations, for a synthetic schedule of ``total`` iterations."""
+    if config["milestone_unit"] == "epoch":
+        return [m * total // config["epochs"] for m in config["milestones"]]
+    return list(config["milestones"])
+
+
+def scheduled_lr(config: dict[str, Any], iteration: int) -> float:
+    """The lr of step ``iteration - 1``, as a real run records it at that evaluation."""
+    drops = sum(1 for m in config["milestone_iterations"] if iteration - 1 >= m)
+    return config["lr"] * config["gamma"] ** drops
+
+
 def write_seed_run(
     path: Path,
     model: str,
@@ -55,6 +68,7 @@ def write_seed_run(
         "data_root": "/nowhere",
         "environment": {"python": "3.x", "torch": "synthetic"},
     }
+    config["milestone_iterations"] = milestone_iterations(config, total)
     (path / "config.json").write_text(json.dumps(config))
     rows = []
     for i in range(1, n + 1):
@@ -64,7 +78,7 @@ def write_seed_run(
         row = {
             "epoch": t * 200,
             "iteration": i * every,
-            "lr": 0.1,
+            "lr": scheduled_lr(config, i * every),
             "train_loss": 1.0,
             "train_error": final_train + (90 - final_train) * decay + wiggle,
             "val_loss": None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -268,3 +269,40 @@ def test_mini_run_asserts_residual_below_plain_responses(tmp_path: Path) -> None
     v = check_layer_response(load_matrix(root))
     assert v.status == FAIL and v.reason.startswith("does not hold: plain56 > resnet56")
     assert "response_deeper_smaller" in v.reason  # shown as not asserted, with its reason
+
+
+def test_a_cosine_schedule_fails_completeness_whatever_the_config_says(tmp_path: Path) -> None:
+    root = write_run(tmp_path)
+
+    def cosine(rows):
+        for r in rows:
+            r["lr"] = 0.05 * (1 + math.cos(math.pi * r["iteration"] / rows[-1]["iteration"]))
+        return rows
+
+    edit_metrics(root / "resnet56" / "seed0" / "metrics.jsonl", cosine)
+    v = check_completeness(load_matrix(root))
+    assert v.status == FAIL
+    assert "the recipe's step schedule says 0.1" in {r[0]: r[-1] for r in v.rows}["resnet56"]
+
+
+def test_a_warm_up_lr_after_the_warm_up_ended_fails_completeness(tmp_path: Path) -> None:
+    root = write_run(tmp_path)
+    path = root / "resnet56" / "seed0" / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({**config, "warmup_active": True, "warmup_lr": 0.01}))
+
+    def warm_start(rows):
+        rows[0]["lr"] = 0.01  # the warm-up at the start is the recipe's
+        return rows
+
+    def warm_again(rows):
+        rows[4]["lr"] = 0.01  # but it never comes back
+        return rows
+
+    edit_metrics(root / "resnet56" / "seed0" / "metrics.jsonl", warm_start)
+    assert check_completeness(load_matrix(root)).status == PASS
+    edit_metrics(root / "resnet56" / "seed0" / "metrics.jsonl", warm_again)
+    v = check_completeness(load_matrix(root))
+    assert (
+        v.status == FAIL and "lr 0.01 at iteration 250" in {r[0]: r[-1] for r in v.rows}["resnet56"]
+    )

@@ -83,7 +83,9 @@ CONFIG_TYPES: dict[str, tuple[Any, ...]] = {
     "total_iterations": (INTEGER, None), "max_steps": (INTEGER, None),
     "eval_every": (INTEGER, None), "epochs": (INTEGER, None), "iterations": (INTEGER, None),
     "milestones": (list,), "data_official": (bool, None), "data_counts": (dict, None),
-    "environment": (dict, None), "data_root": (str, None),
+    "environment": (dict, None), "data_root": (str, None), "lr": (NUMBER, None),
+    "gamma": (NUMBER, None), "milestone_iterations": (list, None), "warmup_lr": (NUMBER, None),
+    "warmup_active": (bool, None),
 }  # fmt: skip
 METRIC_TYPES: dict[str, tuple[Any, ...]] = {
     "iteration": (INTEGER,),
