@@ -21,7 +21,15 @@ from repro.fileio import INTEGER, NUMBER, wrong_types
 from repro.reproduce.presets import config_mismatch, get_experiment, get_preset
 from repro.reproduce.summary import mean_std, seed_metrics
 from repro.tables import markdown_table, text_table
-from repro.train.rundir import LAYER_RESPONSE_JSON, Matrix, Run, expected_end, read_layer_response
+from repro.train.rundir import (
+    FINAL,
+    LAYER_RESPONSE_JSON,
+    Matrix,
+    Run,
+    expected_end,
+    file_digest,
+    read_layer_response,
+)
 
 PASS, FAIL, SKIP, INCONCLUSIVE = "pass", "fail", "skip", "inconclusive"
 # A claim that needs data an imported run lacks (`repro import-run`): never a pass.
@@ -511,9 +519,18 @@ def check_layer_response(matrix: Matrix) -> Verdict:
             SKIP,
             f"no {LAYER_RESPONSE_JSON}: run `repro analyze layer-response {matrix.root}`",
         )
+    claims = load_claims("he2016_fig7_claims")
+    stale = stale_responses(matrix, doc, {m for c in claims for m in (c["higher"], c["lower"])})
+    if stale:
+        return Verdict(
+            "layer_response",
+            FAIL,
+            f"{LAYER_RESPONSE_JSON} does not belong to the "
+            f"run's checkpoints ({'; '.join(stale[:3])}): run `repro analyze "
+            f"layer-response {matrix.root}` again",
+        )
     models, not_asserted = doc["models"], policy.get("not_asserted", {})
     header = ("claim", "higher (mean)", "lower (mean)", "seeds holding", "verdict")
-    claims = load_claims("he2016_fig7_claims")
     rows, failed = [], []
     for claim in claims:
         hi, lo = claim["higher"], claim["lower"]
@@ -535,6 +552,24 @@ def check_layer_response(matrix: Matrix) -> Verdict:
     involved = {m for c in claims for m in (c["higher"], c["lower"]) if m in matrix.runs}
     result = _ordering_verdict("layer_response", rows, failed, note, header)
     return unless_unfinished(result, matrix, involved)
+
+
+def stale_responses(matrix: Matrix, doc: dict[str, Any], models: set[str]) -> list[str]:
+    """Runs whose final.pt is not the checkpoint the Fig. 7 numbers were computed from (by
+    SHA-256), or whose numbers do not say which checkpoint they came from."""
+    stale = []
+    for model in sorted(models & set(matrix.runs)):
+        for seed, run in matrix.runs[model].items():
+            final = run.path / FINAL
+            entry = doc["models"].get(model, {}).get("seeds", {}).get(f"seed{seed}")
+            if entry is None or not final.is_file():
+                continue  # a missing result fails the claim; an unfinished run is inconclusive
+            recorded = entry.get("checkpoint_sha256")
+            if recorded is None:
+                stale.append(f"{model}/seed{seed}: computed without naming its checkpoint")
+            elif recorded != file_digest(final):
+                stale.append(f"{model}/seed{seed}: final.pt changed since")
+    return stale
 
 
 CHECKS = (

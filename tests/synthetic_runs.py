@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.reproduce.presets import EXPERIMENTS, get_preset
+from repro.train.rundir import file_digest
 
 # Final (train, test) error % of a faithful 200-epoch run (test: the seed report's epoch-200).
 FAITHFUL: dict[str, tuple[float, float]] = {
@@ -134,9 +135,17 @@ FAITHFUL_RESPONSES = {"plain20": 1.2, "plain56": 1.1, "resnet20": 0.8, "resnet56
 def write_layer_response(root: Path, seeds: int = 1, means: dict[str, list[float]] | None = None):
     """A minimal ``layer_response.json`` as `repro analyze layer-response` writes it."""
     means = means or {m: [v] * seeds for m, v in FAITHFUL_RESPONSES.items()}
+
+    def entry(model: str, seed: int, value: float) -> dict:
+        final = root / model / f"seed{seed}" / "final.pt"  # the checkpoint it was computed from
+        return {
+            "mean_std": value,
+            **({"checkpoint_sha256": file_digest(final)} if final.is_file() else {}),
+        }
+
     models = {
         m: {
-            "seeds": {f"seed{s}": {"mean_std": v} for s, v in enumerate(per_seed)},
+            "seeds": {f"seed{s}": entry(m, s, v) for s, v in enumerate(per_seed)},
             "mean_std": sum(per_seed) / len(per_seed),
         }
         for m, per_seed in means.items()

@@ -306,3 +306,18 @@ def test_a_warm_up_lr_after_the_warm_up_ended_fails_completeness(tmp_path: Path)
     assert (
         v.status == FAIL and "lr 0.01 at iteration 250" in {r[0]: r[-1] for r in v.rows}["resnet56"]
     )
+
+
+def test_layer_responses_of_other_weights_fail_fig7_as_stale(tmp_path: Path) -> None:
+    root = write_layer_response(write_run(tmp_path))
+    assert check_layer_response(load_matrix(root)).status == PASS
+    (root / "resnet56" / "seed0" / "final.pt").write_text("retrained since the analysis")
+    v = check_layer_response(load_matrix(root))
+    assert v.status == FAIL and "resnet56/seed0: final.pt changed since" in v.reason
+    doc = json.loads((root / "layer_response.json").read_text())
+    for model in doc["models"].values():  # written before results named their checkpoints
+        for entry in model["seeds"].values():
+            entry.pop("checkpoint_sha256", None)
+    (root / "layer_response.json").write_text(json.dumps(doc))
+    v = check_layer_response(load_matrix(root))
+    assert v.status == FAIL and "computed without naming its checkpoint" in v.reason

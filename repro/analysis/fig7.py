@@ -27,6 +27,7 @@ from repro.train.rundir import (
     FINAL,
     LAYER_RESPONSE_JSON,
     LAYER_RESPONSE_PNG,
+    file_digest,
     run_checkpoint,
     seed_of,
     write_layer_response,
@@ -87,6 +88,7 @@ class Job:
     residual: bool
     config: dict[str, Any]
     iteration: int | None
+    digest: str  # SHA-256 of the checkpoint file: which weights the result belongs to
 
 
 @dataclass
@@ -145,7 +147,10 @@ def prepare_jobs(checkpoints: Sequence[Path]) -> list[Job]:
         config = state.get("config") or {}
         if "mean" not in config or "std" not in config:
             warn(f"{path}: no mean/std in the checkpoint config; normalising with CIFAR-10's")
-        jobs.append(Job(path, model, key, seed, depth, residual, config, state.get("iteration")))
+        iteration = state.get("iteration")
+        jobs.append(
+            Job(path, model, key, seed, depth, residual, config, iteration, file_digest(path))
+        )
     return jobs
 
 
@@ -201,6 +206,7 @@ def summarise(entries: list[Entry], meta: dict) -> dict:
             raise ReproError(f"{job.path}: {job.key} checkpoints with different layers were given")
         m["seeds"][job.seed] = {
             "checkpoint": str(job.path),
+            "checkpoint_sha256": job.digest,
             "iteration": job.iteration,
             "std": e.result.std,
             "sorted_std": e.result.sorted_std(),

@@ -21,6 +21,7 @@ A matrix (``repro reproduce --out ROOT``) holds one run per model and seed::
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -483,6 +484,15 @@ def load_matrix(root: Path) -> Matrix:
     return Matrix(root, str(summary["experiment"]), str(summary["preset"]), seeds, runs, summary)
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file: the identity of the checkpoint a result was computed from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_layer_response(root: Path) -> dict[str, Any] | None:
     """The layer_response.json of a folder (None when there is none)."""
     path = Path(root) / LAYER_RESPONSE_JSON
@@ -507,7 +517,8 @@ def _layer_response_problem(doc: dict[str, Any]) -> str | None:
         for seed, entry in model.get("seeds", {}).items():
             if not isinstance(entry, dict):
                 return f"model {name!r} {seed!r} is not an object"
-            wrong += wrong_types(entry, {"mean_std": (NUMBER,)}, f"model {name!r} {seed!r}")
+            spec = {"mean_std": (NUMBER,), "checkpoint_sha256": (str,)}
+            wrong += wrong_types(entry, spec, f"model {name!r} {seed!r}")
         if wrong:
             return wrong[0]
     return None
