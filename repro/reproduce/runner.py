@@ -3,15 +3,27 @@
 Subprocesses isolate failures (one crashing model does not lose the others) and make the matrix
 resumable: a finished run (final.pt, matching config) is skipped, a partial one is re-run into
 the same folder, where the trainer resumes from last.pt.
+
+Interruption: SIGINT (Ctrl-C) or SIGTERM to the driver stops the whole matrix. Each trainer runs
+in its own session (the terminal's Ctrl-C does not reach it) and gets exactly one SIGTERM from
+the driver (it finishes its step, writes last.pt and exits 143; a second signal would make it give
+up); no new job starts; summary.json says "interrupted" and the driver prints the command that
+continues the matrix and exits 130 (SIGINT) or 143 (SIGTERM).
+
+Placement (``--gpus 0,1|all [--per-gpu K]``): each child sees one GPU through
+``CUDA_VISIBLE_DEVICES``, and ``REPRO_PLACEMENT`` describes the slot; the trainer records both in
+config.json (``cuda_visible_devices``, ``placement``).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +43,8 @@ from repro.train.rundir import (
     seed_dir,
     write_summary,
 )
+from repro.train.signals import StopFlag
+from repro.train.trainer import PLACEMENT_ENV
 
 
 @dataclass
@@ -113,6 +127,57 @@ def train_command(
     return cmd + list(preset.train_flags)
 
 
+def select_gpus(spec: str, device: str | None) -> list[int]:
+    """``--gpus 0,1,3`` or ``all`` -> GPU indices; ReproError (one line) without CUDA, for an index
+    that does not exist, or with a ``--device`` other than cuda."""
+    import torch
+
+    if device not in (None, "auto", "cuda"):
+        raise ReproError(f"--gpus places each run on its GPU; drop --device {device}")
+    if not torch.cuda.is_available():
+        raise ReproError(
+            f"--gpus {spec}: no CUDA device is available here; drop --gpus (use --parallel) "
+            "or run on a machine with GPUs"
+        )
+    count = torch.cuda.device_count()
+    if spec.strip() == "all":
+        return list(range(count))
+    try:
+        gpus = [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise ReproError(
+            f"--gpus {spec!r} is not a list of GPU indices; use e.g. 0,1,2,3 or all"
+        ) from None
+    missing = [g for g in gpus if not 0 <= g < count]
+    if missing:
+        raise ReproError(
+            f"--gpus {spec}: no GPU {missing[0]} here; this machine has {count} CUDA "
+            f"device(s), 0-{count - 1}"
+        )
+    if len(set(gpus)) != len(gpus):
+        raise ReproError(f"--gpus {spec} names a GPU twice; use --per-gpu K for K runs per GPU")
+    return gpus
+
+
+def gpu_slots(gpus: list[int] | None, per_gpu: int, parallel: int) -> list[int | None]:
+    """One slot per concurrent training: ``per_gpu`` per GPU, spread across the GPUs first; without
+    GPUs, ``parallel`` unplaced slots."""
+    if gpus is None:
+        return [None] * parallel
+    return [g for _ in range(per_gpu) for g in gpus]
+
+
+def child_env(slot: int | None, note: str) -> dict[str, str] | None:
+    """A child's environment: ours, plus its GPU (None: inherit ours unchanged). ``slot`` is an
+    index as torch sees it here: under a CUDA_VISIBLE_DEVICES of our own (a Slurm allocation),
+    the child gets that list's entry."""
+    if slot is None:
+        return None
+    ours = [x.strip() for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    visible = ours[slot] if slot < len(ours) else str(slot)
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": visible, PLACEMENT_ENV: f"gpu {slot}; {note}"}
+
+
 def job_state(job: Job, preset: Preset) -> str:
     """'done', 'partial' or 'new'; ReproError when the folder holds a different run."""
     cfg_path = job.out / CONFIG
@@ -139,46 +204,124 @@ def check_out_dir(out: Path, experiment: str, preset: str) -> None:
         )
 
 
+@dataclass
+class Running:
+    """One started training: its process, start time, log file and GPU slot."""
+
+    job: Job
+    proc: subprocess.Popen
+    t0: float
+    log: Any
+    slot: int | None
+
+
+@dataclass
+class Outcome:
+    """What ``run_jobs`` did: exit status of each job that ended on its own, the jobs stopped by
+    an interruption (resumable, not failed), and the signal that stopped the matrix (or None)."""
+
+    codes: dict[tuple[str, int], int] = field(default_factory=dict)
+    interrupted: list[tuple[str, int]] = field(default_factory=list)
+    signum: int | None = None
+
+
+class MatrixStop(StopFlag):
+    """SIGINT/SIGTERM to the driver: remember the first; a second one changes nothing (each child
+    gets one SIGTERM only, and the driver still waits for them)."""
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+
+class JobPool:
+    """The running trainings of a matrix, one per free slot."""
+
+    def __init__(self, commands, slots: list[int | None], note: str, echo) -> None:
+        self.commands, self.free, self.note, self.echo = commands, list(slots), note, echo
+        self.running: dict[tuple[str, int], Running] = {}
+        self.stopped: set[tuple[str, int]] = set()  # children sent their one SIGTERM
+        self.outcome = Outcome()
+
+    def start(self, job: Job) -> None:
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        log = job.log.open("a")
+        slot = self.free.pop(0)
+        proc = subprocess.Popen(
+            self.commands[(job.model, job.seed)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env(slot, self.note),
+            start_new_session=True,  # the terminal's Ctrl-C reaches the driver only
+        )
+        where = "" if slot is None else f" on GPU {slot}"
+        self.echo(
+            f"start  {job.model} seed{job.seed}{where} -> {job.out} (pid {proc.pid}, log: {job.log})"
+        )
+        self.running[(job.model, job.seed)] = Running(job, proc, time.monotonic(), log, slot)
+
+    def reap(self, total: int) -> None:
+        """Collect the trainings that ended; say how each one went."""
+        for key, r in list(self.running.items()):
+            rc = r.proc.poll()
+            if rc is None:
+                continue
+            r.log.close()
+            del self.running[key]
+            self.free.append(r.slot)
+            took = time.monotonic() - r.t0
+            if key in self.stopped and rc != 0:
+                self.outcome.interrupted.append(key)
+                what = f"interrupted (exit {rc}); resumable"
+            else:
+                self.outcome.codes[key] = rc
+                what = "done" if rc == 0 else f"FAILED (exit {rc}); continuing with the others"
+            n = len(self.outcome.codes) + len(self.outcome.interrupted)
+            self.echo(f"[{n}/{total}] {key[0]} seed{key[1]}: {what} ({took:.1f} s)")
+
+    def stop_all(self, signum: int | None = None) -> None:
+        """One SIGTERM to each running child not yet sent one (never a second)."""
+        todo = [
+            k for k, r in self.running.items() if k not in self.stopped and r.proc.poll() is None
+        ]
+        if todo and signum is not None and not self.stopped:
+            name = signal.Signals(signum).name
+            self.echo(f"received {name}: stopping the running trainings (each saves its step)...")
+        for key in todo:
+            self.running[key].proc.send_signal(signal.SIGTERM)
+            self.stopped.add(key)
+
+
 def run_jobs(
     jobs: list[Job],
     commands: dict[tuple[str, int], list[str]],
     parallel: int,
     echo=print,
-) -> dict[tuple[str, int], int]:
-    """Run the commands, up to ``parallel`` at once; returns each job's exit status."""
+    slots: list[int | None] | None = None,
+    note: str = "",
+) -> Outcome:
+    """Run the commands, one per slot at once (``parallel`` unplaced slots by default), until
+    all ended or SIGINT/SIGTERM stops the matrix: then each running child gets one SIGTERM, is
+    waited for, and no new job starts."""
     pending = list(jobs)
-    running: dict[tuple[str, int], tuple[subprocess.Popen, float, Any]] = {}
-    codes: dict[tuple[str, int], int] = {}
-    total, done = len(jobs), 0
-    try:
-        while pending or running:
-            while pending and len(running) < parallel:
-                job = pending.pop(0)
-                job.log.parent.mkdir(parents=True, exist_ok=True)
-                log = job.log.open("a")
-                echo(f"start  {job.model} seed{job.seed} -> {job.out} (log: {job.log})")
-                proc = subprocess.Popen(
-                    commands[(job.model, job.seed)], stdout=log, stderr=subprocess.STDOUT
-                )
-                running[(job.model, job.seed)] = (proc, time.monotonic(), log)
-            time.sleep(0.2)
-            for key, (proc, t0, log) in list(running.items()):
-                rc = proc.poll()
-                if rc is None:
-                    continue
-                log.close()
-                del running[key]
-                done += 1
-                codes[key] = rc
-                took = time.monotonic() - t0
-                what = "done" if rc == 0 else f"FAILED (exit {rc}); continuing with the others"
-                echo(f"[{done}/{total}] {key[0]} seed{key[1]}: {what} ({took:.1f} s)")
-    finally:
-        for proc, _, log in running.values():  # interrupted: stop our own children only
-            proc.terminate()
-            proc.wait()
-            log.close()
-    return codes
+    pool = JobPool(commands, slots or gpu_slots(None, 1, parallel), note, echo)
+    with MatrixStop() as flag:
+        try:
+            while pending or pool.running:
+                while pending and pool.free and flag.signum is None:
+                    pool.start(pending.pop(0))
+                time.sleep(0.2)
+                if flag.signum is not None:
+                    pending.clear()
+                    pool.stop_all(flag.signum)
+                pool.reap(len(jobs))
+        finally:
+            pool.stop_all()  # an unexpected error: still stop our own children, once each
+            for r in pool.running.values():
+                r.proc.wait()
+                r.log.close()
+    pool.outcome.signum = flag.signum
+    return pool.outcome
 
 
 def plan_jobs(
@@ -224,6 +367,44 @@ def print_results(summary: dict[str, Any], out: Path, echo=print) -> int:
     return 0
 
 
+def continue_command(
+    experiment: str, preset: Preset, out: Path, seeds: int, data_root: Path, options: dict
+) -> str:
+    """The `repro reproduce` command line that continues this matrix (finished runs skipped)."""
+    cmd = ["repro", "reproduce", "--experiment", experiment, "--preset", preset.name]
+    cmd += ["--out", str(out), "--seeds", str(seeds), "--data-root", str(data_root)]
+    for flag, value in options.items():
+        if value is True:
+            cmd.append(f"--{flag}")
+        elif value not in (None, False):
+            cmd += [f"--{flag}", str(value)]
+    return shlex.join(cmd)
+
+
+def check_counts(seeds: int, parallel: int, gpus: str | None, per_gpu: int | None) -> None:
+    """Counts below one, and --per-gpu without --gpus, are one ReproError each."""
+    for name, value in (("--seeds", seeds), ("--parallel", parallel), ("--per-gpu", per_gpu)):
+        if value is not None and value < 1:
+            raise ReproError(f"{name} must be at least 1, got {value}")
+    if per_gpu is not None and gpus is None:
+        raise ReproError("--per-gpu needs --gpus (which GPUs to place the runs on)")
+
+
+def finish_matrix(outcome: Outcome, extra: dict[str, Any], command: str, echo=print) -> int | None:
+    """Fill ``extra``'s status and failed/interrupted runs; when a signal stopped the matrix, say
+    how to continue it and return the exit code (130 SIGINT, 143 SIGTERM), else None."""
+    extra["failed"] = sorted(f"{m}/seed{s}" for (m, s), rc in outcome.codes.items() if rc != 0)
+    extra["interrupted"] = sorted(f"{m}/seed{s}" for m, s in outcome.interrupted)
+    if outcome.signum is None:
+        extra["status"] = "finished"
+        return None
+    extra["status"] = "interrupted"
+    extra["continue_command"] = command
+    name = signal.Signals(outcome.signum).name
+    echo(f"matrix interrupted by {name}; every run is resumable. Continue it with:\n  {command}")
+    return 130 if outcome.signum == signal.SIGINT else 143
+
+
 def reproduce(
     experiment: str,
     models: tuple[str, ...],
@@ -235,18 +416,24 @@ def reproduce(
     parallel: int = 1,
     force: bool = False,
     echo=print,
+    gpus: str | None = None,
+    per_gpu: int | None = None,
 ) -> int:
-    """Train the whole matrix (skipping finished runs), write summary.json; 0 if all finished."""
-    if seeds < 1:
-        raise ReproError(f"--seeds must be at least 1, got {seeds}")
-    if parallel < 1:
-        raise ReproError(f"--parallel must be at least 1, got {parallel}")
+    """Train the whole matrix (skipping finished runs), write summary.json; 0 if all finished,
+    1 if a run failed, 130/143 when SIGINT/SIGTERM stopped it (every run left resumable)."""
+    check_counts(seeds, parallel, gpus, per_gpu)
+    placed = select_gpus(gpus, device) if gpus is not None else None
+    slots = gpu_slots(placed, per_gpu or 1, parallel)
     official = check_requirements(preset, data_root, device, force)
+    options = {"device": device, "parallel": parallel if placed is None else None}
+    options |= {"gpus": gpus, "per-gpu": per_gpu, "force": force}
+    command = continue_command(experiment, preset, out, seeds, data_root, options)
+    note = f"{len(slots)} at once over --gpus {gpus}" + (f" --per-gpu {per_gpu}" if per_gpu else "")
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out, "repro reproduce"):  # one driver per matrix; each trainer locks its run
         check_out_dir(out, experiment, preset.name)
         todo = plan_jobs(out, models, seeds, preset, echo)
-        threads = max(1, cpu_count() // parallel) if on_cpu(device) else None
+        threads = max(1, cpu_count() // len(slots)) if on_cpu(device) else None
         commands = {
             (j.model, j.seed): train_command(preset, j, data_root, device, threads) for j in todo
         }
@@ -259,12 +446,13 @@ def reproduce(
             "status": "running",
             "failed": [],
             "wall_seconds": 0.0,
-            "parallel": parallel,
+            "parallel": len(slots),
+            "gpus": placed,
         }
         write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
         t0 = time.monotonic()
-        codes = run_jobs(todo, commands, parallel, echo)
-        extra["status"], extra["wall_seconds"] = "finished", time.monotonic() - t0
-        extra["failed"] = sorted(f"{m}/seed{s}" for (m, s), rc in codes.items() if rc != 0)
+        outcome = run_jobs(todo, commands, len(slots), echo, slots, note)
+        extra["wall_seconds"] = time.monotonic() - t0
+        stopped = finish_matrix(outcome, extra, command, echo)
         summary = write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
-    return print_results(summary, out, echo)
+    return stopped if stopped is not None else print_results(summary, out, echo)

@@ -80,6 +80,10 @@ class LoopState:
     stop_reason: str | None = None
 
 
+# Set by `repro reproduce --gpus`: where the matrix placed this run (config.json "placement").
+PLACEMENT_ENV = "REPRO_PLACEMENT"
+
+
 @dataclass
 class Due:
     """What the iteration just finished calls for; any of them is a sync point."""
@@ -590,6 +594,8 @@ class Trainer:
             "sync_bn": config.sync_bn,
             "eval_batch_size": config.eval_batch_size,
             "log_every": config.log_every,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "placement": os.environ.get(PLACEMENT_ENV),
         }
 
 
