@@ -36,6 +36,7 @@ from repro.errors import ReproError
 from repro.fileio import write_jsonl
 from repro.reproduce.presets import get_experiment, get_preset
 from repro.reproduce.summary import build_summary
+from repro.train.metrics import METRIC_KEYS
 from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import (
     CONFIG,
@@ -49,19 +50,7 @@ from repro.train.rundir import (
 )
 
 FORMATS = ("json", "csv", "tensorboard")
-OUR_KEYS = (
-    "epoch",
-    "iteration",
-    "lr",
-    "train_loss",
-    "train_error",
-    "val_loss",
-    "val_error",
-    "test_loss",
-    "test_error",
-    "seconds",
-    "images_per_s",
-)
+OUR_KEYS = METRIC_KEYS  # a metrics.jsonl record, as the trainer writes it
 ACCURACIES = {"train_acc": "train_error", "val_acc": "val_error", "test_acc": "test_error"}
 PERCENT_KEYS = ("train_error", "val_error", "test_error", *ACCURACIES)
 ALIASES = {"iteration": ("iteration", "step", "global_step")}
