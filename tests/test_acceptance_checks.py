@@ -321,3 +321,14 @@ def test_layer_responses_of_other_weights_fail_fig7_as_stale(tmp_path: Path) -> 
     (root / "layer_response.json").write_text(json.dumps(doc))
     v = check_layer_response(load_matrix(root))
     assert v.status == FAIL and "computed without naming its checkpoint" in v.reason
+
+
+def test_an_option_b_resnet_fails_completeness_the_paper_uses_option_a(tmp_path: Path) -> None:
+    root = write_run(tmp_path)
+    path = root / "resnet56" / "seed0" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "shortcut": "B"}))
+    v = check_completeness(load_matrix(root))
+    assert v.status == FAIL
+    assert (
+        "config shortcut='B', preset common wants 'A'" in {r[0]: r[-1] for r in v.rows}["resnet56"]
+    )

@@ -246,3 +246,13 @@ def test_verdicts_on_an_unfinished_matrix_are_inconclusive_and_the_report_says_s
     assert "1 run(s) have not finished (plain56/seed0)" in captured.err
     text = (tmp_path / "report" / "report.md").read_text()
     assert "### degradation: INCONCLUSIVE" in text
+
+
+def test_the_config_records_the_shortcut_option_explicitly(synthetic_cifar, tmp_path):
+    import json
+
+    assert train(synthetic_cifar, tmp_path / "a", "--max-steps", "1") == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["shortcut"] == "A"
+    args = ["--max-steps", "1", "--shortcut", "B"]
+    assert train(synthetic_cifar, tmp_path / "b", *args) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["shortcut"] == "B"

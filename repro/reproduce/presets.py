@@ -66,6 +66,9 @@ REQUIRED_CONFIG = ("model", "seed", "recipe", "epochs", "iterations", "milestone
 def config_mismatch(config: dict[str, Any], preset: Preset, model: str, seed: int) -> list[str]:
     """How an existing run's config.json differs from what this preset trains for model/seed."""
     want = {"model": model, "seed": seed, **preset.expected_config()}
+    # Sec. 4.2 trains the CIFAR ResNets with option A (identity, zero-padded); plain nets have no
+    # shortcut. Compared when the config records it (runs written since it does).
+    want["shortcut"] = "A" if model.startswith("resnet") else None
     out = []
     for key, value in want.items():
         if key not in config:

@@ -86,7 +86,7 @@ CONFIG_TYPES: dict[str, tuple[Any, ...]] = {
     "milestones": (list,), "data_official": (bool, None), "data_counts": (dict, None),
     "environment": (dict, None), "data_root": (str, None), "lr": (NUMBER, None),
     "gamma": (NUMBER, None), "milestone_iterations": (list, None), "warmup_lr": (NUMBER, None),
-    "warmup_active": (bool, None),
+    "warmup_active": (bool, None), "shortcut": (str, None),
 }  # fmt: skip
 METRIC_TYPES: dict[str, tuple[Any, ...]] = {
     "iteration": (INTEGER,),

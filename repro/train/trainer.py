@@ -555,6 +555,7 @@ class Trainer:
         return {
             "model": config.model,
             "model_kwargs": config.model_kwargs,
+            "shortcut": model_shortcut(self.model),
             "recipe": self.recipe.name,
             **self.recipe.to_dict(),
             "warmup_active": schedule.warmup_lr is not None,
@@ -597,6 +598,14 @@ class Trainer:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "placement": os.environ.get(PLACEMENT_ENV),
         }
+
+
+def model_shortcut(model: torch.nn.Module) -> str | None:
+    """The shortcut option the built model uses (Sec. 3.3: A, B or C; None for a plain net),
+    recorded explicitly rather than left implied by empty model_kwargs."""
+    if getattr(model, "residual", True) is False:
+        return None
+    return getattr(model, "shortcut_option", None)
 
 
 def data_config(splits: Splits) -> dict[str, Any]:
