@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from synthetic_runs import FAITHFUL, edit_metrics, write_layer_response, write_run
 
+from repro import claims
+from repro.calibration import Reference, band_z
 from repro.claims import (
     FAIL,
     PASS,
     SKIP,
-    baseline_for,
     check_completeness,
     check_degradation,
     check_layer_response,
     check_residual,
     check_tolerance,
-    preset_policy,
-    tolerance_pp,
+    preset_calibration,
 )
 from repro.reproduce.presets import MINI_EPOCHS
 from repro.reproduce.summary import seed_metrics
@@ -53,10 +54,12 @@ def test_swapped_plain20_plain56_fails_degradation_only(tmp_path: Path) -> None:
     root = write_run(tmp_path, finals=finals)
     v = check_degradation(load_matrix(root))
     assert v.status == FAIL
-    assert {r[1] for r in v.rows if r[-1] == "FAIL"} == {
-        "final_train_error",
-        "last10_train_error",
-        "final_test_error",
+    # training error has no published reference to calibrate it: shown, not asserted
+    verdicts = {r[1]: r[-1] for r in v.rows}
+    assert verdicts == {
+        "final_train_error": "not asserted (does not hold)",
+        "last10_train_error": "not asserted (does not hold)",
+        "final_test_error": "FAIL",
     }
     assert check_completeness(load_matrix(root)).status == PASS
     assert check_residual(load_matrix(root)).status == PASS
@@ -118,8 +121,16 @@ def test_common_run_on_a_subset_fails_completeness(tmp_path: Path) -> None:
     assert "subset" in v.table()
 
 
+def resnet20_band(k: int = 1) -> tuple[float, float]:
+    """(expected, band) of ResNet-20's final test error in a 4-net `common` matrix."""
+    cal, target = preset_calibration("common")
+    ref = cal.references[("resnet20", "test_error")]
+    return ref.mean, band_z(target, 4) * ref.sd(k)
+
+
 def test_test_error_outside_tolerance_fails_that_model(tmp_path: Path) -> None:
-    root = write_run(tmp_path, finals={"resnet20": [(2.5, 8.74 + 1.6)]})
+    mean, band = resnet20_band()
+    root = write_run(tmp_path, finals={"resnet20": [(2.5, mean + band + 0.05)]})
     v = check_tolerance(load_matrix(root))
     assert v.status == FAIL
     assert [r[0] for r in v.rows if r[-1] == "FAIL"] == ["resnet20"]
@@ -127,9 +138,8 @@ def test_test_error_outside_tolerance_fails_that_model(tmp_path: Path) -> None:
 
 
 def test_test_error_just_inside_tolerance_passes(tmp_path: Path) -> None:
-    tol = tolerance_pp(preset_policy("common"), 1, baseline_for("resnet20", ["seed_report_200ep"]))
-    assert tol == pytest.approx(2 * 0.53 * math.sqrt(2))
-    root = write_run(tmp_path, finals={"resnet20": [(2.5, 8.74 + tol - 0.05)]})
+    mean, band = resnet20_band()
+    root = write_run(tmp_path, finals={"resnet20": [(2.5, mean + band - 0.05)]})
     assert check_tolerance(load_matrix(root)).status == PASS
 
 
@@ -154,7 +164,16 @@ def test_table6_experiment_skips_degradation_and_checks_depth_gain(tmp_path: Pat
     rs = load_matrix(write_run(tmp_path, experiment="table6"))
     assert check_degradation(rs).status == SKIP
     v = check_residual(rs)
-    assert v.status == PASS and [r[0] for r in v.rows] == ["resnet20 > resnet56"]
+    assert v.status == PASS
+    assert [r[0] for r in v.rows if r[1] == "final_test_error"] == [
+        "resnet20 > resnet56",
+        "resnet20 > resnet32",
+        "resnet32 > resnet44",
+        "resnet44 > resnet56",
+        "resnet56 > resnet110",
+        "resnet1202 > resnet110",
+    ]
+    assert [r[0] for r in v.rows if r[1] == "final_train_error"] == ["resnet1202 < 0.1"]
 
 
 def test_smoke_run_asserts_completeness_only(tmp_path: Path) -> None:
@@ -168,10 +187,11 @@ def test_paper_run_uses_val_selection_and_table6_mean_for_resnet110(tmp_path: Pa
     rs = load_matrix(write_run(tmp_path, experiment="fig6", preset="paper"))
     m = seed_metrics(rs.runs["resnet56"][0])
     assert m["val_selected_test_error"] is not None
-    base = baseline_for("resnet110", ["he2016_table6"])
-    assert (base["value"], base["runs"]) == (6.61, 5)
+    cal, _ = preset_calibration("paper")
+    assert "he2016-table6" in cal.references[("resnet110", "test_error")].sources
     v = check_tolerance(rs)
-    assert {r[0]: r[4] for r in v.rows}["plain32"] == "no published number"
+    rows = {r[0]: r for r in v.rows}
+    assert "he2016-table6" in rows["resnet110"][4] and rows["resnet110"][3] != 6.43
 
 
 def test_last10_train_error_weights_the_last_tenth_of_the_schedule(tmp_path: Path) -> None:
@@ -201,18 +221,47 @@ def test_acceptance_suite_passes_faithful_fails_doctored_and_skips_without_run_d
     assert bad.ret == 1
     bad.assert_outcomes(failed=2, passed=2, skipped=1)  # degradation, and tolerance for plain20/56
     out = bad.stdout.str()
-    assert "plain56 > plain20" in out and "outside tolerance: plain20, plain56" in out
+    assert "plain56 > plain20" in out and "outside the band: plain20, plain56" in out
     skipped = _pytest_acceptance(pytester, None)
     assert skipped.ret == 0
     skipped.assert_outcomes(skipped=5)
     assert "no --run-dir given" in skipped.stdout.str()
 
 
+@pytest.fixture
+def calibrated_fig7(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full-scale response-std references (what a record of real multi-seed runs would add)
+    under which every Fig. 7 claim is asserted: the shipped records have none."""
+    real = claims.preset_calibration
+
+    def with_responses(preset: str):
+        cal, target = real(preset)
+        refs = dict(cal.references)
+        stds = {"plain20": 1.0, "plain56": 1.4, "resnet20": 0.7, "resnet56": 0.45}
+        for m, v in stds.items():
+            refs[(m, "response_std")] = Reference(m, "response_std", v, 0.02, 0, 1e-4, 1e-4, ())
+        return replace(cal, references=refs), target
+
+    monkeypatch.setattr(claims, "preset_calibration", with_responses)
+
+
+def test_without_a_full_scale_response_reference_fig7_is_shown_not_asserted(
+    tmp_path: Path,
+) -> None:
+    means = {"plain20": [1.2], "plain56": [0.6], "resnet20": [0.8], "resnet56": [1.1]}
+    v = check_layer_response(load_matrix(write_layer_response(write_run(tmp_path), means=means)))
+    assert v.status == PASS and "no reference response std" in v.reason
+    assert all(r[-1].startswith("not asserted") for r in v.rows)
+    assert {r[0]: r[-1] for r in v.rows}["plain56 > resnet56"] == "not asserted (does not hold)"
+
+
+@pytest.mark.usefixtures("calibrated_fig7")
 def test_residual_responses_below_plain_pass_fig7(tmp_path: Path) -> None:
     v = check_layer_response(load_matrix(write_layer_response(write_run(tmp_path))))
     assert v.status == PASS and len(v.rows) == 3
 
 
+@pytest.mark.usefixtures("calibrated_fig7")
 def test_swapped_plain56_resnet56_responses_fail_fig7(tmp_path: Path) -> None:
     means = {"plain20": [1.2], "plain56": [0.6], "resnet20": [0.8], "resnet56": [1.1]}
     v = check_layer_response(load_matrix(write_layer_response(write_run(tmp_path), means=means)))
@@ -223,6 +272,7 @@ def test_swapped_plain56_resnet56_responses_fail_fig7(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.usefixtures("calibrated_fig7")
 def test_responses_holding_on_means_but_in_a_minority_of_seeds_fail(tmp_path: Path) -> None:
     means = {
         "plain20": [1.2, 1.2, 1.2],
@@ -263,11 +313,11 @@ def test_mini_run_still_fails_when_resnet56_trains_worse_than_plain56(tmp_path: 
     assert v.status == FAIL and "plain56 > resnet56 on final_train_error" in v.reason
 
 
-def test_mini_run_asserts_residual_below_plain_responses(tmp_path: Path) -> None:
+def test_mini_run_shows_fig7_its_three_calibration_seeds_cannot_support(tmp_path: Path) -> None:
     means = {"plain20": [0.9], "plain56": [0.8], "resnet20": [0.7], "resnet56": [1.1]}
     root = write_layer_response(write_run(tmp_path, preset="mini"), means=means)
     v = check_layer_response(load_matrix(root))
-    assert v.status == FAIL and v.reason.startswith("does not hold: plain56 > resnet56")
+    assert v.status == PASS and "a faithful run passes with P < 0.95" in v.reason
     assert "response_deeper_smaller" in v.reason  # shown as not asserted, with its reason
 
 
@@ -308,6 +358,7 @@ def test_a_warm_up_lr_after_the_warm_up_ended_fails_completeness(tmp_path: Path)
     )
 
 
+@pytest.mark.usefixtures("calibrated_fig7")
 def test_layer_responses_of_other_weights_fail_fig7_as_stale(tmp_path: Path) -> None:
     root = write_layer_response(write_run(tmp_path))
     assert check_layer_response(load_matrix(root)).status == PASS

@@ -12,7 +12,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),
     frozenset({"fileio", "tables"}),
     frozenset({"baselines"}),
-    frozenset({"data", "models"}),
+    frozenset({"data", "models", "calibration"}),
     frozenset({"train"}),
     frozenset({"analysis", "reproduce"}),
     frozenset({"claims"}),

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "reproduce": "train the reproduction matrix (experiment x preset x seeds)",
     "import-run": "import another code base's training logs as a run folder or matrix",
     "report": "Markdown report of a reproduction run, with Fig. 6-style curves",
+    "calibration": "what each verdict can detect: operating characteristics, tolerance model",
     "analyze": "analyses of trained models (layer responses, Fig. 7)",
     "env": "versions, devices, torch.compile and data presence",
     "estimate": "time training steps, project a schedule's time/memory",

@@ -13,6 +13,7 @@ from typing import Any
 from repro.baselines import load_baseline
 from repro.claims import Verdict, all_verdicts
 from repro.errors import ReproError
+from repro.report.calibration import trust_sections
 from repro.report.plots import plot_curves
 from repro.reproduce.summary import refreshed_summary
 from repro.tables import markdown_table
@@ -303,6 +304,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     md = header_section(summary, run_dir, comparable) + imported_section(matrix)
     md += results_and_curves_section(summary, comparable)
     md += verdicts_section(all_verdicts(matrix)) + layer_response_section(run_dir, out)
+    md += trust_sections(matrix.preset, matrix.experiment)
     md += recipe_section(configs[0] if configs else {}, summary)
     md += data_and_environment_section(summary)
     write_summary(out, summary)

@@ -1,0 +1,539 @@
+"""The tolerance model behind every asserted claim, derived by code from recorded runs.
+
+A faithful run's final test error is modelled as normal around an *expected value* ``mu`` with
+three variance terms (He et al. 2016 report one number per net, ResNet-110 as 6.61 +/- 0.16 over
+5 runs, so the spread has to come from reruns):
+
+* ``sigma_run``: seed-to-seed spread of one implementation. Pooled sample standard deviation of
+  every published group of >= 3 runs (weighted by degrees of freedom), floored per model at the
+  binomial standard error of an error rate on the test set (a net's error cannot be measured more
+  precisely than the test set allows).
+* ``sigma_impl``: spread between faithful implementations (framework, data order, details the
+  paper leaves open). DerSimonian-Laird method-of-moments estimate, pooled over every
+  (recipe, model) cell with two or more independent sources; floored at 0.
+* ``Var(mu)``: the uncertainty of the expected value itself (the sources' own run noise).
+
+A mean over K seeds then has sd ``sqrt(sigma_run^2/K + sigma_impl^2 * (1 + D) + Var(mu))``,
+where each of the D *declared* deviations from the preset (e.g. bf16 asked for) adds one more
+between-implementation variance. Best-on-test numbers are turned into final-epoch ones with the
+mean (final - best) gap of sources that print both. The `mini` preset is calibrated on this
+project's own seeds (``baselines/mini_calibration.json``): same code, so ``sigma_impl`` = 0.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from repro.baselines import load_baseline
+from repro.errors import ReproError
+from repro.fileio import INTEGER, NUMBER, wrong_types
+
+REFERENCE_RUNS = "reference_runs"
+MINI_CALIBRATION = "mini_calibration"
+TEST_IMAGES = {"official": 10_000, "mini": 1_017}  # test-set size behind each reference
+TRAIN_IMAGES = {"official": 50_000, "mini": 5_085}
+MIN_GROUP = 3  # runs a group needs before its sample std counts towards sigma_run
+METRICS = ("test_error", "train_error", "response_std")
+
+RECORD_TYPES: dict[str, tuple[Any, ...]] = {
+    k: (str,) for k in ("id", "source", "url", "quote", "framework", "recipe", "data")
+} | {"results": (list,), "verified": (bool,)}
+RESULT_TYPES: dict[str, tuple[Any, ...]] = {
+    "model": (str,),
+    "selection": (str,),
+    "aggregate": (str,),
+    "value": (NUMBER,),
+    "k": (INTEGER, type(None)),
+    "std": (NUMBER, type(None)),
+    "std_kind": (str, type(None)),
+    "values": (list, type(None)),
+    "metric": (str,),
+}
+SELECTIONS = ("final", "best_on_test", "val_selected", "unknown")
+AGGREGATES = ("single", "mean", "median", "best_of_k", "values")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One published number for one net, with what it is (how selected, how aggregated)."""
+
+    source: str
+    recipe: str
+    data: str
+    model: str
+    metric: str
+    selection: str
+    aggregate: str
+    value: float
+    k: int = 1
+    std: float | None = None
+    std_kind: str | None = None
+    values: tuple[float, ...] = ()
+    verified: bool = True  # False: the source text could not be read; shown, never used
+
+    def sample_std(self) -> float | None:
+        """The spread of this group's runs as a sample std; None below MIN_GROUP runs."""
+        if self.values and len(self.values) >= MIN_GROUP:
+            return statistics.stdev(self.values)
+        if self.aggregate == "mean" and self.std is not None and self.k >= MIN_GROUP:
+            return (
+                self.std * math.sqrt(self.k / (self.k - 1))
+                if self.std_kind == "population"
+                else self.std
+            )
+        return None
+
+
+def _bad(where: str, problem: str) -> ReproError:
+    return ReproError(
+        f"baselines/{REFERENCE_RUNS}.json: {where} {problem}; restore the file from the "
+        "repository (git checkout baselines/)"
+    )
+
+
+def _result(record: dict[str, Any], i: int, entry: Any) -> Result:
+    """One validated result of one record."""
+    where = f"record {record['id']!r} result {i + 1}"
+    if not isinstance(entry, dict):
+        raise _bad(where, "is not an object")
+    problems = [
+        f"has no {k!r}" for k in ("model", "selection", "aggregate", "value") if k not in entry
+    ]
+    problems += wrong_types(entry, RESULT_TYPES, where)
+    if entry.get("selection") not in SELECTIONS or entry.get("aggregate") not in AGGREGATES:
+        problems.append(f"has selection/aggregate outside {SELECTIONS}/{AGGREGATES}")
+    values = entry.get("values") or ()
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        problems.append("has a non-numeric entry in 'values'")
+    if problems:
+        raise _bad(where, problems[0].removeprefix(where + ": "))
+    return Result(
+        source=record["id"],
+        recipe=record["recipe"],
+        data=record["data"],
+        model=entry["model"],
+        metric=entry.get("metric", "test_error"),
+        selection=entry["selection"],
+        aggregate=entry["aggregate"],
+        value=float(entry["value"]),
+        k=int(entry.get("k") or (len(values) if values else 1)),
+        std=entry.get("std"),
+        std_kind=entry.get("std_kind"),
+        values=tuple(float(v) for v in values),
+        verified=bool(record.get("verified", False)),
+    )
+
+
+def records_results(doc: dict[str, Any]) -> list[Result]:
+    """Every result of every record of a reference-runs document, validated."""
+    records = doc.get("records")
+    if not isinstance(records, list):
+        raise _bad("the file", "has no 'records' list")
+    out = []
+    for n, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise _bad(f"record {n + 1}", "is not an object")
+        needs = ("id", "source", "url", "quote", "recipe", "data", "results")
+        problems = [f"has no {k!r}" for k in needs if k not in record]
+        problems += wrong_types(record, RECORD_TYPES, f"record {n + 1}")
+        if problems:
+            raise _bad(f"record {n + 1}", problems[0].removeprefix(f"record {n + 1}: "))
+        out += [_result(record, i, e) for i, e in enumerate(record["results"])]
+    return out
+
+
+def load_results() -> list[Result]:
+    """The published results of ``baselines/reference_runs.json`` whose source text was read
+    (``verified``); the others are shown in the report but calibrate nothing."""
+    return [r for r in records_results(load_baseline(REFERENCE_RUNS)) if r.verified]
+
+
+# --- the estimators --------------------------------------------------------------------------
+
+
+def selection_offset(results: list[Result]) -> float:
+    """Mean (final - best-on-test) error over the sources that print both for the same runs:
+    what picking the best epoch on the test set gains. 0 when no source prints both."""
+    finals = {
+        (r.source, r.model): r.value
+        for r in results
+        if r.selection == "final" and r.metric == "test_error"
+    }
+    gaps = [
+        finals[(r.source, r.model)] - r.value
+        for r in results
+        if r.selection == "best_on_test" and (r.source, r.model) in finals
+    ]
+    return statistics.fmean(gaps) if gaps else 0.0
+
+
+def pooled_run_sigma(results: list[Result]) -> tuple[float, int]:
+    """(pooled sample std, degrees of freedom) over every group of >= MIN_GROUP runs."""
+    groups = [(r.k, s) for r in results if (s := r.sample_std()) is not None]
+    dof = sum(k - 1 for k, _ in groups)
+    if not dof:
+        raise ReproError(
+            f"baselines/{REFERENCE_RUNS}.json lists no group of {MIN_GROUP} or more runs: the "
+            "seed-to-seed spread cannot be estimated"
+        )
+    return math.sqrt(sum((k - 1) * s * s for k, s in groups) / dof), dof
+
+
+def binomial_floor(error_pct: float, n: int) -> float:
+    """Standard error (percentage points) of an error rate measured on ``n`` images."""
+    p = min(max(error_pct / 100, 0.0), 1.0)
+    return 100 * math.sqrt(p * (1 - p) / n)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One source's estimate of a faithful run's mean final error, and its variance in units of
+    sigma_run^2 (1 for one run, 1/k for a mean of k, pi/(2k) for a median of k)."""
+
+    source: str
+    value: float
+    weight_units: float
+
+
+def to_estimate(r: Result, offset: float) -> Estimate | None:
+    """A result as an estimate of the mean final-epoch error; None for a best-of-k number when
+    its source also gives the mean (the mean is used)."""
+    if r.aggregate == "best_of_k":
+        return None
+    value = r.value + (offset if r.selection == "best_on_test" else 0.0)
+    if r.aggregate == "median":
+        units = math.pi / (2 * r.k)
+    else:
+        units = 1 / r.k if r.aggregate in ("mean", "values") else 1.0
+    return Estimate(r.source, value, units)
+
+
+def cell_estimates(results: list[Result], recipe: str, offset: float) -> dict[str, list[Estimate]]:
+    """Test-error estimates per model from the sources that used ``recipe``."""
+    cells: dict[str, list[Estimate]] = {}
+    for r in results:
+        if r.recipe == recipe and r.metric == "test_error":
+            est = to_estimate(r, offset)
+            if est is not None:
+                cells.setdefault(r.model, []).append(est)
+    return cells
+
+
+def between_sigma(cells: list[list[Estimate]], sigma_run: float) -> tuple[float, int]:
+    """(DerSimonian-Laird tau, cells used): the spread between independent sources beyond what
+    their run noise explains, pooled over the cells with >= 2 sources."""
+    q = df = c = 0.0
+    used = 0
+    for cell in cells:
+        if len({e.source for e in cell}) < 2:
+            continue
+        w = [1 / (sigma_run**2 * e.weight_units) for e in cell]
+        mean = sum(wi * e.value for wi, e in zip(w, cell)) / sum(w)
+        q += sum(wi * (e.value - mean) ** 2 for wi, e in zip(w, cell))
+        df += len(cell) - 1
+        c += sum(w) - sum(wi * wi for wi in w) / sum(w)
+        used += 1
+    return (math.sqrt(max(0.0, (q - df) / c)) if c else 0.0), used
+
+
+# --- reference distributions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A faithful run's ``metric`` for ``model`` at one preset: expected value and spreads."""
+
+    model: str
+    metric: str
+    mean: float
+    sigma_run: float
+    sigma_impl: float
+    mean_var: float  # Var(mean): the sources' run noise and their implementations' offsets
+    mean_var_run: float  # the part of Var(mean) that is the sources' run noise only
+    sources: tuple[str, ...]
+
+    def sd(self, k: int, deviations: int = 0) -> float:
+        """Standard deviation of a faithful K-seed mean around ``mean`` (module docstring)."""
+        impl = self.sigma_impl**2 * (1 + deviations)
+        return math.sqrt(self.sigma_run**2 / k + impl + self.mean_var)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Every reference of one preset, and how its spreads were obtained (for the report)."""
+
+    preset: str
+    basis: str
+    references: dict[tuple[str, str], Reference]
+    derivation: tuple[str, ...]
+
+    def reference(self, model: str, metric: str) -> Reference | None:
+        return self.references.get((model, metric))
+
+
+def random_effects(cell: list[Estimate], sigma_run: float, tau: float) -> tuple[float, float]:
+    """(mean, variance of the mean) of one cell's estimates, weighted by 1/(run + between)."""
+    w = [1 / (sigma_run**2 * e.weight_units + tau**2) for e in cell]
+    return sum(wi * e.value for wi, e in zip(w, cell)) / sum(w), 1 / sum(w)
+
+
+def shared_offset_evidence(results: list[Result], offset: float, sigma: float, tau: float) -> str:
+    """Why orderings treat an implementation's offset as shared by its nets: the gap between
+    two nets varies across sources far less than independent offsets would make it."""
+    by_source: dict[str, dict[str, float]] = {}
+    for r in results:
+        est = to_estimate(r, offset) if r.metric == "test_error" else None
+        if est is not None:
+            by_source.setdefault(r.source, {}).setdefault(r.model, est.value)
+    pairs: dict[tuple[str, str], list[float]] = {}
+    for models in by_source.values():
+        for a in models:
+            for b in models:
+                if a < b:
+                    pairs.setdefault((a, b), []).append(models[a] - models[b])
+    if not pairs:
+        return "no two nets share a source: orderings cannot be checked for shared offsets"
+    (a, b), gaps = max(pairs.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    if len(gaps) < 2:
+        return f"only one source has both {a} and {b}: shared offsets are assumed, not shown"
+    independent = math.sqrt(2 * (sigma**2 + tau**2))
+    return (
+        f"orderings take an implementation's offset as shared by its nets (it cancels): the "
+        f"{a} - {b} gap over {len(gaps)} sources has sd {statistics.stdev(gaps):.2f} pp, "
+        f"against {independent:.2f} pp if each net had its own offset"
+    )
+
+
+def published_calibration(preset: str, recipe: str, results: list[Result]) -> Calibration:
+    """References for ``recipe`` from published reruns (module docstring for the estimators)."""
+    offset = selection_offset(results)
+    sigma, dof = pooled_run_sigma(results)
+    recipes = sorted({r.recipe for r in results})
+    all_cells = [c for rec in recipes for c in cell_estimates(results, rec, offset).values()]
+    tau, used = between_sigma(all_cells, sigma)
+    refs = {}
+    for model, cell in cell_estimates(results, recipe, offset).items():
+        mean, _ = random_effects(cell, sigma, tau)
+        run = max(sigma, binomial_floor(mean, TEST_IMAGES["official"]))
+        _, var = random_effects(cell, run, tau)
+        _, var_run = random_effects(cell, run, 0.0)
+        sources = tuple(sorted({e.source for e in cell}))
+        refs[(model, "test_error")] = Reference(
+            model, "test_error", mean, run, tau, var, var_run, sources
+        )
+    groups = "; ".join(
+        f"{r.model} in {r.source}: k={r.k}, s={r.sample_std():.3f}"
+        for r in results
+        if r.sample_std() is not None
+    )
+    derivation = (
+        f"sigma_run = {sigma:.3f} pp: pooled sample std of every published group of >= "
+        f"{MIN_GROUP} runs ({dof} degrees of freedom: {groups}), floored per net at the "
+        f"binomial standard error of its error rate on {TEST_IMAGES['official']:,} test images",
+        f"sigma_impl = {tau:.3f} pp: DerSimonian-Laird between-source spread over {used} "
+        "(recipe, net) cells with two or more independent sources",
+        f"best-on-test numbers are raised by {offset:.3f} pp, the mean (final - best) gap of "
+        "the sources that print both; best-of-k numbers are replaced by their source's mean",
+        f"expected value per net: random-effects mean of the `{recipe}`-recipe sources",
+        shared_offset_evidence(results, offset, sigma, tau),
+    )
+    return Calibration(preset, f"published `{recipe}`-recipe reruns", refs, derivation)
+
+
+MINI_KEYS = {"test_error": "final_test_error", "train_error": "final_train_error"}
+
+
+def _mini_reference(model: str, metric: str, values: list[float]) -> Reference:
+    """One model's reference from our own calibration seeds (same code: no between spread)."""
+    mean = statistics.fmean(values)
+    n = {"test_error": TEST_IMAGES["mini"], "train_error": TRAIN_IMAGES["mini"]}.get(metric)
+    floor = binomial_floor(mean, n) if n else 0.0
+    run = max(statistics.stdev(values), floor)
+    var = run**2 / len(values)
+    return Reference(model, metric, mean, run, 0.0, var, var, (MINI_CALIBRATION,))
+
+
+def mini_calibration(preset: str, doc: dict[str, Any]) -> Calibration:
+    """References for the `mini` preset from ``baselines/mini_calibration.json``."""
+    refs = {}
+    per_seed = doc.get("per_seed", {})
+    responses = doc.get("layer_response", {})
+    for model in sorted(set(per_seed) | set(responses)):
+        series = {
+            metric: [float(s[key]) for s in per_seed.get(model, {}).values() if key in s]
+            for metric, key in MINI_KEYS.items()
+        }
+        series["response_std"] = [
+            float(v) for v in responses.get(model, {}).get("per_seed", {}).values()
+        ]
+        for metric, values in series.items():
+            if len(values) >= 2:
+                refs[(model, metric)] = _mini_reference(model, metric, values)
+    derivation = (
+        "expected value and sigma_run per net and metric: mean and sample std of this "
+        "project's calibration seeds (baselines/mini_calibration.json), error rates floored at "
+        f"the binomial standard error on {TEST_IMAGES['mini']:,} test / {TRAIN_IMAGES['mini']:,} "
+        "training images",
+        "sigma_impl = 0: the reference runs are this code itself",
+    )
+    return Calibration(preset, "this project's mini calibration seeds", refs, derivation)
+
+
+@cache
+def calibration_for(preset: str, basis: str) -> Calibration:
+    """The calibration of a preset whose policy names ``basis`` ('published:<recipe>' or
+    'mini_calibration')."""
+    if basis == MINI_CALIBRATION:
+        return mini_calibration(preset, load_baseline(MINI_CALIBRATION))
+    kind, _, recipe = basis.partition(":")
+    if kind != "published" or not recipe:
+        raise ReproError(
+            f"baselines/tolerances.json: preset {preset!r} has calibration {basis!r}; expected "
+            "'published:<recipe>' or 'mini_calibration'"
+        )
+    return published_calibration(preset, recipe, load_results())
+
+
+# --- operating characteristics ----------------------------------------------------------------
+
+NORMAL = statistics.NormalDist()
+SEEDS_SHOWN = (1, 5)  # the K at which every claim's operating characteristics are shown
+WORSE_PP = 1.0  # "a run whose mean error is 1 pp worse" (issue 12)
+TRIALS = 20_000  # Monte Carlo draws per ordering claim (standard error <= 0.0036)
+
+
+def band_z(target: float, nets: int) -> float:
+    """z of the band that passes each of ``nets`` faithful nets with probability
+    target ** (1 / nets), so that all of them pass together with ``target`` (Sidak)."""
+    each = target ** (1 / max(1, nets))
+    return NORMAL.inv_cdf((1 + each) / 2)
+
+
+def tolerance_pass_probability(
+    ref: Reference, k: int, z: float, shift: float = 0.0, deviations: int = 0
+) -> float:
+    """P(|mean of k seeds - expected| <= z * sd) when the run's true mean is expected + shift."""
+    sd = ref.sd(k, deviations)
+    return NORMAL.cdf(z - shift / sd) - NORMAL.cdf(-z - shift / sd)
+
+
+def threshold_pass_probability(
+    ref: Reference, k: int, bound: float, above: bool, shift: float = 0.0
+) -> float:
+    """P(the K-seed mean lies on the claimed side of ``bound``)."""
+    p_above = 1 - NORMAL.cdf((bound - ref.mean - shift) / ref.sd(k))
+    return p_above if above else 1 - p_above
+
+
+def ordering_pass_probability(
+    higher: Reference, lower: Reference, k: int, shift: float = 0.0, seed: int = 0
+) -> float:
+    """P(repro.claims.compare holds: higher's mean above lower's and higher in most of the k
+    seeds) for nets drawn from their references; ``shift`` is added to the lower net (a run
+    that much worse). Both nets come from one implementation, whose offset (sigma_impl) they
+    share and which cancels: what remains is the uncertainty of the two expected values
+    (their sources' run noise) and the seeds' noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def draw(ref: Reference, extra: float) -> Any:
+        offset = rng.normal(0.0, math.sqrt(ref.mean_var_run), (TRIALS, 1))
+        return ref.mean + extra + offset + rng.normal(0.0, ref.sigma_run, (TRIALS, k))
+
+    a, b = draw(higher, 0.0), draw(lower, shift)
+    holds = (a.mean(axis=1) > b.mean(axis=1)) & ((a > b).sum(axis=1) * 2 > k)
+    return float(holds.mean())
+
+
+@dataclass(frozen=True)
+class Characteristic:
+    """What one claim's verdict can detect at one preset: P(pass | faithful) and
+    P(fail | 1 pp worse) at K = 1 and 5 seeds, and whether the preset asserts it."""
+
+    claim: str
+    label: str
+    asserted: bool
+    reason: str
+    pass_faithful: tuple[float, ...] = ()
+    fail_worse: tuple[float | None, ...] = ()
+
+
+def _missing_reference(cal: Calibration | None, models: list[str], metric: str) -> str:
+    if cal is None:
+        return "the preset has no calibration"
+    missing = [m for m in models if cal.reference(m, metric) is None]
+    if not missing:
+        return ""
+    return f"no reference {metric.replace('_', ' ')} for {', '.join(missing)} in {cal.basis}"
+
+
+def claim_metric(claim: dict[str, Any]) -> str:
+    """The metric a claim compares: Fig. 7 claims compare response std."""
+    return str(claim.get("metric", "response_std"))
+
+
+def _probabilities(claim: dict[str, Any], cal: Calibration, k: int, shift: float) -> float:
+    metric = claim_metric(claim)
+    if claim.get("kind") == "threshold":
+        ref = cal.references[(claim["model"], metric)]
+        above = "above" in claim
+        bound = float(claim["above"] if above else claim["below"])
+        return threshold_pass_probability(ref, k, bound, above, shift if above else -shift)
+    hi = cal.references[(claim["higher"], metric)]
+    lo = cal.references[(claim["lower"], metric)]
+    return ordering_pass_probability(hi, lo, k, shift)
+
+
+def characterise(claim: dict[str, Any], cal: Calibration | None, target: float) -> Characteristic:
+    """A claim's operating characteristics at one preset; asserted only when a faithful run
+    passes with at least ``target`` at every K shown."""
+    models = (
+        [claim["model"]] if claim.get("kind") == "threshold" else [claim["higher"], claim["lower"]]
+    )
+    metric = claim_metric(claim)
+    label = claim_label(claim)
+    missing = _missing_reference(cal, models, metric)
+    if missing or cal is None:
+        return Characteristic(claim["id"], label, False, missing)
+    passes = tuple(_probabilities(claim, cal, k, 0.0) for k in SEEDS_SHOWN)
+    is_error = metric.endswith("_error")
+    worse = tuple(
+        (1 - _probabilities(claim, cal, k, WORSE_PP)) if is_error else None for k in SEEDS_SHOWN
+    )
+    low = [f"K={k}: {p:.2f}" for k, p in zip(SEEDS_SHOWN, passes) if p < target]
+    reason = f"a faithful run passes with P < {target} ({', '.join(low)})" if low else ""
+    return Characteristic(claim["id"], label, not low, reason, passes, worse)
+
+
+def claim_label(claim: dict[str, Any]) -> str:
+    """'plain56 > plain20 (test error)' or 'plain110 test error > 60'."""
+    metric = claim_metric(claim).replace("_", " ")
+    if claim.get("kind") == "threshold":
+        side = ">" if "above" in claim else "<"
+        return f"{claim['model']} {metric} {side} {claim.get('above', claim.get('below'))}"
+    return f"{claim['higher']} > {claim['lower']} ({metric})"
+
+
+def tolerance_characteristics(
+    cal: Calibration | None, models: list[str], target: float
+) -> list[Characteristic]:
+    """Table 6-style tolerance per net: the band passes all compared nets together with
+    ``target``; P(fail) when one net's mean error is 1 pp worse."""
+    refs = [cal.reference(m, "test_error") if cal else None for m in models]
+    z = band_z(target, sum(r is not None for r in refs))
+    out = []
+    for model, ref in zip(models, refs):
+        label = f"{model} test error within the band"
+        if ref is None:
+            reason = _missing_reference(cal, [model], "test_error")
+            out.append(Characteristic(f"tolerance_{model}", label, False, reason))
+            continue
+        passes = tuple(tolerance_pass_probability(ref, k, z) for k in SEEDS_SHOWN)
+        worse = tuple(1 - tolerance_pass_probability(ref, k, z, WORSE_PP) for k in SEEDS_SHOWN)
+        out.append(Characteristic(f"tolerance_{model}", label, True, "", passes, worse))
+    return out
