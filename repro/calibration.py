@@ -36,6 +36,7 @@ REFERENCE_RUNS = "reference_runs"
 MINI_CALIBRATION = "mini_calibration"
 TEST_IMAGES = {"official": 10_000, "mini": 1_017}  # test-set size behind each reference
 TRAIN_IMAGES = {"official": 50_000, "mini": 5_085}
+OTHER_RECIPE = "other"  # a record whose recipe is neither the paper's nor the common one
 MIN_GROUP = 3  # runs a group needs before its sample std counts towards sigma_run
 METRICS = ("test_error", "train_error", "response_std")
 
@@ -312,7 +313,7 @@ def published_calibration(preset: str, recipe: str, results: list[Result]) -> Ca
     """References for ``recipe`` from published reruns (module docstring for the estimators)."""
     offset = selection_offset(results)
     sigma, dof = pooled_run_sigma(results)
-    recipes = sorted({r.recipe for r in results})
+    recipes = sorted({r.recipe for r in results} - {OTHER_RECIPE})
     all_cells = [c for rec in recipes for c in cell_estimates(results, rec, offset).values()]
     tau, used = between_sigma(all_cells, sigma)
     refs = {}
@@ -335,7 +336,9 @@ def published_calibration(preset: str, recipe: str, results: list[Result]) -> Ca
         f"{MIN_GROUP} runs ({dof} degrees of freedom: {groups}), floored per net at the "
         f"binomial standard error of its error rate on {TEST_IMAGES['official']:,} test images",
         f"sigma_impl = {tau:.3f} pp: DerSimonian-Laird between-source spread over {used} "
-        "(recipe, net) cells with two or more independent sources",
+        f"(recipe, net) cells of the {' and '.join(recipes)} recipes with two or more "
+        "independent sources (sources with another recipe are listed but calibrate nothing: "
+        "their spread is that of their recipes, not of implementations)",
         f"best-on-test numbers are raised by {offset:.3f} pp, the mean (final - best) gap of "
         "the sources that print both; best-of-k numbers are replaced by their source's mean",
         f"expected value per net: random-effects mean of the `{recipe}`-recipe sources",

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.baselines import load_baseline
-from repro.claims import Verdict, all_verdicts
+from repro.calibration import Calibration
+from repro.claims import Verdict, all_verdicts, preset_calibration
 from repro.errors import ReproError
 from repro.report.calibration import trust_sections
 from repro.report.plots import plot_curves
@@ -92,11 +93,19 @@ def paper_cell(entry: dict[str, Any]) -> str:
     return f"{entry['test_error']:.2f} ({entry['test_error_mean']:.2f}{spread}{runs})"
 
 
+def expected_cell(cal: Calibration | None, model: str) -> str:
+    """The calibration's expected final test error for a net, with its sources' count."""
+    ref = cal.reference(model, "test_error") if cal else None
+    if ref is None:
+        return "-"
+    return f"{ref.mean:.2f} ({len(ref.sources)} source{'s' if len(ref.sources) > 1 else ''})"
+
+
 def results_table(summary: dict[str, Any], comparable: bool) -> str:
-    """Table 6-style: measured (final test error, mean ± std, every seed) vs paper vs akamaster."""
+    """Table 6-style: measured (final test error, mean ± std, every seed) vs the paper, and vs
+    the value this preset's calibration expects (docs/tolerance-model.md)."""
     paper = load_baseline("he2016_table6")["models"]
-    aka = load_baseline("akamaster_pytorch_resnet_cifar10")["models"]
-    seedrep = load_baseline("seed_report_200ep")["models"]
+    cal, _ = preset_calibration(summary["preset"])
     has_val = any(
         m["val_selected_test_error"]["mean"] is not None for m in summary["models"].values()
     )
@@ -107,8 +116,7 @@ def results_table(summary: dict[str, Any], comparable: bool) -> str:
         "best-on-test % (selected on test)",
         "paper Table 6",
         "Δ vs paper",
-        "akamaster (best-on-test)",
-        "seed report ep. 200",
+        "expected at this preset",
     ]
     rows = []
     for model, m in summary["models"].items():
@@ -125,8 +133,7 @@ def results_table(summary: dict[str, Any], comparable: bool) -> str:
             _pm(m["best_test_error"]),
             paper_cell(entry),
             shown,
-            _num(aka.get(model, {}).get("test_error")),
-            _num(seedrep.get(model, {}).get("test_error")),
+            expected_cell(cal, model),
         ]
         rows.append(row)
     return markdown_table(head, rows)
