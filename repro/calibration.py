@@ -508,7 +508,7 @@ def characterise(claim: dict[str, Any], cal: Calibration | None, target: float) 
     worse = tuple(
         (1 - _probabilities(claim, cal, k, WORSE_PP)) if is_error else None for k in SEEDS_SHOWN
     )
-    low = [f"K={k}: {p:.2f}" for k, p in zip(SEEDS_SHOWN, passes) if p < target]
+    low = [f"K={k}: {p:.3f}" for k, p in zip(SEEDS_SHOWN, passes) if p < target]
     reason = f"a faithful run passes with P < {target} ({', '.join(low)})" if low else ""
     return Characteristic(claim["id"], label, not low, reason, passes, worse)
 
@@ -523,10 +523,10 @@ def claim_label(claim: dict[str, Any]) -> str:
 
 
 def tolerance_characteristics(
-    cal: Calibration | None, models: list[str], target: float
+    cal: Calibration | None, models: list[str], target: float, deviations: int = 0
 ) -> list[Characteristic]:
     """Table 6-style tolerance per net: the band passes all compared nets together with
-    ``target``; P(fail) when one net's mean error is 1 pp worse."""
+    ``target``; P(fail) when one net's mean error is 1 pp worse. ``deviations``: declared."""
     refs = [cal.reference(m, "test_error") if cal else None for m in models]
     z = band_z(target, sum(r is not None for r in refs))
     out = []
@@ -536,7 +536,9 @@ def tolerance_characteristics(
             reason = _missing_reference(cal, [model], "test_error")
             out.append(Characteristic(f"tolerance_{model}", label, False, reason))
             continue
-        passes = tuple(tolerance_pass_probability(ref, k, z) for k in SEEDS_SHOWN)
-        worse = tuple(1 - tolerance_pass_probability(ref, k, z, WORSE_PP) for k in SEEDS_SHOWN)
+        passes = tuple(tolerance_pass_probability(ref, k, z, 0.0, deviations) for k in SEEDS_SHOWN)
+        worse = tuple(
+            1 - tolerance_pass_probability(ref, k, z, WORSE_PP, deviations) for k in SEEDS_SHOWN
+        )
         out.append(Characteristic(f"tolerance_{model}", label, True, "", passes, worse))
     return out

@@ -26,7 +26,7 @@ from repro.calibration import (
 )
 from repro.errors import ReproError
 from repro.fileio import NUMBER, wrong_types
-from repro.reproduce.presets import config_mismatch, get_experiment, get_preset
+from repro.reproduce.presets import config_mismatch, declared_amp, get_experiment, get_preset
 from repro.reproduce.summary import mean_std, seed_metrics
 from repro.tables import markdown_table, text_table
 from repro.train.rundir import (
@@ -112,6 +112,7 @@ POLICY_TYPES: dict[str, tuple[Any, ...]] = {
     "pass_probability": (NUMBER,),
     "why": (str,),
     "layer_response_why": (str,),
+    "declared_deviations": (list,),
 }
 CLAIM_TYPES: dict[str, tuple[Any, ...]] = {
     k: (str,) for k in ("id", "higher", "lower", "metric", "model", "kind", "quote", "figure")
@@ -455,15 +456,17 @@ def check_residual(matrix: Matrix) -> Verdict:
 # --- tolerance -----------------------------------------------------------------------------
 
 
-def declared_deviations(matrix: Matrix, model: str) -> int:
-    """How many deviations from the preset the runs of ``model`` declared (the most of any
-    seed): each widens the band by one more between-implementation variance."""
-    counts = [
-        len(run.config.get("declared_deviations") or [])
+def declared_deviations(matrix: Matrix, model: str) -> list[str]:
+    """The deviations from the calibrating recipe that the preset (``declared_deviations`` in
+    baselines/tolerances.json) or a run of ``model`` (a precision asked for explicitly)
+    declares: each widens the band by one more between-implementation variance."""
+    out = [str(d) for d in preset_policy(matrix.preset).get("declared_deviations", [])]
+    asked = {
+        f"amp={run.config.get('amp')} asked for"
         for run in matrix.runs.get(model, {}).values()
-        if run.config is not None
-    ]
-    return max(counts, default=0)
+        if run.config is not None and declared_amp(run.config)
+    }
+    return out + sorted(asked)
 
 
 def _unstated_data_or_recipe(matrix: Matrix) -> Verdict | None:
@@ -506,7 +509,7 @@ def _tolerance_row(
     ref = cal.reference(model, "test_error")
     if ref is None:
         return (model, measured, len(vals), None, "no reference", None, None, "-"), None
-    band = z * ref.sd(max(1, len(vals)), declared_deviations(matrix, model))
+    band = z * ref.sd(max(1, len(vals)), len(declared_deviations(matrix, model)))
     delta = abs(measured - ref.mean) if measured is not None else None
     ok = delta is not None and delta <= band
     sources = ", ".join(ref.sources)
@@ -677,6 +680,7 @@ def operating_characteristics(preset: str, experiment: str) -> list[tuple[str, C
                 ch = replace(ch, asserted=False, reason=f"preset {preset} does not run {check}")
             out.append((check, ch))
     if "tolerance" in policy["checks"]:
-        nets = [m for m in get_experiment(experiment)]
-        out += [("tolerance", ch) for ch in tolerance_characteristics(cal, nets, target)]
+        nets, declared = list(get_experiment(experiment)), policy.get("declared_deviations", [])
+        tolerance = tolerance_characteristics(cal, nets, target, len(declared))
+        out += [("tolerance", ch) for ch in tolerance]
     return out

@@ -33,7 +33,7 @@ def test_faithful_common_run_report_has_table_verdicts_and_curves(tmp_path: Path
     assert "| tolerance | resnet56 test error within the band | 0.99 | 0.99 |" in text
     for name in ("completeness", "degradation", "residual", "tolerance"):
         assert f"### {name}: PASS" in text
-    assert "schedule: 1000 iterations (paper: 64000)" in text
+    assert "| total_iterations | 1000 | 64000 | 'terminate training at 64k iterations'" in text
     assert (tmp_path / "rep" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "rep" / "summary.json").read_text())["preset"] == "common"
 
@@ -101,3 +101,17 @@ def test_report_of_a_folder_that_is_not_a_run_is_one_error(tmp_path: Path, capsy
     assert "summary.json is missing" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(ReproError, match="does not exist"):
         write_report(tmp_path / "nope")
+
+
+def test_deviations_are_derived_from_the_config_field_by_field(tmp_path: Path) -> None:
+    """Every field of baselines/he2016_recipe.json the run departs from is listed with the
+    paper's words; the fields it shares with the paper are not."""
+    run = write_run(tmp_path / "run")  # the `common` recipe
+    config = run / "resnet56" / "seed0" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "normalize": "imagenet"}))
+    text = write_report(run, tmp_path / "rep").read_text()
+    section = text[text.index("## Deviations from the paper") : text.index("## Recipe")]
+    assert "| milestone_unit | 'epoch' | 'iteration' |" in section
+    assert "| normalize | 'imagenet', 'per-channel' | 'per-pixel-mean' |" in section
+    assert "| momentum |" not in section and "| split |" not in section  # as in the paper
+    assert "'The network inputs are 32x32 images, with the per-pixel mean subtracted.'" in section

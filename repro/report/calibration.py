@@ -63,10 +63,11 @@ def tolerance_model_section(preset: str, experiment: str) -> list[str]:
     if "tolerance" not in preset_policy(preset)["checks"] or not nets:
         return md
     z = band_z(target, len(nets))
+    declared = preset_policy(preset).get("declared_deviations", [])
     rows = []
     for model in nets:
         ref = cal.references[(model, "test_error")]
-        bands = [f"± {z * ref.sd(k):.2f}" for k in SEEDS_SHOWN]
+        bands = [f"± {z * ref.sd(k, len(declared)):.2f}" for k in SEEDS_SHOWN]
         rows.append(
             (model, f"{ref.mean:.2f}", f"{ref.sigma_run:.2f}", f"{ref.sigma_impl:.2f}", *bands)
         )
@@ -74,7 +75,9 @@ def tolerance_model_section(preset: str, experiment: str) -> list[str]:
     md += [
         f"Bands for the final test error (z = {z:.2f}, so that a faithful run passes all "
         f"{len(nets)} nets together with P = {target}); each declared deviation adds one "
-        "sigma_impl² to the variance:",
+        "sigma_impl² to the variance"
+        + (f" (declared by this preset: {'; '.join(declared)})" if declared else "")
+        + ":",
         "",
         markdown_table(head, rows),
         "",

@@ -139,31 +139,41 @@ def results_table(summary: dict[str, Any], comparable: bool) -> str:
     return markdown_table(head, rows)
 
 
-def deviations(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
-    """Every way this run's recipe and data differ from the paper's (Sec. 4.2)."""
-    ref = {k: v["value"] for k, v in load_baseline("he2016_recipe")["fields"].items()}
+MISSING = object()
+
+
+def field_deviations(configs: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(field, this run, paper, paper's words) for every config field of the paper's recipe
+    record (baselines/he2016_recipe.json) that some run departs from, field by field."""
+    rows = []
+    for key, entry in load_baseline("he2016_recipe")["fields"].items():
+        if entry.get("config") is False:
+            continue
+        got = set()
+        for config in configs:
+            want = entry["value"]
+            if entry.get("models") == "resnet" and not str(config.get("model")).startswith(
+                "resnet"
+            ):
+                want = None  # a plain net has no shortcut
+            value = config.get(key, MISSING)
+            if value is MISSING:
+                got.add("not recorded")
+            elif value != want:
+                got.add(repr(value))
+        if got:
+            rows.append((key, ", ".join(sorted(got)), repr(entry["value"]), entry["why"]))
+    return rows
+
+
+def deviations(configs: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """What the field table cannot say: the data, a cut schedule, --force, the headline."""
     out = []
     if summary.get("data_official") is not True:
-        out.append(
-            f"data: a SUBSET of CIFAR-10 ({config.get('data_counts')}), not the official 50k/10k"
-        )
-    for key in ("split", "batch_size", "lr", "momentum", "weight_decay", "gamma"):
-        if key in config and config[key] != ref[key]:
-            out.append(f"{key}: {config[key]!r} (paper: {ref[key]!r})")
-    if config.get("total_iterations") != ref["total_iterations"]:
-        out.append(
-            f"schedule: {config.get('total_iterations')} iterations "
-            f"(paper: {ref['total_iterations']})"
-        )
-    unit = config.get("milestone_unit", "iteration")
-    if config.get("milestones") != ref["milestones"] or unit != "iteration":
-        out.append(
-            f"lr milestones: {config.get('milestones')} {unit}s (paper: 32k, 48k iterations)"
-        )
-    if config.get("max_steps"):
-        out.append(f"cut after max_steps={config['max_steps']} optimizer steps")
-    if config.get("warmup") == "off":
-        out.append("no warm-up for ResNet-110 (paper: lr 0.01 until training error < 80%)")
+        counts = configs[0].get("data_counts") if configs else None
+        out.append(f"data: a SUBSET of CIFAR-10 ({counts}), not the official 50k/10k")
+    if any(c.get("max_steps") for c in configs):
+        out.append(f"cut after max_steps={configs[0].get('max_steps')} optimizer steps")
     if summary.get("forced"):
         out.append("run with --force outside the conditions its preset requires")
     out.append(
@@ -265,11 +275,17 @@ def results_and_curves_section(summary: dict[str, Any], comparable: bool) -> lis
     ]
 
 
-def recipe_section(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
-    """The deviations from the paper's recipe, then the recipe as the run resolved it."""
+def recipe_section(configs: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """The deviations from the paper's recipe, derived field by field from the runs' configs,
+    then the recipe as the (first) run resolved it."""
+    config = configs[0] if configs else {}
     rows = [(k, str(config[k])) for k in RECIPE_KEYS if k in config]
     md = ["## Deviations from the paper", ""]
-    md += [f"- {d}" for d in deviations(config, summary)] + [""]
+    fields = field_deviations(configs)
+    if fields:
+        head = ("field", "this run", "paper", "the paper's words")
+        md += [markdown_table(head, fields), ""]
+    md += [f"- {d}" for d in deviations(configs, summary)] + [""]
     return md + ["## Recipe", "", markdown_table(("field", "value"), rows), ""]
 
 
@@ -312,7 +328,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     md += results_and_curves_section(summary, comparable)
     md += verdicts_section(all_verdicts(matrix)) + layer_response_section(run_dir, out)
     md += trust_sections(matrix.preset, matrix.experiment)
-    md += recipe_section(configs[0] if configs else {}, summary)
+    md += recipe_section(configs, summary)
     md += data_and_environment_section(summary)
     write_summary(out, summary)
     (out / "report.md").write_text("\n".join(md))
