@@ -108,8 +108,15 @@ def _result(record: dict[str, Any], i: int, entry: Any) -> Result:
     if entry.get("selection") not in SELECTIONS or entry.get("aggregate") not in AGGREGATES:
         problems.append(f"has selection/aggregate outside {SELECTIONS}/{AGGREGATES}")
     values = entry.get("values") or ()
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    numbers = [entry.get("value"), entry.get("std") or 0.0, *values]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
         problems.append("has a non-numeric entry in 'values'")
+    elif not all(math.isfinite(v) and v >= 0 for v in numbers):
+        problems.append("has a negative or non-finite number")
+    if entry.get("k") is not None and not (isinstance(entry["k"], int) and entry["k"] >= 1):
+        problems.append("has 'k' below 1")
+    if entry.get("aggregate") == "values" and not values:
+        problems.append("has aggregate 'values' but no 'values'")
     if problems:
         raise _bad(where, problems[0].removeprefix(where + ": "))
     return Result(
@@ -360,19 +367,49 @@ def _mini_reference(model: str, metric: str, values: list[float]) -> Reference:
     return Reference(model, metric, mean, run, 0.0, var, var, (MINI_CALIBRATION,))
 
 
+def _numbers(values: list[Any]) -> list[float]:
+    """``values`` as floats; one ReproError naming the file if any is not a finite number."""
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if not ok or not all(math.isfinite(v) for v in values):
+        raise ReproError(
+            f"baselines/{MINI_CALIBRATION}.json has a value that is not a finite number; "
+            "restore the file from the repository (git checkout baselines/)"
+        )
+    return [float(v) for v in values]
+
+
+def _mini_tables(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The per-seed metrics and layer responses of the mini calibration, shape-checked."""
+    per_seed, responses = doc.get("per_seed"), doc.get("layer_response", {})
+    if isinstance(per_seed, dict) and isinstance(responses, dict):
+        seeds_ok = all(
+            isinstance(m, dict) and all(isinstance(s, dict) for s in m.values())
+            for m in per_seed.values()
+        )
+        responses_ok = all(
+            isinstance(m, dict) and isinstance(m.get("per_seed", {}), dict)
+            for m in responses.values()
+        )
+        if seeds_ok and responses_ok:
+            return per_seed, responses
+    raise ReproError(
+        f"baselines/{MINI_CALIBRATION}.json has no per_seed/layer_response tables of the "
+        "expected shape; restore the file from the repository (git checkout baselines/)"
+    )
+
+
 def mini_calibration(preset: str, doc: dict[str, Any]) -> Calibration:
     """References for the `mini` preset from ``baselines/mini_calibration.json``."""
     refs = {}
-    per_seed = doc.get("per_seed", {})
-    responses = doc.get("layer_response", {})
+    per_seed, responses = _mini_tables(doc)
     for model in sorted(set(per_seed) | set(responses)):
         series = {
-            metric: [float(s[key]) for s in per_seed.get(model, {}).values() if key in s]
+            metric: _numbers([s[key] for s in per_seed.get(model, {}).values() if key in s])
             for metric, key in MINI_KEYS.items()
         }
-        series["response_std"] = [
-            float(v) for v in responses.get(model, {}).get("per_seed", {}).values()
-        ]
+        series["response_std"] = _numbers(
+            list(responses.get(model, {}).get("per_seed", {}).values())
+        )
         for metric, values in series.items():
             if len(values) >= 2:
                 refs[(model, metric)] = _mini_reference(model, metric, values)

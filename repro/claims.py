@@ -142,6 +142,14 @@ def preset_policy(preset: str) -> dict[str, Any]:
     if preset not in presets:
         raise ReproError(f"baselines/tolerances.json has no policy for preset {preset!r}")
     policy = _checked("tolerances", f"presets.{preset}", presets[preset], POLICY_TYPES, ("checks",))
+    lists = (policy["checks"], policy.get("declared_deviations", []))
+    probability = policy.get("pass_probability", 0.5)
+    if not all(isinstance(x, str) for x in (*lists[0], *lists[1])) or not 0 < probability < 1:
+        raise ReproError(
+            f"baselines/tolerances.json: presets.{preset} needs lists of names and a "
+            "pass_probability between 0 and 1; restore the file from the repository "
+            "(git checkout baselines/)"
+        )
     if set(policy["checks"]) - {"completeness"}:
         needs = ("calibration", "pass_probability")
         _checked("tolerances", f"presets.{preset}", policy, POLICY_TYPES, needs)
@@ -317,7 +325,8 @@ def run_problems(run: Run, model: str, seed: int, preset: str) -> list[str]:
 def lr_problems(run: Run) -> list[str]:
     """The lr recorded at every evaluation is the step schedule's (Sec. 4.2: lr x gamma at each
     milestone; lr 0.01 while a warm-up lasts, which never comes back): a cosine or otherwise
-    altered schedule is caught here, whatever the config says. Imports are not checked."""
+    altered schedule is caught here, whatever the config says; so is a warm-up lr past its
+    bound (``warmup_limit_iteration``: the first milestone). Imports are not checked."""
     config = run.config
     if config is None or run.imported is not None:
         return []
@@ -328,10 +337,12 @@ def lr_problems(run: Run) -> list[str]:
     if base is None or gamma is None:
         return ["config has no lr or gamma: the lr trace cannot be checked"]
     warming = bool(config.get("warmup_active")) and config.get("warmup_lr") is not None
+    limit = config.get("warmup_limit_iteration")  # absent: an old, unbounded warm-up
     for row in run.metrics:
         it, got = row["iteration"], row.get("lr")
         want = base * gamma ** sum(1 for m in marks if it - 1 >= m)  # the lr of step it - 1
-        if got is not None and warming and math.isclose(got, config["warmup_lr"], rel_tol=1e-6):
+        in_warmup = warming and (not isinstance(limit, int) or it - 1 < limit)
+        if got is not None and in_warmup and math.isclose(got, config["warmup_lr"], rel_tol=1e-6):
             continue
         warming = False  # once the schedule's lr shows, the warm-up is over
         if got is None or not math.isclose(got, want, rel_tol=1e-6):

@@ -364,6 +364,33 @@ def test_a_warm_up_lr_after_the_warm_up_ended_fails_completeness(tmp_path: Path)
     )
 
 
+def test_a_warm_up_that_outlives_its_bound_fails_completeness(tmp_path: Path) -> None:
+    """A net that never gets below 80 % training error used to keep lr 0.01 through both drops;
+    the warm-up now ends at the first milestone at the latest (warmup_limit_iteration)."""
+    root = write_run(tmp_path)
+    path = root / "resnet56" / "seed0" / "config.json"
+    config = {**json.loads(path.read_text()), "warmup_active": True, "warmup_lr": 0.01}
+    first_drop, second_drop = config["milestone_iterations"]
+
+    def warm_until(last):
+        def edit(rows):
+            for r in rows:
+                r["lr"] = 0.01 if r["iteration"] <= last else r["lr"]
+            return rows
+
+        return edit
+
+    path.write_text(json.dumps({**config, "warmup_limit_iteration": first_drop}))
+    edit_metrics(root / "resnet56" / "seed0" / "metrics.jsonl", warm_until(first_drop))
+    assert check_completeness(load_matrix(root)).status == PASS  # warm up to the bound
+    edit_metrics(root / "resnet56" / "seed0" / "metrics.jsonl", warm_until(10**9))
+    v = check_completeness(load_matrix(root))
+    assert v.status == FAIL  # still 0.01 after the second drop, where the schedule says 0.001
+    assert f"lr 0.01 at iteration {second_drop + 50}" in {r[0]: r[-1] for r in v.rows}["resnet56"]
+    path.write_text(json.dumps(config))  # an old run: no bound recorded, none enforced
+    assert check_completeness(load_matrix(root)).status == PASS
+
+
 @pytest.mark.usefixtures("calibrated_fig7")
 def test_layer_responses_of_other_weights_fail_fig7_as_stale(tmp_path: Path) -> None:
     root = write_layer_response(write_run(tmp_path))

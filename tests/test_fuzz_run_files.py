@@ -16,7 +16,7 @@ from synthetic_runs import write_layer_response, write_run
 
 import repro.baselines as baselines_mod
 from repro.baselines import load_baseline
-from repro.claims import FAIL, PASS, all_verdicts
+from repro.claims import FAIL, PASS, all_verdicts, operating_characteristics
 from repro.errors import ReproError
 from repro.reproduce.summary import refreshed_summary
 from repro.train.rundir import load_matrix, read_metrics
@@ -90,7 +90,17 @@ def test_a_torn_last_metrics_line_is_skipped_and_a_torn_middle_line_is_a_problem
     assert all_verdicts(matrix)[0].status == FAIL  # completeness reports it
 
 
-@pytest.mark.parametrize("name", ("tolerances", "he2016_fig6_claims", "he2016_table6"))
+@pytest.mark.parametrize(
+    "name",
+    (
+        "tolerances",
+        "he2016_fig6_claims",
+        "he2016_fig7_claims",
+        "he2016_table6",
+        "reference_runs",
+        "mini_calibration",
+    ),
+)
 @FUZZ
 @given(data=st.data())
 def test_a_damaged_baseline_is_used_or_refused_in_one_line(
@@ -106,6 +116,8 @@ def test_a_damaged_baseline_is_used_or_refused_in_one_line(
     try:
         load_baseline(name)
         statuses = read_and_judge(faithful)
+        for preset in ("common", "mini"):  # what `repro calibration` and the report compute
+            operating_characteristics(preset, "core")
     except ReproError as exc:
         assert "\n" not in str(exc).strip(), str(exc)
         return

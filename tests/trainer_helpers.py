@@ -20,7 +20,7 @@ TINY = [
     "--depth",
     "8",
     "--recipe",
-    "paper",
+    "paper-val",
     "--batch-size",
     "16",
     "--iterations",

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 
 from repro.analysis.layer_response import LayerResponse, layer_response_std, mean_response_std
-from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
+from repro.data import normalize
 from repro.errors import ReproError
 from repro.fileio import atomic_write
 from repro.models import CifarResNet
 from repro.train.checkpoint import load_checkpoint, model_from_checkpoint
+from repro.train.evaluate import InputNorm, checkpoint_normalization
 from repro.train.rundir import (
     FINAL,
     LAYER_RESPONSE_JSON,
@@ -89,6 +90,7 @@ class Job:
     config: dict[str, Any]
     iteration: int | None
     digest: str  # SHA-256 of the checkpoint file: which weights the result belongs to
+    norm: InputNorm  # the normalisation the run trained with (a mean image for per-pixel-mean)
 
 
 @dataclass
@@ -145,11 +147,12 @@ def prepare_jobs(checkpoints: Sequence[Path]) -> list[Job]:
             )
         seen[key, seed] = path
         config = state.get("config") or {}
-        if "mean" not in config or "std" not in config:
+        norm = checkpoint_normalization(state, str(path))
+        if norm.name != "per-pixel-mean" and ("mean" not in config or "std" not in config):
             warn(f"{path}: no mean/std in the checkpoint config; normalising with CIFAR-10's")
         iteration = state.get("iteration")
         jobs.append(
-            Job(path, model, key, seed, depth, residual, config, iteration, file_digest(path))
+            Job(path, model, key, seed, depth, residual, config, iteration, file_digest(path), norm)
         )
     return jobs
 
@@ -168,13 +171,15 @@ def measure(
     """The layer responses of every job on ``images``, one model on the device at a time."""
     entries = []
     for job in jobs:
-        result = layer_response_std(
-            job.model.to(device),
-            images,
-            batch_size,
-            mean=job.config.get("mean", CIFAR10_MEAN),
-            std=job.config.get("std", CIFAR10_STD),
-        )
+        norm = job.norm
+        if isinstance(norm.mean, torch.Tensor):  # a mean image: normalised here, as in training
+            result = layer_response_std(
+                job.model.to(device), normalize(images, norm.mean, norm.std), batch_size
+            )
+        else:
+            result = layer_response_std(
+                job.model.to(device), images, batch_size, mean=norm.mean, std=norm.std
+            )
         job.model.cpu()
         entries.append(Entry(job, result))
         print(

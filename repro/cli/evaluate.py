@@ -15,14 +15,14 @@ from typing import Any
 import torch
 
 from repro.cli.options import add_data_root, add_device, add_json
-from repro.data import CIFAR10_MEAN, CIFAR10_STD, get_split, load_cifar10, resolve_data_root
+from repro.data import get_split, load_cifar10, resolve_data_root
 from repro.data.splits import DEFAULT_SPLIT_SEED, SPLITS
 from repro.errors import ReproError
 from repro.train.akamaster import MODELS as AKAMASTER_MODELS
 from repro.train.akamaster import load_akamaster
 from repro.train.checkpoint import TRUST_FLAG, model_from_checkpoint
 from repro.train.devices import resolve_device
-from repro.train.evaluate import EvalResult, evaluate
+from repro.train.evaluate import EvalResult, checkpoint_normalization, evaluate
 
 SOURCES = ("repro", "akamaster")
 
@@ -62,14 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json(parser)
 
 
-def _three_numbers(values: Any) -> bool:
-    return (
-        isinstance(values, (list, tuple))
-        and len(values) == 3
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    )
-
-
 def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model and what to report about it: name, normalisation and its source, extras."""
     path = Path(args.checkpoint)
@@ -82,6 +74,7 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
         ckpt = load_akamaster(path, args.model, trust_pickle=args.trust_pickle)
         info: dict[str, Any] = {
             "model": ckpt.model_name,
+            "normalize": "imagenet",
             "mean": list(ckpt.mean),
             "std": list(ckpt.std),
             "norm_source": "ImageNet constants, which akamaster trained with",
@@ -93,28 +86,29 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
             "--model is only for --from akamaster; this project's checkpoints name their model"
         )
     model, state = model_from_checkpoint(path, trust_pickle=args.trust_pickle)
-    config = state.get("config")
-    if not isinstance(config, dict):
-        config = {}
-    if config.get("mean") is not None and config.get("std") is not None:
-        mean, std, source = config["mean"], config["std"], "checkpoint config"
-    else:
-        mean, std = CIFAR10_MEAN, CIFAR10_STD
-        source = "CIFAR-10 constants (the checkpoint records none)"
-    if not (_three_numbers(mean) and _three_numbers(std)):
-        raise ReproError(
-            f"checkpoint {path} is corrupt: its config's mean/std are not 3 numbers each; "
-            "use another checkpoint of the run"
-        )
+    norm = checkpoint_normalization(state, f"checkpoint {path}")
     info = {
         "model": state["model_name"],
         "model_kwargs": dict(state["model_kwargs"]),
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "norm_source": source,
+        "normalize": norm.name,
+        "mean": norm.mean,  # a mean image (tensor) for per-pixel-mean
+        "std": list(norm.std),
+        "norm_source": norm.source,
         "iteration": state.get("iteration"),
     }
     return model, info
+
+
+def normalization_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` normalisation record: its name and per-channel mean/std (null for a mean
+    image, which is not printed)."""
+    image = isinstance(info["mean"], torch.Tensor)
+    return {
+        "name": info["normalize"],
+        "mean": None if image else list(info["mean"]),
+        "std": None if image else info["std"],
+        "source": info["norm_source"],
+    }
 
 
 def report(args: argparse.Namespace, info: dict, result: EvalResult, data: Any) -> dict:
@@ -128,7 +122,7 @@ def report(args: argparse.Namespace, info: dict, result: EvalResult, data: Any) 
         "error": result.error_percent,
         "loss": result.loss,
         "per_class_accuracy": result.per_class_by_name(data.classes),
-        "normalization": {"mean": info["mean"], "std": info["std"], "source": info["norm_source"]},
+        "normalization": normalization_info(info),
         "data_root": str(data.root),
         "data_official": data.official,
     }
@@ -148,12 +142,17 @@ def format_report(out: dict, data: Any) -> str:
     if out.get("iteration") is not None:
         name += f" (iteration {out['iteration']})"
     norm = out["normalization"]
+    shown = (
+        f"{norm['name']} ({norm['source']})"
+        if norm["mean"] is None
+        else f"mean {tuple(round(v, 4) for v in norm['mean'])} "
+        f"std {tuple(round(v, 4) for v in norm['std'])} ({norm['source']})"
+    )
     lines = [
         f"checkpoint  {out['checkpoint']}",
         f"model       {name}",
         f"data        {data.summary()}",
-        f"normalise   mean {tuple(round(v, 4) for v in norm['mean'])} "
-        f"std {tuple(round(v, 4) for v in norm['std'])} ({norm['source']})",
+        f"normalise   {shown}",
         "",
         f"{out['split']} error  {out['error']:6.2f} %   loss {out['loss']:.4f}   "
         f"({out['n']} images)",

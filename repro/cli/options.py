@@ -68,7 +68,8 @@ def add_speed_options(parser: argparse._ActionsContainer, default: str | None) -
         "--amp",
         default=default,
         choices=AMP_CHOICES,
-        help="autocast: auto (default) = bf16 on CUDA, off on the CPU",
+        help="autocast: auto (default) = bf16 on CUDA (fp32 for the paper recipes, whose "
+        "precision it is; --amp bf16 there is a declared deviation), off on the CPU",
     )
     add_switch(parser, "channels-last", default, "NHWC memory layout; auto (default) = on")
     add_switch(

@@ -125,6 +125,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if args.recipe is not None:
             config.recipe = args.recipe
         config.overrides = {**config.overrides, **overrides}
+        if "amp" in runtime:  # asked for now: recorded as asked
+            config.amp_requested = runtime["amp"]
         return dataclasses.replace(config, **runtime)
     if args.model is None:
         raise ReproError("--model is required (or --resume to continue the run in --out)")

@@ -4,7 +4,9 @@ from repro.data.augment import (
     CropFlipStore,
     augment,
     crop_flip,
+    input_normalization,
     normalize,
+    pixel_mean,
     random_crop_flip,
     sample_crop_params,
 )
@@ -17,7 +19,13 @@ from repro.data.cifar10 import (
     resolve_data_root,
 )
 from repro.data.loader import DeviceLoader
-from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+from repro.data.normalization import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NORMALIZATIONS,
+)
 from repro.data.splits import SPLITS, Splits, get_split, load_splits, train_val_indices
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "CropFlipStore",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "NORMALIZATIONS",
     "OFFICIAL_MD5",
     "SPLITS",
     "Splits",
@@ -36,9 +45,11 @@ __all__ = [
     "crop_flip",
     "find_batches_dir",
     "get_split",
+    "input_normalization",
     "load_cifar10",
     "load_splits",
     "normalize",
+    "pixel_mean",
     "random_crop_flip",
     "resolve_data_root",
     "sample_crop_params",

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
+from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD, UNIT_STD, channel_constants
 
 
 def sample_crop_params(
@@ -127,18 +127,51 @@ def _affine(
     return scale.to(device, dtype), shift.to(device, dtype)
 
 
+# A per-channel mean (3 numbers) or a mean image (a float tensor [C, H, W] on the [0, 1] scale).
+Mean = Sequence[float] | torch.Tensor
+
+
 def normalize(
     images: torch.Tensor,
-    mean: Sequence[float] = CIFAR10_MEAN,
+    mean: Mean = CIFAR10_MEAN,
     std: Sequence[float] = CIFAR10_STD,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """uint8 [N, C, H, W] in 0..255 -> ``(x / 255 - mean) / std`` per channel, as ``dtype``.
 
-    One conversion and two in-place passes (fused scale and shift).
+    One conversion and two in-place passes (fused scale and shift). A tensor ``mean`` is a mean
+    image [C, H, W] subtracted pixel by pixel (the paper's "per-pixel mean subtracted", Sec.
+    3.4/4.2; ``std`` is then normally all ones).
     """
+    if isinstance(mean, torch.Tensor):
+        x = images.to(dtype).div_(255.0).sub_(mean.to(images.device, dtype))
+        if any(float(s) != 1.0 for s in std):
+            x.div_(torch.tensor(std, dtype=dtype, device=images.device).view(1, -1, 1, 1))
+        return x
     scale, shift = _affine(tuple(map(float, mean)), tuple(map(float, std)), images.device, dtype)
     return images.to(dtype).mul_(scale).add_(shift)
+
+
+def pixel_mean(images: torch.Tensor) -> torch.Tensor:
+    """The mean image of uint8 ``images`` [N, C, H, W] on the [0, 1] scale, float32 [C, H, W].
+
+    Summed exactly in int64 and divided once in float64, so it is the same on every device and
+    for every order of the images (He et al. 2016, Sec. 3.4/4.2: "the per-pixel mean").
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f"expected uint8 images [N, C, H, W], got {images.dtype} {images.shape}")
+    total = images.sum(dim=0, dtype=torch.int64).to(torch.float64)
+    return total.div_(255.0 * images.shape[0]).to(torch.float32)
+
+
+def input_normalization(name: str, train_images: torch.Tensor) -> tuple[Mean, tuple[float, ...]]:
+    """(mean, std) for ``normalize`` under the normalisation ``name`` (see
+    :data:`repro.data.normalization.NORMALIZATIONS`): per-channel constants, or for
+    ``per-pixel-mean`` the mean image of ``train_images`` (the images trained on) and unit std."""
+    constants = channel_constants(name)
+    if constants is None:
+        return pixel_mean(train_images), UNIT_STD
+    return constants
 
 
 def augment(
@@ -147,7 +180,7 @@ def augment(
     *,
     padding: int = 4,
     flip: bool = True,
-    mean: Sequence[float] = CIFAR10_MEAN,
+    mean: Mean = CIFAR10_MEAN,
     std: Sequence[float] = CIFAR10_STD,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:

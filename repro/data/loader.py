@@ -1,6 +1,7 @@
 """A data loader that keeps a whole split on the target device as uint8 and yields augmented,
 normalised batches; its state (epoch, position, generator, this epoch's order) can be saved and
 restored between any two steps so a resumed run sees exactly the batches it would have seen.
+Normalisation is per channel (mean/std) or, for the paper's per-pixel mean, a mean image.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 
-from repro.data.augment import CropFlipStore, normalize
+from repro.data.augment import CropFlipStore, Mean, normalize
 from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
 from repro.errors import ReproError
 
@@ -23,6 +24,11 @@ class DeviceLoader:
     to the next epoch. All randomness (the per-epoch permutation, then each batch's crops and
     flips, in that order) comes from one CPU ``torch.Generator`` seeded with ``seed``, so results
     are identical on CPU and CUDA. ``x`` is float normalised [B, C, H, W], ``y`` int64 [B].
+
+    A tensor ``mean`` is a mean image (the paper's per-pixel mean, Sec. 3.4/4.2: "the network
+    inputs are 32x32 images, with the per-pixel mean subtracted"): it is subtracted from each
+    32x32 network input, i.e. after the crop; padded pixels are black before the subtraction, as
+    in the per-channel modes.
     """
 
     def __init__(
@@ -38,7 +44,7 @@ class DeviceLoader:
         device: torch.device | str | None = None,
         padding: int = 4,
         flip: bool = True,
-        mean: Sequence[float] = CIFAR10_MEAN,
+        mean: Mean = CIFAR10_MEAN,
         std: Sequence[float] = CIFAR10_STD,
         dtype: torch.dtype = torch.float32,
         memory_format: torch.memory_format = torch.contiguous_format,
@@ -61,7 +67,9 @@ class DeviceLoader:
         self.shuffle = train if shuffle is None else shuffle
         self.drop_last = drop_last
         self.padding, self.flip = padding, flip
-        self.mean, self.std = tuple(mean), tuple(std)
+        # a mean image (per-pixel-mean) lives on the device beside the split
+        self.mean: Mean = mean.to(self.device) if isinstance(mean, torch.Tensor) else tuple(mean)
+        self.std = tuple(std)
         self.dtype, self.memory_format = dtype, memory_format
         self.generator = torch.Generator().manual_seed(int(seed))
         self.epoch = 0

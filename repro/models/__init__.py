@@ -15,6 +15,7 @@ from functools import partial
 from torch import nn
 
 from repro.models.cifar import BasicBlock, CifarResNet, cifar_plain, cifar_resnet, valid_depths
+from repro.models.ghost_bn import GhostBatchNorm2d, use_bn_batch
 from repro.models.imagenet import Bottleneck, ResNet, imagenet_resnet
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
@@ -60,7 +61,9 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "CifarResNet",
+    "GhostBatchNorm2d",
     "ResNet",
     "build_model",
     "list_models",
+    "use_bn_batch",
 ]

@@ -8,7 +8,9 @@ Interruption: SIGINT (Ctrl-C) or SIGTERM to the driver stops the whole matrix. E
 in its own session (the terminal's Ctrl-C does not reach it) and gets exactly one SIGTERM from
 the driver (it finishes its step, writes last.pt and exits 143; a second signal would make it give
 up); no new job starts; summary.json says "interrupted" and the driver prints the command that
-continues the matrix and exits 130 (SIGINT) or 143 (SIGTERM).
+continues the matrix and exits 130 (SIGINT) or 143 (SIGTERM). A SIGKILL of the driver cannot be
+caught: on Linux each trainer asks the kernel for one SIGTERM when its parent dies
+(``PR_SET_PDEATHSIG``), so it still saves its step and the matrix stays resumable.
 
 Placement (``--gpus 0,1|all [--per-gpu K]``): each child sees one GPU through
 ``CUDA_VISIBLE_DEVICES``, and ``REPRO_PLACEMENT`` describes the slot; the trainer records both in
@@ -17,12 +19,14 @@ config.json (``cuda_visible_devices``, ``placement``).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +171,29 @@ def gpu_slots(gpus: list[int] | None, per_gpu: int, parallel: int) -> list[int |
     return [g for _ in range(per_gpu) for g in gpus]
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def pdeathsig_setter() -> Callable[[], None] | None:
+    """A ``preexec_fn`` (Linux) that gives the child one SIGTERM when this process dies, even by
+    SIGKILL, so a trainer saves last.pt instead of training on as an orphan; None elsewhere.
+    libc is loaded here, in the parent: the forked child only calls prctl."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # no prctl: the child outlives a SIGKILLed driver
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: stop as it would have
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return die_with_parent
+
+
 def child_env(slot: int | None, note: str) -> dict[str, str] | None:
     """A child's environment: ours, plus its GPU (None: inherit ours unchanged). ``slot`` is an
     index as torch sees it here: under a CUDA_VISIBLE_DEVICES of our own (a Slurm allocation),
@@ -253,6 +280,7 @@ class JobPool:
             stderr=subprocess.STDOUT,
             env=child_env(slot, self.note),
             start_new_session=True,  # the terminal's Ctrl-C reaches the driver only
+            preexec_fn=pdeathsig_setter(),  # a SIGKILLed driver: one SIGTERM to each child
         )
         where = "" if slot is None else f" on GPU {slot}"
         self.echo(

@@ -1,6 +1,8 @@
 """What a training step is made of, built in one place for the trainer, `repro estimate` and the
-tests: the model on its device, SGD (Sec. 4.2: momentum 0.9, weight decay), the device-resident
-loader and the step function (autocast, optional torch.compile with an eager fallback)."""
+tests: the model on its device (BN over chunks of ``bn_batch`` images when the recipe asks: the
+paper's two GPUs, Sec. 4.2), SGD (Sec. 4.2: momentum 0.9, weight decay by the recipe's policy),
+the device-resident loader and the step function (autocast, optional torch.compile with an eager
+fallback)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.data import DeviceLoader
+from repro.data.augment import Mean
 from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
 from repro.errors import ReproError
-from repro.models import build_model
+from repro.models import build_model, use_bn_batch
 from repro.train import ddp
-from repro.train.recipes import Recipe
+from repro.train.recipes import BN_BATCH_AND_SYNC_BN, Recipe
 from repro.train.switches import CUDA_GRAPH_MODES
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
@@ -47,11 +50,38 @@ def model_depth(model: nn.Module, name: str) -> int | None:
     return int(digits) if digits else None
 
 
+def decayed_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The weights of the conv and fully connected layers: what ``weight_decay_policy="weights"``
+    decays (BN's gamma/beta and every bias are left out)."""
+    return [
+        m.weight
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and isinstance(m.weight, nn.Parameter)
+    ]
+
+
+def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
+    """SGD's parameter groups under the recipe's weight-decay policy: ``all`` is one group with
+    the recipe's decay on every parameter (Sec. 4.2: "weight decay of 0.0001"); ``weights`` is
+    the conv/fc weights with it, then every other parameter with none."""
+    if recipe.weight_decay_policy == "all":
+        return [{"params": list(model.parameters()), "weight_decay": recipe.weight_decay}]
+    decayed = {id(p) for p in decayed_parameters(model)}
+    return [
+        {
+            "params": [p for p in model.parameters() if id(p) in decayed],
+            "weight_decay": recipe.weight_decay,
+        },
+        {"params": [p for p in model.parameters() if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
-    """SGD with momentum and weight decay on every parameter; fused on CUDA, foreach elsewhere."""
+    """SGD with momentum and weight decay by the recipe's policy (:func:`parameter_groups`);
+    fused on CUDA, foreach elsewhere."""
     kw: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.SGD(
-        model.parameters(),
+        parameter_groups(model, recipe),
         lr=recipe.lr,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,
@@ -167,6 +197,23 @@ class Components:
         return self._step(x, y, scale)
 
 
+def batch_norm_of(
+    model: nn.Module, recipe: Recipe, dist: ddp.DistInfo, device: torch.device, sync_bn: bool
+) -> nn.Module:
+    """The model with the BatchNorm the run asks for: over chunks of ``recipe.bn_batch`` images
+    of each device's batch (the paper's two GPUs, Sec. 4.2; swapped in place, same state_dict),
+    SyncBatchNorm under torchrun with ``sync_bn``, else as built (each device's whole batch)."""
+    if recipe.bn_batch is not None:
+        if sync_bn:
+            raise ReproError(BN_BATCH_AND_SYNC_BN)
+        use_bn_batch(model, recipe.bn_batch)
+    if sync_bn and dist.enabled:
+        if device.type != "cuda":
+            raise ReproError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel); drop it")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
 def build_components(
     model: nn.Module,
     recipe: Recipe,
@@ -179,21 +226,20 @@ def build_components(
     compile_mode: str | None = None,
     seed: int = 0,
     drop_last: bool = False,
-    mean: Sequence[float] = CIFAR10_MEAN,
+    mean: Mean = CIFAR10_MEAN,
     std: Sequence[float] = CIFAR10_STD,
     dist: ddp.DistInfo | None = None,
     sync_bn: bool = False,
 ) -> Components:
     """Put ``model`` on ``device`` and build what trains it on the uint8 ``images``/``labels``.
 
-    Under torchrun (``dist`` enabled) the step runs through DistributedDataParallel, with
-    SyncBatchNorm if ``sync_bn``; the returned ``model`` is always the plain module.
+    ``recipe.bn_batch`` swaps the model's BatchNorm for BN over chunks of that many images of
+    each device's batch (in place, same state_dict). Under torchrun (``dist`` enabled) the step
+    runs through DistributedDataParallel, with SyncBatchNorm if ``sync_bn`` (which contradicts
+    ``bn_batch``: refused); the returned ``model`` is always the plain module.
     """
     dist = dist or ddp.DistInfo()
-    if sync_bn and dist.enabled:
-        if device.type != "cuda":
-            raise ReproError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel); drop it")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = batch_norm_of(model, recipe, dist, device, sync_bn)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     # torch's stubs lack the (device, memory_format=) overload that Module.to accepts at run time
     model = model.to(device, memory_format=memory_format)  # type: ignore[call-overload, unused-ignore]

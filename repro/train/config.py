@@ -18,7 +18,13 @@ from typing import Any
 import torch
 
 from repro.errors import ReproError
-from repro.train.recipes import RECIPE_FIELDS
+from repro.train.recipes import (
+    BN_BATCH_AND_SYNC_BN,
+    BN_BATCH_OFF,
+    LEGACY_VALUES,
+    RECIPE_FIELDS,
+    Recipe,
+)
 from repro.train.rundir import CONFIG, recorded_config
 from repro.train.switches import resolve_compile, resolve_switch
 
@@ -56,6 +62,9 @@ class TrainConfig:
     tensorboard: bool = _option(False, resumed=False)
     quiet: bool = _option(False, resumed=False)
     resume: bool = False
+    # the --amp word the run was asked for, as config.json records it ("amp_requested"): a
+    # resumed run keeps its first one (None for a run written before it was recorded)
+    amp_requested: str | None = None
 
 
 def config_fields(flag: str) -> tuple[str, ...]:
@@ -69,20 +78,29 @@ def config_from_run(out: str | os.PathLike) -> TrainConfig:
     recorded, _ = recorded_config(out)  # config.json, or the copy in a checkpoint if it was lost
     if recorded is None:
         raise ReproError(f"nothing to resume: {out / CONFIG} does not exist")
-    overrides = {
-        f: recorded[f] for f in RECIPE_FIELDS if f not in ("name", "source") and f in recorded
-    }
     kept = {k: recorded[k] for k in config_fields("resumed") if recorded.get(k) is not None}
     return TrainConfig(
         model=recorded["model"],
         out=out,
         recipe=recorded["recipe"],
         model_kwargs=dict(recorded.get("model_kwargs") or {}),
-        overrides=overrides,
+        overrides=recorded_overrides(recorded),
         device=recorded.get("device_requested", "auto"),
         resume=True,
+        amp_requested=recorded.get("amp_requested"),
         **kept,
     )
+
+
+def recorded_overrides(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The recipe fields a run recorded, as overrides that rebuild exactly its recipe: a field
+    the run predates takes its legacy value (the behaviour the run had, not the recipe's new
+    default), and a recorded ``bn_batch`` of None stays None (``off``)."""
+    fields = [f for f in RECIPE_FIELDS if f not in ("name", "source")]
+    overrides = {f: recorded.get(f, LEGACY_VALUES.get(f)) for f in fields}
+    if overrides.get("bn_batch") is None:
+        overrides["bn_batch"] = BN_BATCH_OFF
+    return {f: v for f, v in overrides.items() if f in recorded or f in LEGACY_VALUES}
 
 
 def resume_command(config: TrainConfig) -> str:
@@ -110,6 +128,23 @@ def log_interval(log_every: int | None, eval_every: int, device: torch.device) -
     if log_every is not None:
         return log_every
     return eval_every if device.type == "cuda" else 50
+
+
+def check_bn_options(config: TrainConfig, recipe: Recipe) -> None:
+    """One ReproError naming the flag, before anything is written: ``--sync-bn`` with
+    ``--bn-batch`` (they contradict), or a ``--bn-batch`` given for a new run that is larger than
+    the batch (it would be plain BN over the whole batch; a recipe's own default, e.g. the
+    paper's 64 under ``--batch-size 16``, is plain BN there by definition and is not refused)."""
+    if recipe.bn_batch is not None and config.sync_bn:
+        raise ReproError(BN_BATCH_AND_SYNC_BN)
+    asked = config.overrides.get("bn_batch")
+    if config.resume or asked in (None, BN_BATCH_OFF) or recipe.bn_batch is None:
+        return
+    if recipe.bn_batch > recipe.batch_size:
+        raise ReproError(
+            f"--bn-batch {recipe.bn_batch} is larger than the batch size {recipe.batch_size}: "
+            f"BN would see the whole batch; use at most {recipe.batch_size} (or --bn-batch off)"
+        )
 
 
 def check_counts(config: TrainConfig) -> None:

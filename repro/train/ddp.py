@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from repro.errors import ReproError
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,48 @@ def init(info: DistInfo, device: torch.device) -> None:
     """Join the process group: NCCL on CUDA, gloo on CPU."""
     if info.enabled and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def bn_group(per_rank: int, bn_batch: int) -> str:
+    """How many images one BatchNorm normalises over in a process's batch of ``per_rank``
+    (``bn_batch`` 0: the whole of it)."""
+    if not bn_batch or per_rank <= bn_batch:
+        return f"{per_rank}"
+    rest = per_rank % bn_batch
+    return f"{bn_batch}" + (f" (and a remainder of {rest})" if rest else "")
+
+
+def check_world_size(recorded: dict[str, Any], info: DistInfo, where: Path) -> str | None:
+    """Resume a checkpoint written by another number of processes only where training stays the
+    same. Every rank draws the same global batch in the same order, and model, optimiser and RNG
+    states are one copy, so only BatchNorm sees the world size: each process normalises over its
+    batch / world size images (in chunks of the recipe's ``bn_batch``, when set), so another
+    count would change the run mid-way: refused, one line. Allowed, with a note, where BN is the
+    same either way: ``--sync-bn`` (the whole batch), or ``bn_batch`` chunks that divide both
+    per-process batches (not bit-identical: sums reduce in another order). None: same size."""
+    old, new = int(recorded.get("world_size") or 1), info.world_size
+    if old == new:
+        return None
+    batch, chunk = int(recorded.get("batch_size") or 0), int(recorded.get("bn_batch") or 0)
+    same_chunks = chunk > 0 and all((batch // n) % chunk == 0 for n in (old, new))
+    if recorded.get("sync_bn") or same_chunks:
+        over = f"chunks of {chunk} images" if same_chunks else f"the whole batch of {batch}"
+        return (
+            f"resuming a run of world size {old} with world size {new}: BatchNorm normalises "
+            f"over {over} either way (not bit-identical: sums reduce in another order"
+            + (", and other images share a chunk)" if same_chunks else ")")
+        )
+    how = (
+        "`repro train` in one process"
+        if old == 1
+        else f"torchrun with {old} processes (--nnodes x --nproc_per_node = {old})"
+    )
+    raise ReproError(
+        f"{where} was trained with world size {old} and this is world size {new}: BatchNorm "
+        f"would normalise over {bn_group(batch // new, chunk)} images at a time instead of "
+        f"{bn_group(batch // old, chunk)}, changing the run mid-way; resume it with {how}, or "
+        "start a new --out"
+    )
 
 
 def shutdown() -> None:

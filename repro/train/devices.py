@@ -50,14 +50,17 @@ def resolve_device(
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
-def resolve_amp(amp: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: ``auto`` = bf16 on CUDA and off on the CPU; fp16 needs CUDA (its
-    training uses a GradScaler). A dtype or None passes through."""
+def resolve_amp(
+    amp: str | torch.dtype | None, device: torch.device, cuda_auto: str = "bf16"
+) -> torch.dtype | None:
+    """The autocast dtype: ``auto`` = ``cuda_auto`` on CUDA (bf16, or off for a recipe that
+    trains in fp32 such as the paper's) and off on the CPU; fp16 needs CUDA (its training uses a
+    GradScaler). A dtype or None passes through."""
     if amp is None or isinstance(amp, torch.dtype):
         return amp
     choice = str(amp).lower()
     if choice == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        return _AMP_DTYPES[cuda_auto] if device.type == "cuda" else None
     if choice not in _AMP_DTYPES:
         raise ReproError(f"unknown --amp {amp!r}; use {', '.join(AMP_CHOICES)}")
     if choice == "fp16" and device.type != "cuda":

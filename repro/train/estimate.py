@@ -194,9 +194,9 @@ def estimate(
     first warm-up step compiles, falling back to eager with a warning if that fails.
     """
     dev = resolve_device(device)
-    amp_dtype = resolve_amp(amp, dev)
-    mode = resolve_compile(compile, compile_mode, dev.type)
     recipe = get_recipe(recipe_name, batch_size=batch_size)
+    amp_dtype = resolve_amp(amp, dev, cuda_auto=recipe.amp_auto)  # the paper's: fp32
+    mode = resolve_compile(compile, compile_mode, dev.type)
     torch.manual_seed(0)
     model = make_model(model_name, model_kwargs or {})
     n_val = round(OFFICIAL_TRAIN * recipe.val_fraction)

@@ -9,13 +9,66 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.data import normalize
+from repro.data import CIFAR10_MEAN, CIFAR10_STD, normalize
+from repro.data.augment import Mean
+from repro.data.normalization import UNIT_STD
+from repro.errors import ReproError
 from repro.train.devices import model_device, resolve_amp
+
+
+@dataclass(frozen=True)
+class InputNorm:
+    """How a checkpoint's inputs are normalised: per-channel ``mean``/``std``, or a mean image
+    (``mean`` a tensor [C, H, W], ``std`` ones); ``name`` and ``source`` for the reader."""
+
+    name: str
+    mean: Mean
+    std: tuple[float, ...]
+    source: str
+
+
+def _three_numbers(values: Any) -> bool:
+    return (
+        isinstance(values, (list, tuple))
+        and len(values) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    )
+
+
+def checkpoint_normalization(state: dict[str, Any], where: str = "the checkpoint") -> InputNorm:
+    """The normalisation a checkpoint of this project was trained with, for every reader
+    (`repro evaluate`, Fig. 7): ``per-pixel-mean`` (Sec. 3.4/4.2) with the mean image the
+    checkpoint holds; else its config's per-channel mean/std; else, for a checkpoint that records
+    none, CIFAR-10's constants (what such runs used). ReproError for a corrupt record."""
+    recorded = state.get("config")
+    config: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    name = config.get("normalize", "per-channel")
+    if name == "per-pixel-mean":
+        image = state.get("mean_image")
+        if not (isinstance(image, torch.Tensor) and image.dim() == 3 and image.is_floating_point()):
+            raise ReproError(
+                f"{where} records per-pixel-mean normalisation but holds no mean image "
+                "[C, H, W]; it is corrupt: use another checkpoint of the run"
+            )
+        return InputNorm(name, image, UNIT_STD, "the checkpoint's per-pixel mean image")
+    mean, std = config.get("mean"), config.get("std")
+    if mean is None or std is None:
+        return InputNorm(
+            name, CIFAR10_MEAN, CIFAR10_STD, "CIFAR-10 constants (the checkpoint records none)"
+        )
+    if not (_three_numbers(mean) and _three_numbers(std)):
+        raise ReproError(
+            f"{where} is corrupt: its config's mean/std are not 3 numbers each; "
+            "use another checkpoint of the run"
+        )
+    floats = lambda v: tuple(float(x) for x in v)  # noqa: E731
+    return InputNorm(name, floats(mean), floats(std), "checkpoint config")
 
 
 @dataclass(frozen=True)
@@ -37,7 +90,7 @@ def evaluate(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
-    mean: Sequence[float],
+    mean: Mean,
     std: Sequence[float],
     batch_size: int = 1024,
     device: str | torch.device | None = None,
@@ -47,7 +100,8 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate ``model`` on uint8 ``images`` [N, 3, H, W] with int ``labels`` [N].
 
-    Inputs are normalised with ``(x / 255 - mean) / std``. ``device`` defaults to the model's;
+    Inputs are normalised with ``(x / 255 - mean) / std`` (``mean`` per channel, or a mean image
+    [C, H, W] for the paper's per-pixel mean). ``device`` defaults to the model's;
     the model must already be there; ``amp`` is the training vocabulary (auto, bf16, fp16, off).
     The model's train/eval mode is restored afterwards.
     """
@@ -57,6 +111,8 @@ def evaluate(
     cast = resolve_amp(amp, device)
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if isinstance(mean, torch.Tensor):
+        mean = mean.to(device)  # once, not per batch
 
     loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
     correct = count = None

@@ -1,11 +1,25 @@
 """Named training recipes and the learning-rate schedule as a pure function.
 
-* ``paper``: He et al. 2016, Sec. 4.2 (SGD 0.9, wd 1e-4, batch 128, lr 0.1 /10 at 32k and 48k
-  iterations, stop at 64k, 45k/5k train/val split, 0.01 warm-up for 110 layers and deeper).
+* ``paper``: He et al. 2016, Sec. 4.2, every detail the paper states, on all 50k training images.
+  SGD 0.9, wd 1e-4 on every parameter, batch 128 "on two GPUs" (BN statistics over 64 images per
+  GPU: ``bn_batch=64``), lr 0.1 /10 at 32k and 48k iterations, stop at 64k, the per-pixel mean
+  subtracted (Sec. 3.4/4.2), fp32 (``amp_auto="off"``), 0.01 warm-up for 110 layers and deeper,
+  cut at the first lr drop at the latest. The training set: the paper's sentence is "We start with
+  a learning rate of 0.1, divide it by 10 at 32k and 48k iterations, and terminate training at 64k
+  iterations, which is determined on a 45k/5k train/val split." The 45k/5k split is where the
+  schedule was *determined*; Table 6 then reports test error, with nothing held out, and the
+  reported nets are (most plausibly, and as most reproductions do) trained on the full 50k. So
+  ``paper`` trains on all 50k, and ``paper-val`` is the same recipe on the 45k/5k split: the study
+  on which the schedule was chosen (its best.pt is chosen on the 5k).
+* ``paper-val``: ``paper`` on the 45k/5k train/val split (validation-selected best.pt).
 * ``common``: the widely used public recipe (akamaster/pytorch_resnet_cifar10): 200 epochs on all
-  50k images, lr /10 at epochs 100 and 150, no validation split (best by test error: biased).
+  50k images, lr /10 at epochs 100 and 150, no validation split (best by test error: biased),
+  per-channel mean/std, BN over the whole batch, bf16 autocast on CUDA.
 * ``resnet18-cifar``: a ResNet-18 recipe (wd 5e-4, StepLR(30, 0.1), 200 epochs, 20% validation
   split, early stopping with patience 20 evaluations).
+
+Fields added after runs were already written have a LEGACY value (:data:`LEGACY_VALUES`): what a
+run whose config.json lacks the field did, so that such a run resumes and is judged as what it was.
 """
 
 from __future__ import annotations
@@ -15,7 +29,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from repro.data.normalization import NORMALIZATIONS
 from repro.errors import ReproError
+
+BN_BATCH_OFF = "off"  # --bn-batch off: BN statistics over each device's whole batch
+WEIGHT_DECAY_POLICIES = ("all", "weights")
+WARMUP_BOUNDS = ("first-milestone", "none")
+AMP_AUTO_CHOICES = ("bf16", "off")
+BN_BATCH_AND_SYNC_BN = (
+    "--sync-bn and --bn-batch contradict (statistics over the whole global batch vs over chunks "
+    "of each device's batch); drop one (--bn-batch off for whole-batch statistics)"
+)
 
 
 def _flag(default: Any, type_: type | None, help_text: str = "", **argparse_kw: Any) -> Any:
@@ -53,11 +77,42 @@ class Recipe:
     warmup_check_every: int = _flag(
         50, int, "iterations between warm-up checks (one host sync each)"
     )
+    warmup_bound: str = _flag(
+        "first-milestone",
+        str,
+        "latest end of the warm-up: first-milestone (it cannot outlive the first lr drop; "
+        "Sec. 4.2's 'about 400 iterations' ends far earlier) or none (the error threshold alone)",
+        metavar="|".join(WARMUP_BOUNDS),
+    )
     split: str = "train45k"
     val_fraction: float = _flag(0.1, float, "held-out share of the training set")
     early_stopping_patience: int | None = _flag(
         None, int, "evaluations without val improvement; 0 = off"
     )
+    weight_decay_policy: str = _flag(
+        "all",
+        str,
+        "parameters weight decay acts on: all (Sec. 4.2's 'weight decay of 0.0001') or weights "
+        "(conv and fc weights only; BN gamma/beta and biases get none)",
+        metavar="|".join(WEIGHT_DECAY_POLICIES),
+    )
+    bn_batch: int | None = _flag(
+        None,
+        str,
+        "BatchNorm statistics over chunks of N images of each device's batch, as on the paper's "
+        "two GPUs (Sec. 4.2: batch 128 on two GPUs, 64 each); off = over the whole batch",
+        metavar="N|off",
+    )
+    normalize: str = _flag(
+        "per-channel",
+        str,
+        "input normalisation: per-pixel-mean (the mean image of the training images subtracted, "
+        "no std; Sec. 3.4/4.2), per-channel (CIFAR-10 mean/std) or imagenet (ImageNet mean/std)",
+        metavar="|".join(NORMALIZATIONS),
+    )
+    # what `--amp auto` means on CUDA: bf16 (the fast path) or off (fp32, the paper's precision);
+    # the CPU's auto is always fp32. `--amp bf16` asks for bf16 explicitly (a declared deviation).
+    amp_auto: str = "bf16"
     source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,9 +127,26 @@ RECIPES: dict[str, Recipe] = {
         iterations=64_000,
         milestones=(32_000, 48_000),
         milestone_unit="iteration",
+        split="train",
+        val_fraction=0.0,
+        bn_batch=64,
+        normalize="per-pixel-mean",
+        amp_auto="off",
+        source="He et al. 2016, Sec. 4.2 (all 50k training images; the schedule itself was "
+        "determined on a 45k/5k split: recipe paper-val)",
+    ),
+    "paper-val": Recipe(
+        name="paper-val",
+        iterations=64_000,
+        milestones=(32_000, 48_000),
+        milestone_unit="iteration",
         split="train45k",
         val_fraction=0.1,
-        source="He et al. 2016, Sec. 4.2",
+        bn_batch=64,
+        normalize="per-pixel-mean",
+        amp_auto="off",
+        source="He et al. 2016, Sec. 4.2: the 45k/5k train/val split the schedule was "
+        "determined on",
     ),
     "common": Recipe(
         name="common",
@@ -100,6 +172,16 @@ RECIPES: dict[str, Recipe] = {
 }
 
 RECIPE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
+# What a run did whose config.json predates the field (missing field => the old behaviour, never
+# the recipe's new default): BN over the whole batch, CIFAR-10 per-channel mean/std, decay on
+# every parameter, a warm-up ended by the error threshold alone, bf16 for `--amp auto` on CUDA.
+LEGACY_VALUES: dict[str, Any] = {
+    "bn_batch": None,
+    "normalize": "per-channel",
+    "weight_decay_policy": "all",
+    "warmup_bound": "none",
+    "amp_auto": "bf16",
+}
 # The fields `repro train` can override, with the argparse options of each.
 RECIPE_FLAGS: dict[str, dict[str, Any]] = {
     f.name: f.metadata["cli"] for f in dataclasses.fields(Recipe) if "cli" in f.metadata
@@ -124,6 +206,8 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     if unknown:
         raise ReproError(f"unknown recipe field(s) {', '.join(unknown)}")
     base = RECIPES[name]
+    if "bn_batch" in overrides:
+        overrides["bn_batch"] = parse_bn_batch(overrides["bn_batch"])
     if "epochs" in overrides and "iterations" not in overrides:
         overrides["iterations"] = None
     elif "iterations" in overrides and "epochs" not in overrides:
@@ -139,6 +223,37 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     recipe = dataclasses.replace(base, **overrides)
     validate_recipe(recipe)
     return recipe
+
+
+def parse_bn_batch(value: Any) -> int | None:
+    """``--bn-batch``: a number of images (an int, or its digits) or ``off`` (None: the whole
+    batch); ReproError naming the flag for anything else."""
+    if value is None or value == BN_BATCH_OFF:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ReproError(f"--bn-batch must be a number of images >= 2 or 'off', got {value!r}")
+
+
+def _check_choices(r: Recipe) -> None:
+    """One ReproError naming the flag for a word outside a field's vocabulary."""
+    for name, choices in (
+        ("normalize", NORMALIZATIONS),
+        ("weight_decay_policy", WEIGHT_DECAY_POLICIES),
+        ("warmup_bound", WARMUP_BOUNDS),
+        ("amp_auto", AMP_AUTO_CHOICES),
+    ):
+        value = getattr(r, name)
+        if value not in choices:
+            flag = name.replace("_", "-")
+            raise ReproError(f"unknown --{flag} {value!r}; use one of {', '.join(choices)}")
+    if r.bn_batch is not None and r.bn_batch < 2:
+        raise ReproError(
+            f"--bn-batch must be >= 2 images (BN over fewer has no batch statistics) or 'off', "
+            f"got {r.bn_batch}"
+        )
 
 
 def validate_recipe(r: Recipe) -> None:
@@ -176,6 +291,7 @@ def validate_recipe(r: Recipe) -> None:
         raise ReproError("--early-stopping-patience must be >= 1 (0 turns it off)")
     if r.early_stopping_patience is not None and r.val_fraction == 0:
         raise ReproError("early stopping needs a validation split (val_fraction > 0)")
+    _check_choices(r)
 
 
 def iterations_per_epoch(num_train: int, batch_size: int) -> int:
@@ -195,6 +311,9 @@ class Schedule:
     warmup_lr: float | None  # None: no warm-up for this model
     warmup_until_error: float
     warmup_check_every: int
+    warmup_limit: int | None = (
+        None  # the warm-up is over by this step at the latest (None: no bound)
+    )
 
 
 def build_schedule(recipe: Recipe, num_train: int, depth: int | None) -> Schedule:
@@ -214,6 +333,7 @@ def build_schedule(recipe: Recipe, num_train: int, depth: int | None) -> Schedul
     warm = recipe.warmup == "on" or (
         recipe.warmup == "auto" and depth is not None and depth >= recipe.warmup_min_depth
     )
+    bounded = recipe.warmup_bound == "first-milestone" and milestones
     return Schedule(
         base_lr=recipe.lr,
         gamma=recipe.gamma,
@@ -223,6 +343,7 @@ def build_schedule(recipe: Recipe, num_train: int, depth: int | None) -> Schedul
         warmup_lr=recipe.warmup_lr if warm else None,
         warmup_until_error=recipe.warmup_until_error,
         warmup_check_every=recipe.warmup_check_every,
+        warmup_limit=milestones[0] if bounded else None,
     )
 
 
@@ -230,9 +351,12 @@ def lr_at(schedule: Schedule, iteration: int, in_warmup: bool = False) -> float:
     """Learning rate of optimizer step ``iteration`` (0-based) - Sec. 4.2's step schedule.
 
     ``in_warmup`` is whether the warm-up (0.01 until training error < 80%) is still on; it only
-    matters when the schedule has a warm-up. Milestone m means steps m, m+1, ... use lr*gamma.
+    matters when the schedule has a warm-up, and never from ``warmup_limit`` on (the first
+    milestone: a warm-up cannot outlive the first lr drop). Milestone m means steps m, m+1, ...
+    use lr*gamma.
     """
-    if in_warmup and schedule.warmup_lr is not None:
+    limit = schedule.warmup_limit
+    if in_warmup and schedule.warmup_lr is not None and (limit is None or iteration < limit):
         return schedule.warmup_lr
     drops = sum(1 for m in schedule.milestones if iteration >= m)
     lr = schedule.base_lr * schedule.gamma**drops
@@ -241,15 +365,21 @@ def lr_at(schedule: Schedule, iteration: int, in_warmup: bool = False) -> float:
 
 class Warmup:
     """Tracks the warm-up: on from step 0 (if the schedule has one) until a check finds the
-    training error of the last ``warmup_check_every`` steps below ``warmup_until_error``.
+    training error of the last ``warmup_check_every`` steps below ``warmup_until_error``, or
+    the first check at or after ``warmup_limit`` (the first milestone), whichever comes first.
 
-    Checked every ``warmup_check_every`` iterations (one host sync each) rather than every step.
+    Sec. 4.2 ends the warm-up when "the training error is below 80% (about 400 iterations)"; a
+    net that never gets there would otherwise keep lr 0.01 through both milestones. From the
+    limit on :func:`lr_at` gives the schedule's lr whatever this tracker says; the check there
+    only stops the checks (and their host syncs). Checked every ``warmup_check_every``
+    iterations (one host sync each) rather than every step.
     """
 
     def __init__(self, schedule: Schedule) -> None:
         self.enabled = schedule.warmup_lr is not None
         self.threshold = schedule.warmup_until_error
         self.every = schedule.warmup_check_every
+        self.limit = schedule.warmup_limit
         self.active = self.enabled
         self.ended_at: int | None = None
 
@@ -258,10 +388,14 @@ class Warmup:
         return self.active and iteration > 0 and iteration % self.every == 0
 
     def update(self, iteration: int, window_error: float) -> bool:
-        """Feed the window's training error (percent) at a check; True when warm-up just ended."""
-        if self.active and window_error < self.threshold:
+        """Feed the window's training error (percent) at a check; True when warm-up just ended
+        (the error went below the threshold, or the limit has been reached)."""
+        limit = self.limit
+        past_limit = limit is not None and iteration >= limit
+        if self.active and (window_error < self.threshold or past_limit):
             self.active = False
-            self.ended_at = iteration
+            # past the limit the lr went back at the limit itself (lr_at), not at this check
+            self.ended_at = limit if limit is not None and past_limit else iteration
             return True
         return False
 

@@ -43,7 +43,7 @@ from repro.fileio import (
     wrong_types,
 )
 from repro.train.checkpoint import load_checkpoint
-from repro.train.recipes import RECIPE_FIELDS
+from repro.train.recipes import LEGACY_VALUES, RECIPE_FIELDS
 
 CONFIG, METRICS, LAST, BEST, FINAL = (
     "config.json",
@@ -257,12 +257,14 @@ class RunState:
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``field: old -> new`` for every training-relevant field that differs."""
+    """``field: old -> new`` for every training-relevant field that differs (a recipe field the
+    old config predates counts as its legacy value: what that run did)."""
     norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 - tuples vs lists, int vs float keys
+    get = lambda c, k: c.get(k, LEGACY_VALUES.get(k))  # noqa: E731
     return [
-        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        f"{k}: {get(old, k)!r} -> {get(new, k)!r}"
         for k in TRAINING_FIELDS
-        if norm(old.get(k)) != norm(new.get(k))
+        if norm(get(old, k)) != norm(get(new, k))
     ]
 
 

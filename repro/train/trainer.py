@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -30,8 +31,7 @@ from typing import Any
 
 import torch
 
-from repro.data import CLASSES, Splits, load_splits
-from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
+from repro.data import CLASSES, Splits, input_normalization, load_splits
 from repro.errors import ReproError
 from repro.train import ddp
 from repro.train.checkpoint import save_checkpoint
@@ -43,7 +43,14 @@ from repro.train.components import (
     model_depth,
     set_lr,
 )
-from repro.train.config import TrainConfig, check_counts, fast_path, log_interval, resume_command
+from repro.train.config import (
+    TrainConfig,
+    check_bn_options,
+    check_counts,
+    fast_path,
+    log_interval,
+    resume_command,
+)
 from repro.train.devices import amp_name, resolve_amp, resolve_device
 from repro.train.environment import environment
 from repro.train.evaluate import evaluate
@@ -176,17 +183,22 @@ class Trainer:
                 f"batch size {self.recipe.batch_size} is not divisible by the "
                 f"{dist.world_size} processes"
             )
-        self.amp_dtype = resolve_amp(config.amp, device)
+        self.amp_dtype = resolve_amp(config.amp, device, cuda_auto=self.recipe.amp_auto)
         channels_last, self.compile_mode = fast_path(config, device)
         config = dataclasses.replace(
             config, channels_last=channels_last, compile=bool(self.compile_mode)
         )
         check_counts(config)
+        check_bn_options(config, self.recipe)
         setup_runtime(config, device)
         seed_everything(config.seed)  # the model's initialisation is the first draw
         self.model = make_model(config.model, config.model_kwargs)
         self.splits = load_splits(config.data_root, self.recipe.val_fraction, config.split_seed)
         self._check_fits_the_data(config.model)
+        # Sec. 3.4/4.2: the per-pixel mean of the images trained on (or per-channel constants)
+        self.input_mean, self.input_std = input_normalization(
+            self.recipe.normalize, self.splits.train[0]
+        )
         self.drop_last = self._drop_last()
         n_train = int(self.splits.train[1].numel())
         used = n_train - n_train % self.recipe.batch_size if self.drop_last else n_train
@@ -282,6 +294,9 @@ class Trainer:
         """Every check of the run folder, before anything in it changes; says how the run goes
         on (resumed, recovered, extended) and clears what a killed write left behind."""
         state = inspect_run_dir(self.out, self.run_config, self.target, self.config.resume)
+        if state.checkpoint is not None and not state.complete:
+            note = ddp.check_world_size(state.checkpoint["config"], self.dist, self.out)
+            state.notes += [note] if note else []
         if self.dist.is_main:
             for stale in remove_stale_temp_files(self.out):
                 state.notes.append(f"removed {stale.name}, left by a write that was interrupted")
@@ -306,8 +321,8 @@ class Trainer:
             compile_mode=self.compile_mode,
             seed=self.config.seed,
             drop_last=self.drop_last,
-            mean=CIFAR10_MEAN,
-            std=CIFAR10_STD,
+            mean=self.input_mean,
+            std=self.input_std,
             dist=self.dist,
             sync_bn=self.config.sync_bn,
         )
@@ -392,11 +407,16 @@ class Trainer:
         """Sec. 4.2: lr 0.01 until the training error is below 80%, then back to 0.1."""
         _, window_error, _ = Meter.read(ddp.all_reduce_sum(self.window.packed(), self.dist))
         self.window.reset()
-        it = self.loop.iteration
+        it, threshold = self.loop.iteration, self.schedule.warmup_until_error
         if self.warmup.update(it, window_error) and self.dist.is_main and not self.config.quiet:
+            why = (
+                f"training error {window_error:.1f}% < {threshold:g}%"
+                if window_error < threshold
+                else f"bounded by the first milestone; training error still {window_error:.1f}%"
+            )
             self.progress.write(
-                f"warm-up over at iteration {it} (training error {window_error:.1f}% "
-                f"< {self.schedule.warmup_until_error:g}%): lr back to {self.schedule.base_lr:g}"
+                f"warm-up over at iteration {self.warmup.ended_at} ({why}): lr back to the "
+                f"schedule's {lr_at(self.schedule, it):g}"
             )
 
     def validate(self, train_loss: float, train_error: float, now: float) -> bool:
@@ -430,8 +450,8 @@ class Trainer:
             r = evaluate(
                 self.parts.model,
                 *split,
-                self.run_config["mean"],
-                self.run_config["std"],
+                self.input_mean,
+                self.input_std,
                 batch_size=self.config.eval_batch_size,
                 device=self.device,
                 channels_last=bool(self.config.channels_last),
@@ -515,6 +535,8 @@ class Trainer:
                 "stop_reason": loop.stop_reason,
             },
             "best_by": self.best_by,
+            # per-pixel-mean: the mean image the run normalises with (every reader uses it)
+            "mean_image": self.input_mean if isinstance(self.input_mean, torch.Tensor) else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -531,6 +553,7 @@ class Trainer:
             ) from None
         if parts.scaler is not None and state.get("scaler") is not None:
             parts.scaler.load_state_dict(state["scaler"])
+        self._check_mean_image(state.get("mean_image"))
         self.warmup.load_state_dict(state["scheduler"]["warmup"])
         saved = state["metrics_state"]
         self.meter.load_state_dict(saved["meter"])
@@ -544,6 +567,17 @@ class Trainer:
             saved.get("stop_reason"),
         )
         set_rng_state(state["rng"])
+
+    def _check_mean_image(self, saved: Any) -> None:
+        """A resumed per-pixel-mean run normalises as before: the training images are the same."""
+        mine = self.input_mean
+        if not (isinstance(saved, torch.Tensor) and isinstance(mine, torch.Tensor)):
+            return
+        if saved.shape != mine.shape or not torch.equal(saved.cpu(), mine.cpu()):
+            raise ReproError(
+                f"{self.out / LAST} was trained on other images (its per-pixel mean image "
+                "differs from this data's); resume with the run's --data-root"
+            )
 
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
         """What last.pt (no extras), best.pt and final.pt hold: the training state plus ``extra``."""
@@ -559,6 +593,7 @@ class Trainer:
             "recipe": self.recipe.name,
             **self.recipe.to_dict(),
             "warmup_active": schedule.warmup_lr is not None,
+            "warmup_limit_iteration": schedule.warmup_limit,
             "iterations_per_epoch": schedule.iterations_per_epoch,
             "milestone_iterations": list(schedule.milestones),
             "total_iterations": schedule.total_iterations,
@@ -571,8 +606,7 @@ class Trainer:
             if self.best_by == "val_error"
             else "no validation split: best.pt is chosen by TEST error (optimistically biased)",
             **self._runtime_config(),
-            "mean": list(CIFAR10_MEAN),
-            "std": list(CIFAR10_STD),
+            **normalization_config(self.input_mean, self.input_std),
             **data_config(splits),
             "environment": environment(self.device),
         }
@@ -586,6 +620,8 @@ class Trainer:
             "device": str(self.device),
             "device_requested": config.device,
             "amp": amp_name(self.amp_dtype),
+            # --amp as asked: "bf16" here (not "auto") declares a deviation from a fp32 recipe
+            "amp_requested": config.amp_requested if config.resume else config.amp,
             "channels_last": config.channels_last,
             "compile": config.compile,
             "compile_mode": config.compile_mode if config.compile else None,
@@ -606,6 +642,24 @@ def model_shortcut(model: torch.nn.Module) -> str | None:
     if getattr(model, "residual", True) is False:
         return None
     return getattr(model, "shortcut_option", None)
+
+
+def normalization_config(mean: Any, std: Any) -> dict[str, Any]:
+    """config.json's record of the input normalisation (its name is the recipe's ``normalize``):
+    per-channel ``mean``/``std``, or for a mean image null mean/std and the image's per-channel
+    averages and SHA-256 (the image itself is in every checkpoint, ``mean_image``)."""
+    if not isinstance(mean, torch.Tensor):
+        return {"mean": list(mean), "std": list(std), "mean_image": None}
+    image = mean.detach().cpu().contiguous()
+    return {
+        "mean": None,
+        "std": None,
+        "mean_image": {
+            "shape": list(image.shape),
+            "channel_means": [float(v) for v in image.double().mean(dim=(1, 2))],
+            "sha256": hashlib.sha256(image.numpy().tobytes()).hexdigest(),
+        },
+    }
 
 
 def data_config(splits: Splits) -> dict[str, Any]:

@@ -1,0 +1,578 @@
+"""`repro reproduce --launcher slurm`: the matrix as one Slurm job array, through submitit.
+
+Each array task runs the very `repro train` command the local launcher runs
+(:func:`repro.reproduce.runner.train_command`), into the same ``<model>/seed<k>`` folder and
+``logs/<model>-seed<k>.log``. submitit's own files (sbatch script, pickles, its job logs) go to
+``<matrix>/submitit/``; ``slurm_jobs.json`` records which job trains which run.
+
+Preemption and time limits: sbatch asks Slurm for USR2 ``SIGNAL_DELAY_S`` seconds before the kill
+(``--signal``); submitit then calls :meth:`TrainJob.checkpoint`, which gives `repro train` one
+SIGTERM (it finishes its step, writes last.pt and exits), waits for it and has submitit requeue
+the job: the same command again, which resumes from last.pt exactly. The trainer itself ignores
+USR2 (Slurm signals every process of the job; only the job acts on it).
+
+``--status`` reads the run folders (final.pt, a live trainer's lock), the job record, the
+launcher's lines in each run's log and, for jobs that may still be queued or running, the
+scheduler (sacct, through submitit). A re-run submits only what is neither finished nor still
+queued or running, and refuses when it cannot tell.
+
+submitit is optional (``pip install 'resnet-repro[slurm]'``) and imported lazily, here only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+from repro.fileio import read_json, write_json
+from repro.reproduce import runner
+from repro.reproduce.presets import Preset
+from repro.tables import text_table
+from repro.train.environment import environment
+from repro.train.rundir import (
+    FINAL,
+    LAST,
+    LOCK,
+    RunLock,
+    expected_end,
+    load_run,
+    log_path,
+    read_summary,
+    seed_dir,
+)
+
+RECORD = "slurm_jobs.json"  # in the matrix folder: run -> job id, log, when submitted
+SUBMITIT_DIR = "submitit"  # in the matrix folder: submitit's scripts, pickles and job logs
+SIGNAL_DELAY_S = 120  # USR2 this long before the time limit: the trainer's step + last.pt
+MAX_TIMEOUT_REQUEUES = 10  # time-limit requeues per run (a preemption always requeues)
+INSTALL = "pip install 'resnet-repro[slurm]'"
+NOTE = "[repro slurm]"  # the launcher's own lines in a run's log
+EXITED = re.compile(r"repro train exited with (-?\d+)")
+TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2})$")
+MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
+
+# sacct's job states, as queued / running / ended (anything else: unknown)
+SLURM_PHASES = {
+    "queued": {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD"},
+    "running": {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING"},
+    "ended": {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "REVOKED",
+    },
+}
+
+
+def parse_time(text: str) -> int:
+    """``--time``: minutes (``90``), ``H:MM:SS`` or ``D-H:MM:SS``, as whole minutes (rounded up)."""
+    text = str(text).strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    match = TIME.match(text)
+    if match:
+        days, hours, minutes, seconds = (int(x or 0) for x in match.groups())
+        total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+        if minutes < 60 and seconds < 60 and total > 0:
+            return math.ceil(total / 60)
+    raise ReproError(
+        f"--time {text!r} is not a wall time; give minutes (e.g. 90) or H:MM:SS (e.g. 1:30:00)"
+    )
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What each array task asks Slurm for (one `repro train` each), and how to submit."""
+
+    time: str | None = None
+    partition: str | None = None
+    gpus_per_run: int = 1
+    cpus_per_run: int | None = None
+    mem: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    array_parallelism: int | None = None
+    dry_run: bool = False
+    cluster: str = "slurm"  # "local": submitit's LocalExecutor runs the tasks here (tests)
+
+    def check(self) -> None:
+        """One ReproError for the first bad value, before anything is written."""
+        if self.time is None:
+            raise ReproError(
+                "--launcher slurm needs --time, each run's wall-time limit (minutes or H:MM:SS); "
+                "a run that needs longer is requeued and resumes from last.pt"
+            )
+        parse_time(self.time)
+        if self.gpus_per_run not in (0, 1):
+            raise ReproError(
+                f"--gpus-per-run {self.gpus_per_run}: one `repro train` uses one GPU (0: a CPU "
+                "run); one run over several GPUs is a torchrun job (README, Scaling out)"
+            )
+        counts = [("--cpus-per-run", self.cpus_per_run)]
+        counts.append(("--slurm-array-parallelism", self.array_parallelism))
+        for name, value in counts:
+            if value is not None and value < 1:
+                raise ReproError(f"{name} must be at least 1, got {value}")
+        if self.mem is not None and not MEM.match(self.mem):
+            raise ReproError(f"--mem {self.mem!r} is not a size; give e.g. 16G or 4000M")
+
+    def sbatch_parameters(self, job_name: str) -> dict[str, Any]:
+        """The parameters of submitit's SlurmExecutor (its names of sbatch's options)."""
+        params: dict[str, Any] = {
+            "job_name": job_name,
+            "time": parse_time(self.time or "0"),
+            "nodes": 1,
+            "ntasks_per_node": 1,
+            "signal_delay_s": SIGNAL_DELAY_S,
+            "stderr_to_stdout": True,
+        }
+        optional = {
+            "partition": self.partition,
+            "gpus_per_node": self.gpus_per_run or None,
+            "cpus_per_task": self.cpus_per_run,
+            "mem": self.mem,
+            "account": self.account,
+            "qos": self.qos,
+            "constraint": self.constraint,
+            "array_parallelism": self.array_parallelism,
+        }
+        return params | {k: v for k, v in optional.items() if v is not None}
+
+
+def import_submitit() -> Any:
+    """submitit, or one ReproError saying how to install it."""
+    try:
+        import submitit
+    except ImportError:
+        raise ReproError(
+            f"--launcher slurm needs submitit, which is not installed: {INSTALL} "
+            "(or use --launcher local)"
+        ) from None
+    return submitit
+
+
+def check_slurm_here() -> None:
+    """sbatch and srun on PATH, else one ReproError saying what to use instead."""
+    missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+    if missing:
+        raise ReproError(
+            f"--launcher slurm: no Slurm found here ({' and '.join(missing)} not on PATH); "
+            "run it on the cluster's login node, or use --launcher local, or --slurm-dry-run "
+            "to print the job script without submitting"
+        )
+
+
+# ---------------------------------------------------------------- one array task
+
+
+def note(log: Path, text: str) -> None:
+    """One launcher line in a run's log (the trainer appends to the same file)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    with log.open("a") as f:
+        f.write(f"{NOTE} {stamp} {text}\n")
+
+
+def job_id() -> str:
+    """This task's Slurm (or submitit-local) job id, as submitit names it."""
+    from submitit import JobEnvironment
+
+    try:
+        return str(JobEnvironment().job_id)
+    except Exception:  # not inside a submitit job (a direct call)
+        return "-"
+
+
+def wait_polling(proc: subprocess.Popen) -> int:
+    """Wait for ``proc`` without holding Popen's wait lock, so that the preemption handler,
+    which runs in this same thread, can wait for it too."""
+    while proc.poll() is None:
+        time.sleep(0.2)
+    return int(proc.returncode)
+
+
+def child_setup() -> Callable[[], None]:
+    """The trainer's ``preexec_fn``: ignore submitit's preemption signal (Slurm sends it to every
+    process of the job; the job forwards one SIGTERM instead) and die with the job (Linux)."""
+    name = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    usr = getattr(signal, name, signal.SIGUSR2)
+    die = runner.pdeathsig_setter()
+
+    def setup() -> None:
+        signal.signal(usr, signal.SIG_IGN)
+        if die is not None:
+            die()
+
+    return setup
+
+
+class TrainJob:
+    """One model/seed training as a submitit job: runs its `repro train` command into the run's
+    log and fails when the trainer does; :meth:`checkpoint` is submitit's preemption hook."""
+
+    def __init__(self, command: list[str], log: str) -> None:
+        self.command, self.log = list(command), str(log)
+        self._proc: subprocess.Popen | None = None
+        self._log_start = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"command": self.command, "log": self.log}  # never the live process
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.command, self.log = list(state["command"]), str(state["log"])
+        self._proc, self._log_start = None, 0
+
+    def __call__(self) -> int:
+        log = Path(self.log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as out:
+            self._log_start = out.tell()
+            self._proc = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # signals reach it only through this job
+                preexec_fn=child_setup(),
+            )
+            note(
+                log,
+                f"job {job_id()} on {socket.gethostname()} (pid {os.getpid()}): started "
+                f"`repro train` as pid {self._proc.pid}: {shlex.join(self.command)}",
+            )
+            rc = wait_polling(self._proc)
+        note(log, f"job {job_id()}: repro train exited with {rc}")
+        if rc != 0:
+            raise ReproError(f"repro train exited with {rc}; see {self.log}")
+        return rc
+
+    def _trainer_is_stopping(self) -> bool:
+        """Did the trainer already get a signal (a scheduler signalling the whole job)? Its
+        'received SIG...' line in the log says so: a second signal would make it give up."""
+        try:
+            with open(self.log, errors="replace") as f:
+                f.seek(self._log_start)
+                return "received SIG" in f.read()
+        except OSError:
+            return False
+
+    def checkpoint(self) -> Any:
+        """Preempted or at the time limit (submitit's USR2): one SIGTERM to `repro train`, which
+        finishes its step and writes last.pt; wait for it; requeue the same command (it resumes
+        from last.pt)."""
+        from submitit.helpers import DelayedSubmission
+
+        proc, rc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None and not self._trainer_is_stopping():
+                proc.send_signal(signal.SIGTERM)
+            rc = wait_polling(proc)
+        note(Path(self.log), f"job {job_id()}: preempted or timed out; trainer exit {rc}; requeued")
+        return DelayedSubmission(TrainJob(self.command, self.log))
+
+
+# ---------------------------------------------------------------- what is where
+
+
+def read_record(out: Path) -> dict[str, Any]:
+    """``slurm_jobs.json`` of a matrix (empty when there is none)."""
+    path = out / RECORD
+    if not path.is_file():
+        return {}
+    record = read_json(path)
+    if not isinstance(record.get("runs"), dict):
+        raise ReproError(f"{path} has no 'runs'; it was not written by `repro reproduce`")
+    return record
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The pid holding ``folder``'s lock (the trainer, or a local matrix driver), read from
+    /proc/locks without touching the lock; None when it is free or this cannot be known here."""
+    try:
+        st = (folder / LOCK).stat()
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in text.splitlines():  # "1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF"
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK":
+            continue  # a POSIX lock, or a waiter ("->")
+        try:
+            major, minor, inode = parts[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == want:
+                return int(parts[4])
+        except ValueError:
+            continue
+    return None
+
+
+def local_job_alive(job: str) -> bool:
+    """Is the submitit-local controller with this pid still running?"""
+    try:
+        cmdline = Path(f"/proc/{int(job)}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return b"submitit" in cmdline  # a zombie or a reused pid has another (or no) command line
+
+
+def slurm_phase(state: str) -> str:
+    """sacct's state (``CANCELLED by 123`` too) as queued / running / ended / unknown."""
+    word = state.split()[0].upper() if state.strip() else ""
+    return next((p for p, states in SLURM_PHASES.items() if word in states), "unknown")
+
+
+def scheduler_phases(record: dict[str, Any]) -> dict[str, str]:
+    """Run key -> queued / running / ended / unknown, as the scheduler says (one sacct call)."""
+    runs = record.get("runs", {})
+    if record.get("cluster") == "local":
+        return {k: "running" if local_job_alive(r["job_id"]) else "ended" for k, r in runs.items()}
+    if not runs or shutil.which("sacct") is None:
+        return dict.fromkeys(runs, "unknown")
+    import_submitit()
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    watcher = SlurmInfoWatcher(delay_s=0)
+    for r in runs.values():
+        watcher.register_job(str(r["job_id"]))
+    watcher.update()
+    return {
+        k: slurm_phase(watcher.get_state(str(r["job_id"]), mode="cache")) for k, r in runs.items()
+    }
+
+
+def last_note(log: Path) -> str:
+    """The launcher's last line in a run's log ('' when there is none)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [line for line in text.splitlines() if line.startswith(NOTE)]
+    return lines[-1] if lines else ""
+
+
+def run_status(run: Path, log: Path, entry: dict | None, phase: str, failed: bool) -> str:
+    """done / running / queued / interrupted / failed / not started / unknown, for one run:
+    the folder first (final.pt, a live trainer), then the scheduler, then the launcher's note."""
+    if (run / FINAL).is_file():
+        return "done"
+    if lock_holder(run) is not None:
+        return "running"
+    if phase in ("queued", "running"):
+        return phase
+    exited = EXITED.search(last_note(log)) if entry else None
+    if exited:
+        return "interrupted" if int(exited.group(1)) in (130, 143) else "failed"
+    if entry and phase == "unknown":
+        return "unknown"
+    if failed:
+        return "failed"
+    if (run / LAST).is_file():
+        return "interrupted"
+    if entry:  # the job ended without a checkpoint or a word: killed early, or lost
+        return "failed"
+    return "not started"
+
+
+def progress(run: Path) -> str:
+    """``iteration/total`` of the run's last evaluation ('-' before the first)."""
+    r = load_run(run)
+    if not r.metrics:
+        return "-"
+    end = expected_end(r.config) if r.config else None
+    return f"{r.metrics[-1]['iteration']}/{end if end is not None else '?'}"
+
+
+# ---------------------------------------------------------------- --status
+
+
+def status_rows(out: Path, summary: dict[str, Any], record: dict[str, Any]) -> list[tuple]:
+    """One row per model and seed: model, seed, status, progress, job id, log."""
+    phases = scheduler_phases(record) if record else {}
+    driver = lock_holder(out) if not record else None  # a local `repro reproduce` at work
+    failed = set(summary.get("failed") or [])
+    rows = []
+    for model in summary["models"]:
+        for seed in summary["seeds"]:
+            key, run, log = (
+                f"{model}/seed{seed}",
+                seed_dir(out, model, seed),
+                log_path(out, model, seed),
+            )
+            entry = record.get("runs", {}).get(key)
+            status = run_status(run, log, entry, phases.get(key, "unknown"), key in failed)
+            if driver is not None and status in ("not started", "interrupted"):
+                status = "queued"  # the local driver will start it
+            job = entry["job_id"] if entry else "-"
+            rows.append((model, seed, status, progress(run), job, str(log)))
+    return rows
+
+
+def matrix_status(out: Path, echo: Callable[[str], None] = print) -> dict[str, str]:
+    """Print the matrix, one line per model and seed; return run key -> status."""
+    summary = read_summary(out)  # one ReproError when ``out`` is not a matrix
+    record = read_record(out)
+    rows = status_rows(out, summary, record)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row[2]] = counts.get(row[2], 0) + 1
+    launcher = f"Slurm ({record.get('cluster')})" if record else "local"
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    echo(f"{out}: {summary['experiment']} x {summary['preset']}, launcher {launcher}: {tally}")
+    echo(text_table(("model", "seed", "status", "progress", "job", "log"), rows, "lrlrll"))
+    return {f"{r[0]}/seed{r[1]}": r[2] for r in rows}
+
+
+# ---------------------------------------------------------------- submitting
+
+
+def to_submit(jobs: list[runner.Job], record: dict[str, Any], echo: Callable) -> list[runner.Job]:
+    """The unfinished runs that no job is still queued for or running; one ReproError for a run
+    whose job's state cannot be known (it might be queued: never submit it twice)."""
+    phases = scheduler_phases(record) if record else {}
+    todo = []
+    for job in jobs:
+        key = f"{job.model}/seed{job.seed}"
+        entry = record.get("runs", {}).get(key)
+        status = run_status(job.out, job.log, entry, phases.get(key, "unknown"), False)
+        if status in ("queued", "running"):
+            where = f"as job {entry['job_id']}" if entry else f"(pid {lock_holder(job.out)})"
+            echo(f"skip   {key}: still {status} {where}; not submitted twice")
+        elif status == "unknown":
+            raise ReproError(
+                f"cannot tell whether job {entry['job_id'] if entry else '?'} ({key}) is still "
+                "queued or running (sacct gave no state); check `squeue`, cancel it or wait for "
+                "it, then run this command again"
+            )
+        else:
+            todo.append(job)
+    return todo
+
+
+def sbatch_script(folder: Path, params: dict[str, Any], count: int) -> str:
+    """The sbatch script submitit writes for an array of ``count`` tasks with ``params``."""
+    import_submitit()
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit"])
+    command += " " + shlex.quote(str(folder))
+    array: dict[str, Any] = {"map_count": count} if count > 1 else {}
+    return _make_sbatch_string(command=command, folder=folder, **params, **array)
+
+
+def make_executor(folder: Path, options: SlurmOptions, params: dict[str, Any]) -> Any:
+    """submitit's SlurmExecutor with ``params``; with ``cluster="local"`` its LocalExecutor,
+    which runs the same jobs here as processes (USR2 at the time limit, requeue by restart)."""
+    submitit = import_submitit()
+    if options.cluster == "local":
+        executor = submitit.LocalExecutor(folder, max_num_timeout=MAX_TIMEOUT_REQUEUES)
+        local = {"timeout_min": params["time"], "signal_delay_s": SIGNAL_DELAY_S}
+        executor.update_parameters(**local, gpus_per_node=params.get("gpus_per_node", 0))
+        return executor
+    executor = submitit.SlurmExecutor(folder, max_num_timeout=MAX_TIMEOUT_REQUEUES)
+    executor.update_parameters(**params)
+    return executor
+
+
+def dry_run(out: Path, params: dict, commands: dict, echo: Callable[[str], None]) -> None:
+    """Print the sbatch script and each task's command; submit and write nothing."""
+    echo(f"# dry run: nothing submitted; {len(commands)} run(s) would be one job array")
+    echo(sbatch_script((out / SUBMITIT_DIR).resolve(), params, max(len(commands), 1)))
+    for i, ((model, seed), cmd) in enumerate(commands.items()):
+        echo(f"# task {i}: {model} seed{seed} -> {seed_dir(out, model, seed)}")
+        echo(shlex.join(cmd))
+
+
+def submit(
+    out: Path, options: SlurmOptions, params: dict, commands: dict, todo: list[runner.Job]
+) -> list[Any]:
+    """Submit the runs as one job array and record the job ids (atomically) in slurm_jobs.json."""
+    folder = (out / SUBMITIT_DIR).resolve()
+    executor = make_executor(folder, options, params)
+    with executor.batch():
+        jobs = [
+            executor.submit(TrainJob(commands[(j.model, j.seed)], str(j.log.resolve())))
+            for j in todo
+        ]
+    record = read_record(out) or {"runs": {}}
+    record |= {"cluster": options.cluster, "folder": str(folder)}
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for j, sj in zip(todo, jobs):
+        record["runs"][f"{j.model}/seed{j.seed}"] = {
+            "job_id": str(sj.job_id),
+            "log": str(j.log),
+            "submitted": stamp,
+        }
+    write_json(out / RECORD, record)
+    return jobs
+
+
+def submit_matrix(
+    experiment: str,
+    models: tuple[str, ...],
+    preset: Preset,
+    out: Path,
+    seeds: int,
+    data_root: Path,
+    options: SlurmOptions,
+    device: str | None = None,
+    force: bool = False,
+    echo: Callable[[str], None] = print,
+) -> list[Any]:
+    """Submit every unfinished run of the matrix that is not queued or running as one job array
+    (or, with ``dry_run``, print what would be submitted); the submitted submitit jobs."""
+    options.check()
+    runner.check_counts(seeds, 1, None, None)
+    out = Path(out).resolve()  # the jobs may start in another working directory
+    import_submitit()
+    if not options.dry_run and options.cluster == "slurm":
+        check_slurm_here()
+    gpu = options.gpus_per_run > 0 and device in (None, "auto")
+    official = runner.check_requirements(preset, data_root, "cuda" if gpu else device, force)
+    runner.check_out_dir(out, experiment, preset.name)
+    jobs = runner.plan_jobs(out, models, seeds, preset, echo)
+    threads = options.cpus_per_run if not options.gpus_per_run else None
+    cmd = {
+        (j.model, j.seed): runner.train_command(preset, j, data_root, device, threads) for j in jobs
+    }
+    params = options.sbatch_parameters(f"repro-{experiment}-{preset.name}")
+    if options.dry_run:
+        todo = to_submit(jobs, read_record(out), echo)
+        dry_run(out, params, {(j.model, j.seed): cmd[(j.model, j.seed)] for j in todo}, echo)
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, "repro reproduce"):  # one driver at a time submits for this matrix
+        todo = to_submit(jobs, read_record(out), echo)
+        if not todo:
+            echo(f"nothing to submit; see `repro reproduce --status {out}`")
+            return []
+        extra = {"launcher": "slurm", "status": "submitted", "failed": [], "forced": force}
+        extra |= {"preset_description": preset.description, "data_official": official}
+        extra |= {"comparable_to_paper": preset.comparable and official}
+        extra |= {"driver_environment": environment(), "wall_seconds": None, "parallel": None}
+        runner.write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
+        submitted = submit(out, options, params, cmd, todo)
+    ids = ", ".join(str(j.job_id) for j in submitted)
+    echo(f"submitted {len(submitted)} run(s) as one job array ({ids}); each writes its log under")
+    echo(f"{out / 'logs'}. Follow it with: repro reproduce --status {out}")
+    echo("Run this command again to resubmit what did not finish (never a queued or running run).")
+    return submitted

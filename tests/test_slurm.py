@@ -1,0 +1,264 @@
+"""`repro reproduce --launcher slurm` without a cluster: the sbatch script submitit would submit
+(its own generator, not a fake scheduler), the job record, `--status`, and bad input in one line.
+The jobs themselves run through submitit's local executor in tests/test_slurm_local.py."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from cli_helpers import one_clear_line, run_repro
+from synthetic_runs import write_seed_run
+
+from repro.errors import ReproError
+from repro.reproduce import runner, slurm
+from repro.reproduce.presets import EXPERIMENTS, get_preset
+from repro.reproduce.slurm import (
+    RECORD,
+    SlurmOptions,
+    parse_time,
+    sbatch_script,
+    slurm_phase,
+    submit_matrix,
+)
+from repro.train.rundir import RunLock, log_path, seed_dir
+
+submitit = pytest.importorskip("submitit")
+
+SLURM_ARGS = [
+    "--launcher",
+    "slurm",
+    "--time",
+    "1:30:00",
+    "--partition",
+    "gpu",
+    "--account",
+    "proj42",
+    "--qos",
+    "high",
+    "--mem",
+    "16G",
+    "--constraint",
+    "a100",
+    "--cpus-per-run",
+    "8",
+    "--slurm-array-parallelism",
+    "2",
+]
+
+
+def reproduce_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "reproduce",
+        "--experiment",
+        "core",
+        "--preset",
+        "smoke",
+        "--data-root",
+        str(data),
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_dry_run_prints_the_array_script_with_every_slurm_option_and_the_local_commands(
+    synthetic_cifar: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    argv = reproduce_args(synthetic_cifar, out, *SLURM_ARGS, "--slurm-dry-run")
+    rc, text, err = run_repro(capsys, *argv)
+    assert rc == 0, err
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --time=90",
+        "#SBATCH --account=proj42",
+        "#SBATCH --qos=high",
+        "#SBATCH --mem=16G",
+        "#SBATCH --constraint=a100",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --array=0-3%2",  # 4 runs, at most 2 at once
+        "#SBATCH --signal=USR2@120",  # the trainer's time to finish its step and save
+        "#SBATCH --job-name=repro-core-smoke",
+    ):
+        assert line in text.splitlines(), line
+    # each task's command is the one the local launcher builds, byte for byte
+    preset = get_preset("smoke")
+    for model in EXPERIMENTS["core"]:
+        job = runner.Job(model, 0, seed_dir(out.resolve(), model, 0), log_path(out, model, 0))
+        assert shlex.join(runner.train_command(preset, job, synthetic_cifar, None, None)) in text
+    assert not out.exists()  # a dry run writes nothing
+
+
+def test_dry_run_script_is_the_one_submitits_slurm_executor_writes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from submitit.slurm.slurm import SlurmExecutor
+
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # no srun here
+    options = SlurmOptions(time="45", partition="p", gpus_per_run=1, account="a")
+    params = options.sbatch_parameters("repro-core-smoke")
+    executor = SlurmExecutor(tmp_path, max_num_timeout=slurm.MAX_TIMEOUT_REQUEUES)
+    executor.update_parameters(**params)
+    executor.parameters["map_count"] = 5  # what submitit sets for an array of 5
+    theirs = executor._make_submission_file_text(executor._submitit_command_str, "uid")
+    assert sbatch_script(executor.folder, params, 5) == theirs
+    assert "#SBATCH --array=0-4%5" in theirs and "#SBATCH --time=45" in theirs
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--partition", "gpu"], "--partition applies to --launcher slurm only"),
+        (["--slurm-dry-run"], "--slurm-dry-run applies to --launcher slurm only"),
+        (["--launcher", "slurm", "--time", "9", "--parallel", "2"], "--parallel applies to"),
+        (["--launcher", "slurm", "--time", "9", "--gpus", "0,1"], "--gpus applies to"),
+        (["--launcher", "slurm"], "--launcher slurm needs --time"),
+        (["--launcher", "slurm", "--time", "1:75:00"], "--time '1:75:00' is not a wall time"),
+        (["--launcher", "slurm", "--time", "9", "--gpus-per-run", "2"], "one `repro train` uses"),
+        (["--launcher", "slurm", "--time", "9", "--mem", "lots"], "--mem 'lots' is not a size"),
+        (["--launcher", "slurm", "--time", "9", "--cpus-per-run", "0"], "at least 1"),
+    ],
+)
+def test_bad_launcher_options_are_one_line_and_write_nothing(
+    synthetic_cifar: Path, tmp_path: Path, capsys, extra: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    line = one_clear_line(*run_repro(capsys, *reproduce_args(synthetic_cifar, out, *extra)))
+    assert message in line
+    assert not out.exists()
+
+
+def test_without_sbatch_the_slurm_launcher_names_what_to_use_instead(
+    synthetic_cifar: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "run"
+    argv = reproduce_args(synthetic_cifar, out, "--launcher", "slurm", "--time", "10")
+    line = one_clear_line(*run_repro(capsys, *argv))
+    assert "no Slurm found here (sbatch and srun not on PATH)" in line
+    assert "--launcher local" in line and "--slurm-dry-run" in line
+    assert not out.exists()
+
+
+def test_without_submitit_the_slurm_launcher_says_what_to_install(
+    synthetic_cifar: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "submitit", None)  # `import submitit` raises ImportError
+    argv = reproduce_args(synthetic_cifar, tmp_path / "run", "--launcher", "slurm", "--time", "9")
+    line = one_clear_line(*run_repro(capsys, *argv))
+    assert "pip install 'resnet-repro[slurm]'" in line and "--launcher local" in line
+
+
+def test_status_of_a_folder_that_is_not_a_matrix_is_one_line(tmp_path: Path, capsys) -> None:
+    line = one_clear_line(*run_repro(capsys, "reproduce", "--status", str(tmp_path)))
+    assert "is not a `repro reproduce` run directory" in line
+    line = one_clear_line(*run_repro(capsys, "reproduce", "--experiment", "core"))
+    assert "--experiment and --preset are required" in line
+
+
+@pytest.mark.parametrize(("text", "minutes"), [("90", 90), ("1:30:00", 90), ("0:00:30", 1)])
+def test_time_is_minutes_or_h_mm_ss_rounded_up(text: str, minutes: int) -> None:
+    assert parse_time(text) == minutes
+    assert parse_time("2-00:00:00") == 2 * 24 * 60
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "1:60:00", "ninety", "0:00:00"])
+def test_a_time_that_is_not_a_wall_time_is_refused(text: str) -> None:
+    with pytest.raises(ReproError, match="is not a wall time"):
+        parse_time(text)
+
+
+def test_sacct_states_map_to_queued_running_ended() -> None:
+    assert slurm_phase("PENDING") == slurm_phase("REQUEUED") == "queued"
+    assert slurm_phase("RUNNING") == slurm_phase("COMPLETING") == "running"
+    assert slurm_phase("CANCELLED by 4242") == slurm_phase("TIMEOUT") == "ended"
+    assert slurm_phase("") == slurm_phase("UNKNOWN") == "unknown"
+
+
+# ------------------------------------------------------------------ status and resubmission
+
+
+def matrix(tmp_path: Path, cluster: str = "local") -> Path:
+    """A smoke matrix (core) as the launcher leaves it: resnet20 done, resnet56 stopped by its
+    preemption signal (last.pt, exit 143), plain56 failed (exit 1), plain20 never submitted."""
+    out = tmp_path / "run"
+    write_seed_run(seed_dir(out, "resnet20", 0), "resnet20", 0, "smoke", 1.0, 2.0)
+    partial = seed_dir(out, "resnet56", 0)
+    write_seed_run(partial, "resnet56", 0, "smoke", 1.0, 2.0)
+    (partial / "final.pt").rename(partial / "last.pt")
+    runs = {}
+    for model, rc in (("resnet20", 0), ("resnet56", 143), ("plain56", 1)):
+        log = log_path(out, model, 0)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"{slurm.NOTE} t job 1: repro train exited with {rc}\n")
+        runs[f"{model}/seed0"] = {"job_id": str(2**22 + 7), "log": str(log), "submitted": "t"}
+    (out / RECORD).write_text(json.dumps({"cluster": cluster, "runs": runs}))
+    summary = {"experiment": "core", "preset": "smoke", "seeds": [0], "failed": [], "status": "s"}
+    summary["models"] = {m: {} for m in EXPERIMENTS["core"]}
+    (out / "summary.json").write_text(json.dumps(summary))
+    return out
+
+
+def test_status_shows_each_run_with_its_job_and_log(tmp_path: Path, capsys) -> None:
+    out = matrix(tmp_path)
+    rc, text, _ = run_repro(capsys, "reproduce", "--status", str(out))
+    assert rc == 0
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[3:]}
+    assert rows["resnet20"][2:4] == ["done", "3/3"]
+    assert rows["resnet56"][2] == "interrupted"
+    assert rows["plain56"][2] == "failed"
+    assert rows["plain20"][2:4] == ["not", "started"]
+    assert rows["resnet20"][-1] == str(log_path(out, "resnet20", 0))
+    assert rows["resnet20"][-2] == str(2**22 + 7)  # the job id
+    assert "1 done, 1 failed, 1 interrupted, 1 not started" in text.splitlines()[0]
+
+
+def test_a_run_whose_trainer_holds_its_folder_is_running_and_not_submitted_again(
+    tmp_path: Path, synthetic_cifar: Path, monkeypatch
+) -> None:
+    out = matrix(tmp_path)
+    monkeypatch.setattr(slurm, "submit", lambda *a: pytest.fail("nothing may be submitted"))
+    with RunLock(seed_dir(out, "resnet56", 0)):  # a live trainer, as `repro train` holds it
+        assert slurm.matrix_status(out, echo=lambda _: None)["resnet56/seed0"] == "running"
+        jobs = [
+            runner.Job("resnet56", 0, seed_dir(out, "resnet56", 0), log_path(out, "resnet56", 0))
+        ]
+        lines: list[str] = []
+        assert slurm.to_submit(jobs, slurm.read_record(out), lines.append) == []
+        assert "still running" in lines[0] and "not submitted twice" in lines[0]
+
+
+def test_a_job_whose_slurm_state_cannot_be_known_is_not_resubmitted(
+    tmp_path: Path, synthetic_cifar: Path, monkeypatch
+) -> None:
+    out = matrix(tmp_path, cluster="slurm")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sacct: the state is unknown
+    (log_path(out, "resnet56", 0)).write_text(f"{slurm.NOTE} t job 1: started `repro train`\n")
+    assert slurm.matrix_status(out, echo=lambda _: None)["resnet56/seed0"] == "unknown"
+    options = SlurmOptions(time="9", gpus_per_run=0, cluster="local")
+    with pytest.raises(
+        ReproError, match=r"cannot tell whether job \d+ \(resnet56/seed0\) is still"
+    ):
+        submit_matrix(
+            "core", EXPERIMENTS["core"], get_preset("smoke"), out, 1, synthetic_cifar, options
+        )
+    assert json.loads((out / RECORD).read_text())["cluster"] == "slurm"  # unchanged
+
+
+def test_a_run_directory_of_another_matrix_is_refused_before_submitting(
+    tmp_path: Path, synthetic_cifar: Path, monkeypatch
+) -> None:
+    out = tmp_path / "run"
+    write_seed_run(seed_dir(out, "resnet20", 0), "resnet20", 0, "mini", 1.0, 2.0)
+    monkeypatch.setattr(slurm, "submit", lambda *a: pytest.fail("nothing may be submitted"))
+    options = SlurmOptions(time="9", gpus_per_run=0, cluster="local")
+    with pytest.raises(ReproError, match="holds a different run"):
+        submit_matrix(
+            "core", EXPERIMENTS["core"], get_preset("smoke"), out, 1, synthetic_cifar, options
+        )
+    assert not (out / RECORD).exists() and not (out / "summary.json").exists()
