@@ -115,6 +115,19 @@ def test_repro_evaluate_gives_the_runs_own_test_error_and_loss(pixel_run, capsys
     assert report["loss"] == pytest.approx(last["test_loss"], rel=1e-5)
 
 
+def test_repro_verify_reads_our_checkpoints_own_normalisation(pixel_run, capsys) -> None:
+    """No --normalize needed for a resnet-repro checkpoint: its mean image (of the 45k it
+    trained on, not the 50k a recomputed one would use) gives the run's own test error."""
+    data, out = pixel_run
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    args = ["verify", str(out / "final.pt"), "--data-root", str(data), "--json"]
+    assert run_cli([*args, "--model", "resnet8", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["normalization"]["name"] == "per-pixel-mean"
+    assert report["normalization"]["source"] == "the checkpoint's per-pixel mean image"
+    assert report["test"]["error"] == pytest.approx(last["test_error"])
+
+
 def test_fig7_normalises_with_the_runs_mean_image(pixel_run) -> None:
     data, out = pixel_run
     (job,) = prepare_jobs([out / "final.pt"])

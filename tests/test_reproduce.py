@@ -231,3 +231,19 @@ def test_smoke_matrix_end_to_end_trains_reports_and_passes_acceptance(
     )
     assert res.returncode == 0, res.stdout
     assert "1 passed, 4 skipped" in res.stdout
+
+
+def test_a_precision_asked_of_the_matrix_reaches_every_run_and_the_continue_command(
+    tmp_path: Path,
+) -> None:
+    from repro.reproduce.presets import with_amp
+    from repro.reproduce.runner import continue_command
+
+    job = Job("resnet20", 0, tmp_path / "resnet20" / "seed0", tmp_path / "log")
+    paper = PRESETS["paper"]
+    assert "--amp" not in train_command(paper, job, tmp_path, None, None)  # fp32 by the recipe
+    asked = train_command(with_amp(paper, "bf16"), job, tmp_path, None, None)
+    assert asked[-2:] == ["--amp", "bf16"]
+    again = continue_command("core", paper, tmp_path, 1, tmp_path, {"amp": "bf16"})
+    assert again.endswith("--amp bf16")
+    assert with_amp(paper, None) is paper

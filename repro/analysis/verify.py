@@ -42,7 +42,7 @@ from repro.train.checkpoint import (
     read_torch_file,
     strip_wrapper_prefixes,
 )
-from repro.train.evaluate import EvalResult, evaluate
+from repro.train.evaluate import EvalResult, checkpoint_normalization, evaluate
 
 NORMALIZATIONS = ("imagenet", "per-channel", "per-pixel-mean")
 WRAPPERS = ("state_dict", "model", "net", "model_state_dict")
@@ -57,6 +57,7 @@ class Foreign:
 
     state: dict[str, torch.Tensor]
     found: str
+    recorded: Normalization | None = None  # what a resnet-repro checkpoint says it trained with
 
 
 @dataclass
@@ -108,11 +109,13 @@ def _tensor_dict(value: Any) -> bool:
 def find_state_dict(obj: Any, path: Path) -> Foreign:
     """The state_dict in what ``torch.load`` returned; ReproError saying what was there instead."""
     found = "a bare state_dict"
+    recorded = None
     if isinstance(obj, nn.Module):
         obj, found = obj.state_dict(), f"a pickled {type(obj).__name__} module"
     elif (
         isinstance(obj, Mapping) and obj.get("format") == FORMAT and _tensor_dict(obj.get("model"))
     ):
+        recorded = recorded_normalization(dict(obj), path)
         obj, found = obj["model"], "a resnet-repro checkpoint's 'model'"
     elif isinstance(obj, Mapping) and not _tensor_dict(obj):
         for name in WRAPPERS:
@@ -140,7 +143,15 @@ def find_state_dict(obj: Any, path: Path) -> Foreign:
     )
     if stripped:
         found += f", keys prefixed {' / '.join(stripped)}"
-    return Foreign(tensors, found)
+    return Foreign(tensors, found, recorded)
+
+
+def recorded_normalization(state: dict[str, Any], path: Path) -> Normalization:
+    """The normalisation a resnet-repro checkpoint records (its config, its mean image)."""
+    norm = checkpoint_normalization(state, f"checkpoint {path}")
+    if isinstance(norm.mean, torch.Tensor):
+        return Normalization(norm.name, norm.source, mean_image=norm.mean.float())
+    return Normalization(norm.name, norm.source, tuple(norm.mean), tuple(norm.std))
 
 
 def load_foreign(path: str | os.PathLike, trust_pickle: bool = False) -> Foreign:
@@ -383,16 +394,22 @@ def verify(
     device: torch.device | None = None,
     limit: int | None = None,
     trunk_only: bool = False,
+    foreign: Foreign | None = None,
 ) -> dict[str, Any]:
     """Everything `repro verify` reports about a foreign checkpoint, as a JSON-ready dict.
 
     ``data`` is a loaded :class:`repro.data.CIFAR10`; ``limit`` evaluates the first ``limit``
-    test images only; ``trunk_only`` skips the test error (for a head of another class count).
+    test images only; ``trunk_only`` skips the test error (for a head of another class count);
+    ``foreign``: the file as :func:`load_foreign` already read it. A resnet-repro checkpoint
+    without ``normalize`` is evaluated with the normalisation it records.
     """
     path = Path(path)
     device = device or torch.device("cpu")
-    norm = resolve_normalization(normalize, path, data.train_images)
-    foreign = load_foreign(path, trust_pickle)
+    foreign = foreign or load_foreign(path, trust_pickle)
+    if normalize is None and foreign.recorded is not None:
+        norm = foreign.recorded  # our own checkpoint says how it was trained
+    else:
+        norm = resolve_normalization(normalize, path, data.train_images)
     found = readings(foreign, path, model)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     if images.shape[0] == 0:

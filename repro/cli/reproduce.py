@@ -14,7 +14,13 @@ from pathlib import Path
 
 from repro.cli.options import add_data_root, add_device
 from repro.errors import ReproError
-from repro.reproduce.presets import EXPERIMENTS, PRESETS, get_experiment, get_preset
+from repro.reproduce.presets import (
+    EXPERIMENTS,
+    PRESETS,
+    get_experiment,
+    get_preset,
+    with_amp,
+)
 from repro.reproduce.runner import reproduce
 
 # flag -> argparse dest of the options that only one launcher uses
@@ -48,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="run paper/common even without CUDA or on a subset"
     )
     add_device(parser, default=None, note="; passed to each `repro train`")
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "off", "bf16", "fp16"),
+        default=None,
+        help="passed to each `repro train` (default: the recipe's auto, fp32 for the paper's "
+        "recipe); a precision asked for here is recorded in each run as a declared deviation",
+    )
     parser.add_argument(
         "--status",
         type=Path,
@@ -167,7 +180,7 @@ def submit(args: argparse.Namespace, models: tuple[str, ...], out: Path, data_ro
         array_parallelism=args.array_parallelism,
         dry_run=args.slurm_dry_run,
     )
-    preset = get_preset(args.preset)
+    preset = with_amp(get_preset(args.preset), args.amp)
     submit_matrix(
         args.experiment,
         models,
@@ -213,4 +226,5 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         gpus=args.gpus,
         per_gpu=args.per_gpu,
+        amp=args.amp,
     )

@@ -3,7 +3,8 @@
 The file (a bare state_dict, ``{"state_dict": ...}``, ``{"model": ...}``, ``{"net": ...}``,
 ``module.``-prefixed keys) is read without running its code and mapped onto the reference nets by
 structure: layer types and shapes, not key names. The normalisation is required (``--normalize``)
-unless ``CHECKPOINT.json`` beside the file says it.
+unless ``CHECKPOINT.json`` beside the file says it, or the file is a resnet-repro checkpoint
+(which records its own, the per-pixel mean image included).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.analysis.plot import ResponseCurve, plot_layer_response
-from repro.analysis.verify import NORMALIZATIONS, chosen_normalization, verify
+from repro.analysis.verify import NORMALIZATIONS, chosen_normalization, load_foreign, verify
 from repro.cli.options import add_data_root, add_device, add_json
 from repro.data import load_cifar10, resolve_data_root
 from repro.errors import ReproError
@@ -115,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ReproError(f"--limit must be >= 1, got {args.limit}")
     device = resolve_device(args.device)
-    chosen_normalization(args.normalize, Path(args.checkpoint))  # before reading any data
+    foreign = load_foreign(args.checkpoint, args.trust_pickle)
+    if args.normalize is None and foreign.recorded is None:  # our checkpoints record theirs
+        chosen_normalization(args.normalize, Path(args.checkpoint))  # before reading any data
     data = load_cifar10(resolve_data_root(args.data_root))
     out = verify(
         args.checkpoint,
@@ -126,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         limit=args.limit,
         trunk_only=args.trunk_only,
+        foreign=foreign,
     )
     if args.plot:
         curve = ResponseCurve(

@@ -7,6 +7,7 @@ Table 6.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,14 @@ PRESETS: dict[str, Preset] = {
         max_steps=3,
     ),
 }
+
+
+def with_amp(preset: Preset, amp: str | None) -> Preset:
+    """The preset with ``repro train --amp AMP`` for every run (None: unchanged). A precision
+    asked for explicitly is recorded by each run (``amp_requested``) as a declared deviation."""
+    if amp is None:
+        return preset
+    return dataclasses.replace(preset, train_flags=(*preset.train_flags, "--amp", amp))
 
 
 def get_experiment(name: str) -> tuple[str, ...]:

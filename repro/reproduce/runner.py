@@ -33,7 +33,7 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.fileio import read_json
-from repro.reproduce.presets import Preset, config_mismatch
+from repro.reproduce.presets import Preset, config_mismatch, with_amp
 from repro.reproduce.summary import build_summary
 from repro.train.environment import environment
 from repro.train.rundir import (
@@ -446,15 +446,18 @@ def reproduce(
     echo=print,
     gpus: str | None = None,
     per_gpu: int | None = None,
+    amp: str | None = None,
 ) -> int:
     """Train the whole matrix (skipping finished runs), write summary.json; 0 if all finished,
-    1 if a run failed, 130/143 when SIGINT/SIGTERM stopped it (every run left resumable)."""
+    1 if a run failed, 130/143 when SIGINT/SIGTERM stopped it (every run left resumable).
+    ``amp``: the ``--amp`` every run is asked for (a declared deviation where it differs)."""
     check_counts(seeds, parallel, gpus, per_gpu)
+    preset = with_amp(preset, amp)
     placed = select_gpus(gpus, device) if gpus is not None else None
     slots = gpu_slots(placed, per_gpu or 1, parallel)
     official = check_requirements(preset, data_root, device, force)
     options = {"device": device, "parallel": parallel if placed is None else None}
-    options |= {"gpus": gpus, "per-gpu": per_gpu, "force": force}
+    options |= {"gpus": gpus, "per-gpu": per_gpu, "force": force, "amp": amp}
     command = continue_command(experiment, preset, out, seeds, data_root, options)
     note = f"{len(slots)} at once over --gpus {gpus}" + (f" --per-gpu {per_gpu}" if per_gpu else "")
     out.mkdir(parents=True, exist_ok=True)
