@@ -264,7 +264,7 @@ def test_the_ordering_probability_is_that_of_the_compare_rule(k) -> None:
 
 
 def test_every_asserted_claim_passes_a_faithful_run_with_at_least_95_percent_at_k1_and_k5() -> None:
-    for preset in ("paper", "common", "mini"):
+    for preset in ("paper", "paper-val", "common", "mini", "smoke"):
         for experiment in ("core", "fig6", "table6"):
             for _, ch in operating_characteristics(preset, experiment):
                 if ch.asserted:
