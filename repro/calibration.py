@@ -174,7 +174,9 @@ def selection_offset(results: list[Result]) -> float:
     gaps = [
         finals[(r.source, r.model)] - r.value
         for r in results
-        if r.selection == "best_on_test" and (r.source, r.model) in finals
+        if r.selection == "best_on_test"
+        and r.metric == "test_error"
+        and (r.source, r.model) in finals
     ]
     return statistics.fmean(gaps) if gaps else 0.0
 
@@ -220,11 +222,13 @@ def to_estimate(r: Result, offset: float) -> Estimate | None:
     return Estimate(r.source, value, units)
 
 
-def cell_estimates(results: list[Result], recipe: str, offset: float) -> dict[str, list[Estimate]]:
-    """Test-error estimates per model from the sources that used ``recipe``."""
+def cell_estimates(
+    results: list[Result], recipe: str, offset: float, metric: str = "test_error"
+) -> dict[str, list[Estimate]]:
+    """Estimates of ``metric`` per model from the sources that used ``recipe``."""
     cells: dict[str, list[Estimate]] = {}
     for r in results:
-        if r.recipe == recipe and r.metric == "test_error":
+        if r.recipe == recipe and r.metric == metric:
             est = to_estimate(r, offset)
             if est is not None:
                 cells.setdefault(r.model, []).append(est)
@@ -316,42 +320,72 @@ def shared_offset_evidence(results: list[Result], offset: float, sigma: float, t
     )
 
 
-def published_calibration(preset: str, recipe: str, results: list[Result]) -> Calibration:
-    """References for ``recipe`` from published reruns (module docstring for the estimators)."""
-    offset = selection_offset(results)
-    sigma, dof = pooled_run_sigma(results)
+def metric_references(
+    results: list[Result], recipe: str, metric: str, offset: float = 0.0
+) -> tuple[dict[tuple[str, str], Reference], float, float, int]:
+    """(references of ``metric`` for ``recipe``, sigma_run, sigma_impl, cells used), from the
+    results of that metric only; ReproError when no group of runs gives its spread."""
+    results = [r for r in results if r.metric == metric]
+    sigma, _ = pooled_run_sigma(results)
     recipes = sorted({r.recipe for r in results} - {OTHER_RECIPE})
-    all_cells = [c for rec in recipes for c in cell_estimates(results, rec, offset).values()]
-    tau, used = between_sigma(all_cells, sigma)
+    cells = [c for rec in recipes for c in cell_estimates(results, rec, offset, metric).values()]
+    tau, used = between_sigma(cells, sigma)
+    images = {"test_error": TEST_IMAGES["official"], "train_error": TRAIN_IMAGES["official"]}
     refs = {}
-    for model, cell in cell_estimates(results, recipe, offset).items():
+    for model, cell in cell_estimates(results, recipe, offset, metric).items():
         mean, _ = random_effects(cell, sigma, tau)
-        run = max(sigma, binomial_floor(mean, TEST_IMAGES["official"]))
+        run = max(sigma, binomial_floor(mean, images[metric]) if metric in images else 0.0)
         _, var = random_effects(cell, run, tau)
         _, var_run = random_effects(cell, run, 0.0)
         sources = tuple(sorted({e.source for e in cell}))
-        refs[(model, "test_error")] = Reference(
-            model, "test_error", mean, run, tau, var, var_run, sources
+        refs[(model, metric)] = Reference(model, metric, mean, run, tau, var, var_run, sources)
+    return refs, sigma, tau, used
+
+
+def _other_metrics(results: list[Result], recipe: str) -> tuple[dict, list[str]]:
+    """References of training error and response std where the records give their spread."""
+    refs: dict[tuple[str, str], Reference] = {}
+    lines = []
+    for metric in METRICS[1:]:
+        if not any(r.metric == metric and r.sample_std() is not None for r in results):
+            continue  # no group of runs: its spread, and so its claims, are not calibrated
+        found, sigma, tau, used = metric_references(results, recipe, metric)
+        refs |= found
+        lines.append(
+            f"{metric.replace('_', ' ')}: sigma_run = {sigma:.3f}, sigma_impl = {tau:.3f} "
+            f"({used} cells), by the same estimators from the records of that metric"
         )
+    return refs, lines
+
+
+def published_calibration(preset: str, recipe: str, results: list[Result]) -> Calibration:
+    """References for ``recipe`` from published reruns (module docstring for the estimators)."""
+    offset = selection_offset(results)
+    refs, sigma, tau, used = metric_references(results, recipe, "test_error", offset)
+    tests = [r for r in results if r.metric == "test_error"]
+    _, dof = pooled_run_sigma(tests)
+    recipes = " and ".join(sorted({r.recipe for r in tests} - {OTHER_RECIPE}))
     groups = "; ".join(
         f"{r.model} in {r.source}: k={r.k}, s={r.sample_std():.3f}"
-        for r in results
+        for r in tests
         if r.sample_std() is not None
     )
+    others, other_lines = _other_metrics(results, recipe)
     derivation = (
         f"sigma_run = {sigma:.3f} pp: pooled sample std of every published group of >= "
         f"{MIN_GROUP} runs ({dof} degrees of freedom: {groups}), floored per net at the "
         f"binomial standard error of its error rate on {TEST_IMAGES['official']:,} test images",
         f"sigma_impl = {tau:.3f} pp: DerSimonian-Laird between-source spread over {used} "
-        f"(recipe, net) cells of the {' and '.join(recipes)} recipes with two or more "
+        f"(recipe, net) cells of the {recipes} recipes with two or more "
         "independent sources (sources with another recipe are listed but calibrate nothing: "
         "their spread is that of their recipes, not of implementations)",
         f"best-on-test numbers are raised by {offset:.3f} pp, the mean (final - best) gap of "
         "the sources that print both; best-of-k numbers are replaced by their source's mean",
         f"expected value per net: random-effects mean of the `{recipe}`-recipe sources",
-        shared_offset_evidence(results, offset, sigma, tau),
+        shared_offset_evidence(tests, offset, sigma, tau),
+        *other_lines,
     )
-    return Calibration(preset, f"published `{recipe}`-recipe reruns", refs, derivation)
+    return Calibration(preset, f"published `{recipe}`-recipe reruns", refs | others, derivation)
 
 
 MINI_KEYS = {"test_error": "final_test_error", "train_error": "final_train_error"}

@@ -294,3 +294,29 @@ def test_the_mini_calibration_is_our_own_seeds_without_a_between_implementation_
     ref = cal.references[("resnet20", "test_error")]
     assert ref.sigma_impl == 0.0
     assert ref.mean == pytest.approx(statistics.fmean([46.51, 46.80, 46.12]), abs=0.01)
+
+
+def test_a_record_of_multi_seed_training_errors_makes_the_train_claims_asserted() -> None:
+    """What a future record (say, this project's first 200-epoch GPU runs) does: training
+    error gets its own spread and references, and Fig. 6's train claim becomes calibrated."""
+    from repro.calibration import characterise, published_calibration
+
+    def values(model: str, metric: str, xs: list[float]) -> dict:
+        return result(model, statistics.fmean(xs), aggregate="values", values=xs, metric=metric)
+
+    ours = record(
+        "ours",
+        "common",
+        values("plain20", "test_error", [8.8, 9.0, 8.7]),
+        values("plain56", "test_error", [12.6, 12.9, 12.7]),
+        values("plain20", "train_error", [2.0, 2.2, 1.9]),
+        values("plain56", "train_error", [6.0, 6.3, 5.8]),
+    )
+    cal = published_calibration("common", "common", records_results({"records": [ours]}))
+    train = cal.references[("plain56", "train_error")]
+    assert train.sigma_run == pytest.approx(
+        math.sqrt((statistics.variance([2.0, 2.2, 1.9]) + statistics.variance([6.0, 6.3, 5.8])) / 2)
+    )
+    claim = {"id": "degradation_train", "higher": "plain56", "lower": "plain20"}
+    assert characterise({**claim, "metric": "train_error"}, cal, 0.95).asserted
+    assert not characterise({**claim, "metric": "response_std"}, cal, 0.95).asserted
