@@ -283,8 +283,12 @@ def class_count_problem(readings_: list[Reading], classes: int) -> str | None:
     return f"its head has {k} outputs{hint}, not CIFAR-10's {classes} classes"
 
 
+IMAGENET_PARAMS_SOURCE = "torchvision's count (Table 1 prints none)"
+
+
 def params_info(reading: Reading) -> dict[str, Any]:
-    """Exact parameter count and the paper's figure (Table 6 / Table 1) beside it."""
+    """Exact parameter count and the reference figure beside it: Table 6 for the CIFAR nets;
+    for the ImageNet nets torchvision's counts, since Table 1 prints none."""
     c = reading.match.candidate
     params = count_params(reading.model)
     imagenet = c.name in IMAGENET_NAMES
@@ -295,7 +299,9 @@ def params_info(reading: Reading) -> dict[str, Any]:
         "exact": params,
         "paper_m": paper,
         "agrees": None if paper is None else params_agree(params, paper),
-        "paper_source": None if paper is None else ("Table 1" if imagenet else "Table 6"),
+        "paper_source": None
+        if paper is None
+        else (IMAGENET_PARAMS_SOURCE if imagenet else "Table 6"),
     }
 
 

@@ -70,9 +70,7 @@ def format_report(out: dict[str, Any], summary: str) -> str:
     paper = (
         "no paper figure"
         if p["paper_m"] is None
-        else (
-            f"paper {p['paper_source']}: {p['paper_m']} M, {'agrees' if p['agrees'] else 'DIFFERS'}"
-        )
+        else (f"{p['paper_source']}: {p['paper_m']} M, {'agrees' if p['agrees'] else 'DIFFERS'}")
     )
     shown = norm["name"] + (f" mean {norm['mean']} std {norm['std']}" if norm["mean"] else "")
     rows: list[list[Any]] = [
