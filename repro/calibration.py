@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from repro.baselines import load_baseline
@@ -457,7 +456,6 @@ def mini_calibration(preset: str, doc: dict[str, Any]) -> Calibration:
     return Calibration(preset, "this project's mini calibration seeds", refs, derivation)
 
 
-@cache
 def calibration_for(preset: str, basis: str) -> Calibration:
     """The calibration of a preset whose policy names ``basis`` ('published:<recipe>' or
     'mini_calibration')."""
