@@ -10,7 +10,8 @@ three variance terms (He et al. 2016 report one number per net, ResNet-110 as 6.
   precisely than the test set allows).
 * ``sigma_impl``: spread between faithful implementations (framework, data order, details the
   paper leaves open). DerSimonian-Laird method-of-moments estimate, pooled over every
-  (recipe, model) cell with two or more independent sources; floored at 0.
+  (recipe, model) cell of the paper's and the common recipe with two or more independent
+  sources; floored at 0.
 * ``Var(mu)``: the uncertainty of the expected value itself (the sources' own run noise).
 
 A mean over K seeds then has sd ``sqrt(sigma_run^2/K + sigma_impl^2 * (1 + D) + Var(mu))``,
