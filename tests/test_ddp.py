@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch.distributed as dist
-from trainer_helpers import ROOT, TINY
+from trainer_helpers import torchrun_train
 
 from repro.train.checkpoint import load_checkpoint
 from repro.train.rundir import read_metrics
@@ -22,43 +18,7 @@ def test_two_process_gloo_run_completes_with_identical_weights_on_both_ranks(
     synthetic_cifar, tmp_path
 ):
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "repro",
-        "train",
-        *TINY,
-        "--iterations",
-        "12",
-        "--milestones",
-        "6",
-        "--data-root",
-        str(synthetic_cifar),
-        "--out",
-        str(out),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, err[-3000:]
+    torchrun_train(synthetic_cifar, out, "--iterations", "12", "--milestones", "6")
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["world_size"] == 2 and cfg["per_rank_batch_size"] == 8 and cfg["batch_size"] == 16
     assert [r["iteration"] for r in read_metrics(out / "metrics.jsonl")] == [6, 12]

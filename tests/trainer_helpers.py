@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,23 @@ def metrics_without_timing(run_dir: Path) -> list[dict]:
         {k: v for k, v in r.items() if k not in TIMING_KEYS}
         for r in read_metrics(run_dir / "metrics.jsonl")
     ]
+
+
+def torchrun_train(data: Path, out: Path, *args: str, nproc: int = 2) -> None:
+    """``python -m torch.distributed.run --standalone --nproc_per_node N -m repro train TINY
+    ARGS`` on the CPU (one thread per worker), to completion; fails with its stderr's tail."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += ["--nproc_per_node", str(nproc), "-m", "repro", "train", *TINY, *args]
+    cmd += ["--data-root", str(data), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=pipe, stderr=pipe, text=True, start_new_session=True
+    )
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]

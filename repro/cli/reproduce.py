@@ -17,6 +17,7 @@ from repro.errors import ReproError
 from repro.reproduce.presets import (
     EXPERIMENTS,
     PRESETS,
+    Preset,
     get_experiment,
     get_preset,
     with_amp,
@@ -165,7 +166,9 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
-def submit(args: argparse.Namespace, models: tuple[str, ...], out: Path, data_root: Path) -> int:
+def submit(
+    args: argparse.Namespace, models: tuple[str, ...], preset: Preset, out: Path, data_root: Path
+) -> int:
     from repro.reproduce.slurm import SlurmOptions, submit_matrix
 
     options = SlurmOptions(
@@ -180,7 +183,6 @@ def submit(args: argparse.Namespace, models: tuple[str, ...], out: Path, data_ro
         array_parallelism=args.array_parallelism,
         dry_run=args.slurm_dry_run,
     )
-    preset = with_amp(get_preset(args.preset), args.amp)
     submit_matrix(
         args.experiment,
         models,
@@ -211,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
     data_root = resolve_data_root(args.data_root).resolve()
     if args.launcher == "slurm":
-        return submit(args, models, out, data_root)
+        return submit(args, models, with_amp(preset, args.amp), out, data_root)
     if args.gpus is not None and args.parallel is not None:
         raise ReproError("--gpus sets how many run at once; drop --parallel (use --per-gpu K)")
     return reproduce(
