@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from repro.cli import main
 
 
@@ -25,3 +27,19 @@ def one_clear_line(rc: int, out: str, err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]
+
+
+def reproduce_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """argv of `repro reproduce` for the core matrix at the smoke preset, plus EXTRA flags."""
+    return [
+        "reproduce",
+        "--experiment",
+        "core",
+        "--preset",
+        "smoke",
+        "--data-root",
+        str(data),
+        "--out",
+        str(out),
+        *extra,
+    ]

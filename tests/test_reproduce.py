@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import reproduce_args
 from synthetic_runs import write_seed_run
 
 from repro.cli import main
@@ -188,21 +189,7 @@ def test_smoke_matrix_end_to_end_trains_reports_and_passes_acceptance(
 
     synthetic_cifar = write_cifar10(tmp_path / "data", per_batch=26)  # 130 images: one batch of 128
     out, rep = tmp_path / "run", tmp_path / "report"
-    argv = [
-        "reproduce",
-        "--experiment",
-        "core",
-        "--preset",
-        "smoke",
-        "--data-root",
-        str(synthetic_cifar),
-        "--out",
-        str(out),
-        "--parallel",
-        "2",
-        "--device",
-        "cpu",
-    ]
+    argv = reproduce_args(synthetic_cifar, out, "--parallel", "2", "--device", "cpu")
     assert main(argv) == 0
     for model in EXPERIMENTS["core"]:
         assert (out / model / "seed0" / "final.pt").is_file()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import reproduce_args
 from synthetic_runs import write_run
 from trainer_helpers import ROOT, metrics_without_timing, run_cli, tiny_args
 
@@ -69,19 +70,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 def test_a_second_matrix_driver_on_the_same_folder_is_refused(synthetic_cifar, tmp_path, capsys):
     out = tmp_path / "matrix"
     out.mkdir()
-    argv = [
-        "reproduce",
-        "--experiment",
-        "core",
-        "--preset",
-        "smoke",
-        "--out",
-        str(out),
-        "--data-root",
-        str(synthetic_cifar),
-        "--device",
-        "cpu",
-    ]
+    argv = reproduce_args(synthetic_cifar, out, "--device", "cpu")
     with RunLock(out, "repro reproduce"):
         assert main(argv) == 2
     assert "in use by another repro reproduce" in one_error_line(capsys)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import one_clear_line, run_repro
+from cli_helpers import one_clear_line, reproduce_args, run_repro
 from synthetic_runs import write_seed_run
 
 from repro.errors import ReproError
@@ -48,21 +48,6 @@ SLURM_ARGS = [
     "--slurm-array-parallelism",
     "2",
 ]
-
-
-def reproduce_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "reproduce",
-        "--experiment",
-        "core",
-        "--preset",
-        "smoke",
-        "--data-root",
-        str(data),
-        "--out",
-        str(out),
-        *extra,
-    ]
 
 
 def test_dry_run_prints_the_array_script_with_every_slurm_option_and_the_local_commands(
