@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from data_helpers import write_cifar10
-from trainer_helpers import metrics_without_timing, run_cli
+from trainer_helpers import assert_matches_other_machine, metrics_without_timing, run_cli
 
 from repro.report.report import write_report
 from repro.train.checkpoint import load_checkpoint
@@ -21,16 +22,39 @@ def _comparable(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in records]
 
 
+def _resume(run: Path, data: Path, max_steps: int) -> None:
+    args = ["train", "--out", str(run), "--resume", "--max-steps", str(max_steps)]
+    assert run_cli([*args, "--data-root", str(data), "--quiet"]) == 0
+
+
 def test_an_old_run_cut_by_max_steps_resumes_to_the_old_codes_metrics(tmp_path: Path) -> None:
+    """Resumed here, the old run continues to the numbers the old code wrote on its machine: the
+    schedule exactly, the floats to the stated cross-machine tolerance (trainer_helpers)."""
     run = tmp_path / "run"
     shutil.copytree(OLD / "run", run)
     data = write_cifar10(tmp_path / "data")  # the same seeded synthetic set the old run used
-    args = ["train", "--out", str(run), "--resume", "--max-steps", "36", "--data-root", str(data)]
-    assert run_cli([*args, "--quiet"]) == 0
+    _resume(run, data, 36)
     expected = json.loads((OLD / "continued_metrics.json").read_text())
-    assert metrics_without_timing(run) == expected  # the old code continued to exactly these
+    # The images behind each error: 90 training images (6 steps of 16 = 1 epoch), 10 val, 20 test.
+    sizes = {"train": 90, "val": 10, "test": 20}
+    assert_matches_other_machine(metrics_without_timing(run), expected, sizes)
     final = load_checkpoint(run / "final.pt")
     assert final["iteration"] == 36 and final["stop_reason"] == "schedule"
+
+
+def test_an_old_run_resumed_twice_equals_it_resumed_once_bit_for_bit(tmp_path: Path) -> None:
+    """On one machine the resume is exact: 12 -> 24 -> 36 gives the floats and weights of 12 -> 36."""
+    data = write_cifar10(tmp_path / "data")
+    once, twice = tmp_path / "once", tmp_path / "twice"
+    shutil.copytree(OLD / "run", once)
+    shutil.copytree(OLD / "run", twice)
+    _resume(once, data, 36)
+    _resume(twice, data, 24)
+    _resume(twice, data, 36)
+    assert metrics_without_timing(twice) == metrics_without_timing(once)
+    weights = [load_checkpoint(r / "final.pt")["model"] for r in (once, twice)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def _report_body(text: str) -> list[str]:
@@ -78,7 +102,14 @@ def test_an_old_matrix_reports_as_the_old_code_did(tmp_path: Path) -> None:
 def test_same_seed_gives_the_old_codes_metrics_on_the_real_subset(
     mini_root: Path, tmp_path: Path
 ) -> None:
-    """Deterministic CPU training of ResNet-20 for 30 steps: the numbers the old code wrote."""
+    """Deterministic CPU training of ResNet-20, same seed: the old code's first ten steps.
+
+    Only the training loss and error of steps 1-10 are compared, to 1e-3 and two images: these
+    steps amplify rounding little (measured against the fixture: 1.3e-4 here, 2e-4 under
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2), while a wrong seed moves the loss by 9e-2
+    and lr 0.055 for 0.05 by 5.5e-3. Later records and the test metrics amplify the CPU's rounding
+    (test loss 1.4 % apart after 10 steps under AVX2, 1.9 % after 30 here) and are exact only on
+    one machine: the bit-for-bit resume tests above and in test_resume.py assert that."""
     args = [
         "train",
         "--model",
@@ -109,5 +140,8 @@ def test_same_seed_gives_the_old_codes_metrics_on_the_real_subset(
         str(tmp_path / "det"),
     ]
     assert run_cli(args) == 0
-    expected = json.loads((OLD / "determinism_resnet20_seed3.json").read_text())
-    assert _comparable(metrics_without_timing(tmp_path / "det")) == expected
+    expected = json.loads((OLD / "determinism_resnet20_seed3.json").read_text())[0]
+    first = _comparable(metrics_without_timing(tmp_path / "det"))[0]
+    assert first["iteration"] == expected["iteration"] == 10 and first["lr"] == expected["lr"]
+    assert first["train_loss"] == pytest.approx(expected["train_loss"], rel=1e-3)
+    assert abs(first["train_error"] - expected["train_error"]) <= 2 * 100 / 1280  # 10 x 128 images
