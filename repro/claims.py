@@ -284,7 +284,7 @@ def unless_unfinished(verdict: Verdict, matrix: Matrix, models: Iterable[str]) -
     """A pass or fail that rests on an unfinished run is inconclusive: its last evaluation is
     not the schedule's end."""
     waiting = unfinished_runs(matrix, models)
-    if verdict.status not in (PASS, FAIL) or not waiting:
+    if verdict.status not in (PASS, FAIL, PARTIAL) or not waiting:
         return verdict
     reason = f"inconclusive (run not finished: {', '.join(waiting)}); so far: {verdict.reason}"
     return replace(verdict, status=INCONCLUSIVE, reason=reason)
@@ -754,6 +754,31 @@ CHECKS = (
 def all_verdicts(matrix: Matrix) -> list[Verdict]:
     """Every check, in order."""
     return [check(matrix) for check in CHECKS]
+
+
+def claim_counts(verdicts: list[Verdict]) -> tuple[int, int, int]:
+    """(asserted and holding, asserted and failing, shown only) over every claim of every
+    verdict; a claim an import cannot assess counts as shown only."""
+    outcomes = [o for v in verdicts for o in v.outcomes]
+    holding = sum(o.asserted and o.holds is True for o in outcomes)
+    failing = sum(o.asserted and o.holds is False for o in outcomes)
+    return holding, failing, len(outcomes) - holding - failing
+
+
+# `repro report`'s exit status: 0 every check the preset runs passed; 1 a check failed; 3 none
+# failed but one is not assessed, partial, inconclusive or not assessable (never 0: issue 22).
+EXIT_PASSED, EXIT_FAILED, EXIT_NOT_ALL_ASSESSED = 0, 1, 3
+
+
+def exit_status(verdicts: list[Verdict]) -> int:
+    """The exit status a set of verdicts gives (see EXIT_*); SKIP (a check the preset or the
+    experiment does not run) is neither a pass nor a gap."""
+    statuses = {v.status for v in verdicts}
+    if FAIL in statuses:
+        return EXIT_FAILED
+    if statuses - {PASS, SKIP}:
+        return EXIT_NOT_ALL_ASSESSED
+    return EXIT_PASSED
 
 
 # --- what the verdicts can detect (issue 12: operating characteristics) ----------------------
