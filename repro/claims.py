@@ -556,8 +556,10 @@ def declared_deviations(matrix: Matrix, model: str) -> list[str]:
     out = [str(d) for d in preset_policy(matrix.preset).get("declared_deviations", [])]
     asked = {
         f"amp={run.config.get('amp')} asked for"
+        if declared_amp(run.config)
+        else f"amp={run.config.get('amp')} by the recipe's default (the reruns trained in fp32)"
         for run in matrix.runs.get(model, {}).values()
-        if run.config is not None and declared_amp(run.config)
+        if run.config is not None and run.config.get("amp") not in (None, "off")
     }
     return out + sorted(asked)
 

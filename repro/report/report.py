@@ -301,7 +301,17 @@ def recipe_section(configs: list[dict[str, Any]], summary: dict[str, Any]) -> li
         head = ("field", "this run", "paper", "the paper's words")
         md += [markdown_table(head, fields), ""]
     md += [f"- {d}" for d in deviations(configs, summary)] + [""]
+    md += interpretations_section()
     return md + ["## Recipe", "", markdown_table(("field", "value"), rows), ""]
+
+
+def interpretations_section() -> list[str]:
+    """How the recipe reads what the paper leaves open (he2016_recipe.json interpretations)."""
+    notes = load_baseline("he2016_recipe").get("interpretations", {})
+    lines = [f"- {key.replace('_', ' ')}: {text}" for key, text in notes.items() if key != "note"]
+    if not lines:
+        return []
+    return ["### Interpretations where the paper is silent", "", *lines, ""]
 
 
 def imported_section(matrix: Matrix) -> list[str]:
