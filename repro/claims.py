@@ -17,11 +17,13 @@ from typing import Any
 
 from repro.baselines import load_baseline
 from repro.calibration import (
+    SEEDS_SHOWN,
     Calibration,
     Characteristic,
     band_z,
     calibration_for,
     characterise,
+    pass_probability,
     tolerance_characteristics,
 )
 from repro.errors import ReproError
@@ -199,15 +201,22 @@ def checked_characteristic(claim: dict[str, Any], cal: Calibration | None, targe
     return ch
 
 
-def not_asserted_claims(preset: str, claims: list[dict[str, Any]]) -> dict[str, str]:
-    """Claim id -> why the preset shows it without asserting it (its calibration cannot
-    support it); the claims it asserts are absent."""
+def not_asserted_claims(preset: str, claims: list[dict[str, Any]], k: int) -> dict[str, str]:
+    """Claim id -> why the preset shows it without asserting it on a run of ``k`` seeds (a
+    faithful ``k``-seed run would pass it with less than the pass probability, or there is no
+    reference); the claims it asserts at ``k`` are absent."""
     cal, target = preset_calibration(preset)
     out = {}
     for claim in claims:
         ch = checked_characteristic(claim, cal, target)
-        if not ch.asserted:
+        if not ch.pass_faithful or cal is None:
             out[claim["id"]] = ch.reason
+            continue
+        k = max(1, k)
+        shown = dict(zip(SEEDS_SHOWN, ch.pass_faithful))
+        p = shown[k] if k in shown else pass_probability(claim, cal, k)
+        if p < target:
+            out[claim["id"]] = f"a faithful run passes with P < {target} (K={k}: {p:.3f})"
     return out
 
 
@@ -519,7 +528,7 @@ def _ordering_check(matrix: Matrix, name: str) -> Verdict:
         return Verdict(
             name, SKIP, f"experiment {matrix.experiment} has none of the models it compares"
         )
-    not_asserted = not_asserted_claims(matrix.preset, claims)
+    not_asserted = not_asserted_claims(matrix.preset, claims, len(matrix.seeds))
     rows, failed, outcomes = [], [], []
     for claim in claims:
         claim_rows, claim_failed, outcome = _claim_rows(matrix, claim, not_asserted)
@@ -691,7 +700,7 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         and c["higher"] in matrix.runs
         and c["lower"] in matrix.runs
     ]
-    not_asserted = not_asserted_claims(matrix.preset, claims)
+    not_asserted = not_asserted_claims(matrix.preset, claims, len(matrix.seeds))
     stale = stale_responses(matrix, doc, {m for c in claims for m in (c["higher"], c["lower"])})
     if stale:
         return Verdict(

@@ -514,3 +514,18 @@ def test_an_evaluation_without_lr_fails_the_lr_trace(tmp_path: Path) -> None:
     v = check_completeness(load_matrix(root))
     assert v.status == FAIL
     assert "evaluation at iteration 200 records no lr" in v.table()
+
+
+def test_a_claim_is_asserted_at_the_number_of_seeds_the_run_has() -> None:
+    """`common`'s ResNet-20 > ResNet-32 (test error): a faithful run passes it with P < 0.95
+    at K = 1 but >= 0.95 at K = 5, so a 5-seed run asserts it and a 1-seed run only shows it."""
+    from repro.claims import FIG6, load_claims, not_asserted_claims
+
+    claim = next(c for c in load_claims(FIG6, metric=True) if c["id"] == "resnet_depth_gain_20_32")
+    assert "resnet_depth_gain_20_32" in not_asserted_claims("common", [claim], 1)
+    assert not_asserted_claims("common", [claim], 5) == {}
+    depth = next(c for c in load_claims(FIG6, metric=True) if c["id"] == "resnet_depth_gain")
+    assert (
+        "a faithful run passes with P < 0.95 (K=3: "
+        in not_asserted_claims("mini", [depth], 3)["resnet_depth_gain"]
+    )
