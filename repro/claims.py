@@ -185,11 +185,13 @@ def preset_calibration(preset: str) -> tuple[Calibration | None, float]:
 
 
 def checked_characteristic(claim: dict[str, Any], cal: Calibration | None, target: float):
-    """The claim's operating characteristics; one ReproError when a faithful run would fail it
-    with at least ``target`` at every K: then the claims data, not the run, is wrong (a
-    direction flipped), and quietly not asserting it would hide that."""
+    """The claim's operating characteristics; one ReproError when a faithful full-scale run
+    (a published calibration) would fail it with at least ``target`` at every K: then the
+    claims data, not the run, is wrong (a direction flipped), and quietly not asserting it
+    would hide that. The `mini` subset's short schedule may truly reverse a claim (ResNet-56
+    trains worse than ResNet-20 there): shown as not asserted, not an error."""
     ch = characterise(claim, cal, target)
-    if ch.contradicted(target):
+    if cal is not None and cal.basis.startswith("published") and ch.contradicted(target):
         where = "baselines/he2016_fig6_claims.json or he2016_fig7_claims.json"
         probabilities = ", ".join(f"{p:.3f}" for p in ch.pass_faithful)
         raise ReproError(
