@@ -628,6 +628,7 @@ class Characteristic:
     reason: str
     pass_faithful: tuple[float, ...] = ()
     fail_worse: tuple[float | None, ...] = ()
+    detectable: tuple[float, ...] = ()  # the shift (pp) failed with POWER, at each K shown
 
     def contradicted(self, target: float) -> bool:
         """A faithful run *fails* it with at least ``target`` at every K shown: the mirror image
@@ -699,6 +700,20 @@ def claim_label(claim: dict[str, Any]) -> str:
     return f"{claim['higher']} > {claim['lower']} ({metric})"
 
 
+POWER = 0.8  # "the smallest shift each verdict detects with 80 % power" (issue 22)
+
+
+def detectable_shift(ref: Reference, k: int, z: float, deviations: int = 0) -> float:
+    """The smallest shift of a net's true mean error (pp, worse) that its tolerance check
+    fails with probability POWER at ``k`` seeds (bisection; the probability rises with it)."""
+    lo, hi = 0.0, 20.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        failed = 1 - tolerance_pass_probability(ref, k, z, mid, deviations)
+        lo, hi = (lo, mid) if failed >= POWER else (mid, hi)
+    return hi
+
+
 def tolerance_characteristics(
     cal: Calibration | None, models: list[str], target: float, deviations: int = 0
 ) -> list[Characteristic]:
@@ -717,5 +732,6 @@ def tolerance_characteristics(
         worse = tuple(
             1 - tolerance_pass_probability(ref, k, z, WORSE_PP, deviations) for k in SEEDS_SHOWN
         )
-        out.append(Characteristic(f"tolerance_{model}", label, True, "", passes, worse))
+        shifts = tuple(detectable_shift(ref, k, z, deviations) for k in SEEDS_SHOWN)
+        out.append(Characteristic(f"tolerance_{model}", label, True, "", passes, worse, shifts))
     return out

@@ -442,3 +442,21 @@ def test_a_faithful_run_passes_the_defining_train_claims_with_at_least_95_percen
             b = [b0 + rng.gauss(0, lo.sigma_run) for _ in range(k)]
             holds += compare(a, b).holds
         assert holds / n >= target - 3 * math.sqrt(target * (1 - target) / n), (hi_model, k)
+
+
+def test_the_printed_detectable_shift_is_failed_with_80_percent_power() -> None:
+    from repro.calibration import POWER, detectable_shift
+
+    cal, target = preset_calibration("paper")
+    ref = cal.references[("resnet56", "test_error")]
+    z = band_z(target, 4)
+    printed = {
+        ch.claim: ch
+        for check, ch in operating_characteristics("paper", "core")
+        if check == "tolerance"
+    }["tolerance_resnet56"]
+    for i, k in enumerate((1, 5)):
+        shift = detectable_shift(ref, k, z)
+        assert printed.detectable[i] == pytest.approx(shift)
+        assert 1 - tolerance_pass_probability(ref, k, z, shift) == pytest.approx(POWER, abs=1e-6)
+        assert 1 - tolerance_pass_probability(ref, k, z, shift - 0.05) < POWER
