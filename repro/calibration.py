@@ -121,7 +121,8 @@ def _result(record: dict[str, Any], i: int, entry: Any) -> Result:
     problems += wrong_types(entry, RESULT_TYPES, where)
     if entry.get("selection") not in SELECTIONS or entry.get("aggregate") not in AGGREGATES:
         problems.append(f"has selection/aggregate outside {SELECTIONS}/{AGGREGATES}")
-    values = entry.get("values") if isinstance(entry.get("values"), list) else ()  # typed below
+    raw = entry.get("values")
+    values: list[Any] = raw if isinstance(raw, list) else []  # a wrong type is a problem above
     numbers = [entry.get("value"), entry.get("std") or 0.0, *values]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
         problems.append("has a non-numeric entry in 'values'")
@@ -179,7 +180,7 @@ def _record_problems(record: Any, n: int, runs: dict[str, str]) -> list[str]:
     ]
     if problems:
         return problems
-    key = record.get("runs", record["id"])
+    key = str(record.get("runs", record["id"]))
     if key in runs and record["results"]:
         return [
             f"reports the runs {key!r} that record {runs[key]!r} already reports: one "
