@@ -149,7 +149,9 @@ def reproduce(session: nox.Session) -> None:
     )
     run_dir = _train(session, opts)
     session.run("repro", "analyze", "layer-response", run_dir)
-    session.run("repro", "report", run_dir)
+    # the report is written whatever its verdicts; its exit status is theirs (0 pass, 1 a check
+    # failed, 3 not all assessed: repro.claims.exit_status), judged by `nox -s acceptance`
+    session.run("repro", "report", run_dir, success_codes=[0, 1, 3])
 
 
 def bench_arguments(posargs: list[str]) -> list[str]:

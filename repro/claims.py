@@ -17,11 +17,13 @@ from typing import Any
 
 from repro.baselines import load_baseline
 from repro.calibration import (
+    SEEDS_SHOWN,
     Calibration,
     Characteristic,
     band_z,
     calibration_for,
     characterise,
+    pass_probability,
     tolerance_characteristics,
 )
 from repro.errors import ReproError
@@ -42,9 +44,25 @@ from repro.train.rundir import (
 PASS, FAIL, SKIP, INCONCLUSIVE = "pass", "fail", "skip", "inconclusive"
 # A claim that needs data an imported run lacks (`repro import-run`): never a pass.
 NOT_ASSESSABLE = "not assessable"
+# A check whose defining claims (``"defines": true`` in the claims data) the preset cannot assert:
+# no claim of it asserted (NOT_ASSESSED), or only claims that do not define it (PARTIAL). Never
+# a pass (issue 22): "degradation" means plain-56 *trains* worse than plain-20, whatever else holds.
+NOT_ASSESSED, PARTIAL = "not assessed", "partial"
+FIG6, FIG7 = "he2016_fig6_claims", "he2016_fig7_claims"
 REQUIRED_FIELDS = ("iteration", "train_error", "test_error")
 TRAIN_KEYS = ("final_train_error", "last10_train_error")
 TEST_KEYS = ("final_test_error",)
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """One claim of a check on one run: asserted at the preset or only shown, and whether it
+    holds (None: not assessable, e.g. an import lacks the metric)."""
+
+    claim: str
+    defines: bool
+    asserted: bool
+    holds: bool | None
 
 
 @dataclass
@@ -56,6 +74,7 @@ class Verdict:
     reason: str
     header: tuple[str, ...] = ()
     rows: list[tuple[Any, ...]] = field(default_factory=list)
+    outcomes: list[ClaimOutcome] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -115,8 +134,9 @@ POLICY_TYPES: dict[str, tuple[Any, ...]] = {
     "declared_deviations": (list,),
 }
 CLAIM_TYPES: dict[str, tuple[Any, ...]] = {
-    k: (str,) for k in ("id", "higher", "lower", "metric", "model", "kind", "quote", "figure")
-} | {"above": (NUMBER,), "below": (NUMBER,)}
+    k: (str,)
+    for k in ("id", "higher", "lower", "metric", "model", "kind", "quote", "figure", "check")
+} | {"above": (NUMBER,), "below": (NUMBER,), "defines": (bool,)}
 
 
 def _checked(name: str, where: str, obj: Any, spec: dict[str, tuple[Any, ...]], needs=()) -> Any:
@@ -164,22 +184,48 @@ def preset_calibration(preset: str) -> tuple[Calibration | None, float]:
     return calibration_for(preset, policy["calibration"]), float(policy["pass_probability"])
 
 
-def not_asserted_claims(preset: str, claims: list[dict[str, Any]]) -> dict[str, str]:
-    """Claim id -> why the preset shows it without asserting it (its calibration cannot
-    support it); the claims it asserts are absent."""
+def checked_characteristic(claim: dict[str, Any], cal: Calibration | None, target: float):
+    """The claim's operating characteristics; one ReproError when a faithful full-scale run
+    (a published calibration) would fail it with at least ``target`` at every K: then the
+    claims data, not the run, is wrong (a direction flipped), and quietly not asserting it
+    would hide that. The `mini` subset's short schedule may truly reverse a claim (ResNet-56
+    trains worse than ResNet-20 there): shown as not asserted, not an error."""
+    ch = characterise(claim, cal, target)
+    if cal is not None and cal.basis.startswith("published") and ch.contradicted(target):
+        where = "baselines/he2016_fig6_claims.json or he2016_fig7_claims.json"
+        probabilities = ", ".join(f"{p:.3f}" for p in ch.pass_faithful)
+        raise ReproError(
+            f"{where}: claim {claim['id']!r} ({ch.label}) is contradicted by its own "
+            f"calibration ({cal.basis if cal else '-'}): a faithful run passes it with P = "
+            f"{probabilities}; its direction is wrong: restore the file from the repository "
+            "(git checkout baselines/)"
+        )
+    return ch
+
+
+def not_asserted_claims(preset: str, claims: list[dict[str, Any]], k: int) -> dict[str, str]:
+    """Claim id -> why the preset shows it without asserting it on a run of ``k`` seeds (a
+    faithful ``k``-seed run would pass it with less than the pass probability, or there is no
+    reference); the claims it asserts at ``k`` are absent."""
     cal, target = preset_calibration(preset)
     out = {}
     for claim in claims:
-        ch = characterise(claim, cal, target)
-        if not ch.asserted:
+        ch = checked_characteristic(claim, cal, target)
+        if not ch.pass_faithful or cal is None:
             out[claim["id"]] = ch.reason
+            continue
+        k = max(1, k)
+        shown = dict(zip(SEEDS_SHOWN, ch.pass_faithful))
+        p = shown[k] if k in shown else pass_probability(claim, cal, k)
+        if p < target:
+            out[claim["id"]] = f"a faithful run passes with P < {target} (K={k}: {p:.3f})"
     return out
 
 
 def _claim_needs(claim: Any) -> tuple[str, ...]:
     if isinstance(claim, dict) and claim.get("kind") == "threshold":
-        return ("id", "model", "metric")
-    return ("id", "higher", "lower")
+        return ("id", "check", "model", "metric")
+    return ("id", "check", "higher", "lower")
 
 
 def load_claims(name: str, metric: bool = False) -> list[dict[str, Any]]:
@@ -249,24 +295,56 @@ def unless_unfinished(verdict: Verdict, matrix: Matrix, models: Iterable[str]) -
     """A pass or fail that rests on an unfinished run is inconclusive: its last evaluation is
     not the schedule's end."""
     waiting = unfinished_runs(matrix, models)
-    if verdict.status not in (PASS, FAIL) or not waiting:
+    if verdict.status not in (PASS, FAIL, PARTIAL) or not waiting:
         return verdict
     reason = f"inconclusive (run not finished: {', '.join(waiting)}); so far: {verdict.reason}"
-    return Verdict(verdict.name, INCONCLUSIVE, reason, verdict.header, verdict.rows)
+    return replace(verdict, status=INCONCLUSIVE, reason=reason)
+
+
+def defining_claims(name: str, check: str) -> list[str]:
+    """Ids of the claims of ``baselines/<name>.json`` that define ``check`` (``"defines"``)."""
+    return [c["id"] for c in load_claims(name) if c["check"] == check and c.get("defines")]
 
 
 def _ordering_verdict(
-    name: str, rows: list[tuple], failed: list[str], note: str, header: tuple
+    name: str,
+    table: tuple[tuple, list[tuple]],
+    failed: list[str],
+    note: str,
+    outcomes: list[ClaimOutcome],
+    defining: list[str],
 ) -> Verdict:
+    """FAIL when an asserted claim fails; PASS only when every claim that defines the check is
+    asserted and holds (and no asserted claim fails); else NOT ASSESSED or PARTIAL."""
+    header, rows = table
+
+    def verdict(status: str, reason: str) -> Verdict:
+        return Verdict(name, status, reason + note, header, rows, outcomes)
+
     if failed:
-        return Verdict(name, FAIL, "does not hold: " + ", ".join(failed) + note, header, rows)
+        return verdict(FAIL, "does not hold: " + ", ".join(failed))
     missing = sorted({str(r[-1]) for r in rows if str(r[-1]).startswith(NOT_ASSESSABLE)})
     if missing:
-        return Verdict(name, NOT_ASSESSABLE, "; ".join(missing) + note, header, rows)
-    if all(str(r[-1]).startswith("not asserted") for r in rows):
-        reason = "no claim of this check is asserted at this preset (shown, measured)" + note
-        return Verdict(name, SKIP, reason, header, rows)
-    return Verdict(name, PASS, "holds on the means and in most seeds" + note, header, rows)
+        return verdict(NOT_ASSESSABLE, "; ".join(missing))
+    held = [o.claim for o in outcomes if o.asserted]
+    unasserted = [c for c in defining if c not in held]
+    if not held:
+        return verdict(
+            NOT_ASSESSED,
+            "no claim of this check is asserted at this preset (shown, "
+            f"measured); it is defined by {', '.join(defining)}",
+        )
+    if unasserted:
+        return verdict(
+            PARTIAL,
+            f"the claim(s) that define this check ({', '.join(unasserted)}) "
+            f"are not asserted here; asserted and holding: {', '.join(held)}",
+        )
+    return verdict(
+        PASS,
+        f"its defining claim(s) {', '.join(defining)} and every other asserted "
+        "claim hold on the means and in most seeds",
+    )
 
 
 # --- completeness --------------------------------------------------------------------------
@@ -348,7 +426,9 @@ def lr_problems(run: Run) -> list[str]:
         if got is not None and in_warmup and math.isclose(got, config["warmup_lr"], rel_tol=1e-6):
             continue
         warming = False  # once the schedule's lr shows, the warm-up is over
-        if got is None or not math.isclose(got, want, rel_tol=1e-6):
+        if got is None:
+            return [f"evaluation at iteration {it} records no lr: the lr trace cannot be checked"]
+        if not math.isclose(got, want, rel_tol=1e-6):
             return [f"lr {got} at iteration {it}, the recipe's step schedule says {want:.6g}"]
     return []
 
@@ -403,10 +483,11 @@ def _threshold_row(matrix: Matrix, claim: dict[str, Any], key: str) -> tuple[tup
 
 
 def _claim_rows(matrix: Matrix, claim: dict[str, Any], not_asserted: dict[str, str]):
-    """(rows, failed) of one Fig. 6 claim, one row per metric key it is read from."""
+    """(rows, failed, outcome) of one Fig. 6 claim, one row per metric key it is read from; the
+    claim holds when it holds on every key."""
     metric = "train_error" if claim["metric"] == "train_error" else "test_error"
     missing = lacking(matrix, claim_models(claim), metric)
-    rows, failed = [], []
+    rows, failed, held = [], [], []
     for key in TRAIN_KEYS if metric == "train_error" else TEST_KEYS:
         if claim.get("kind") == "threshold":
             row, holds = _threshold_row(matrix, claim, key)
@@ -423,10 +504,17 @@ def _claim_rows(matrix: Matrix, claim: dict[str, Any], not_asserted: dict[str, s
         if verdict == "FAIL":
             failed.append(f"{row[0]} on {key}")
         rows.append((*row, verdict))
-    return rows, failed
+        held.append(holds)
+    outcome = _outcome(claim, all(held) if not missing else None, not_asserted)
+    return rows, failed, outcome
 
 
-def _ordering_check(matrix: Matrix, name: str, prefixes: tuple[str, ...]) -> Verdict:
+def _outcome(claim: dict[str, Any], holds: bool | None, not_asserted: dict[str, str]):
+    asserted = claim["id"] not in not_asserted
+    return ClaimOutcome(claim["id"], bool(claim.get("defines")), asserted, holds)
+
+
+def _ordering_check(matrix: Matrix, name: str) -> Verdict:
     header = ("claim", "metric", "higher / value", "lower / bound", "seeds holding", "verdict")
     policy = preset_policy(matrix.preset)
     if name not in policy["checks"]:
@@ -435,36 +523,38 @@ def _ordering_check(matrix: Matrix, name: str, prefixes: tuple[str, ...]) -> Ver
         )
     claims = [
         c
-        for c in load_claims("he2016_fig6_claims", metric=True)
-        if c["id"].startswith(prefixes) and all(m in matrix.runs for m in claim_models(c))
+        for c in load_claims(FIG6, metric=True)
+        if c["check"] == name and all(m in matrix.runs for m in claim_models(c))
     ]
     if not claims:
         return Verdict(
             name, SKIP, f"experiment {matrix.experiment} has none of the models it compares"
         )
-    not_asserted = not_asserted_claims(matrix.preset, claims)
-    rows, failed = [], []
+    not_asserted = not_asserted_claims(matrix.preset, claims, len(matrix.seeds))
+    rows, failed, outcomes = [], [], []
     for claim in claims:
-        claim_rows, claim_failed = _claim_rows(matrix, claim, not_asserted)
+        claim_rows, claim_failed, outcome = _claim_rows(matrix, claim, not_asserted)
         rows += claim_rows
         failed += claim_failed
+        outcomes.append(outcome)
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
     models = {m for c in claims for m in claim_models(c)}
-    return unless_unfinished(_ordering_verdict(name, rows, failed, note, header), matrix, models)
+    defining = defining_claims(FIG6, name)
+    result = _ordering_verdict(name, (header, rows), failed, note, outcomes, defining)
+    return unless_unfinished(result, matrix, models)
 
 
 def check_degradation(matrix: Matrix) -> Verdict:
-    """Plain nets' training error rises with depth, plain-56 tests worse than plain-20, plain-110
-    errs above 60 % (Fig. 6 left)."""
-    return _ordering_check(matrix, "degradation", ("degradation_",))
+    """Plain nets' training error rises with depth (defining: plain-56 trains worse than
+    plain-20), plain-56 tests worse than plain-20, plain-110 errs above 60 % (Fig. 6 left)."""
+    return _ordering_check(matrix, "degradation")
 
 
 def check_residual(matrix: Matrix) -> Verdict:
-    """ResNets cure the degradation and gain accuracy with depth up to 110; ResNet-1202 trains
-    below 0.1 % yet tests worse than ResNet-110 (Fig. 6 middle and right)."""
-    return _ordering_check(
-        matrix, "residual", ("residual_cure_", "resnet_depth_gain", "resnet_1202")
-    )
+    """ResNets cure the degradation (defining: ResNet-56 trains better than plain-56) and gain
+    accuracy with depth up to 110; ResNet-1202 trains below 0.1 % yet tests worse than
+    ResNet-110 (Fig. 6 middle and right)."""
+    return _ordering_check(matrix, "residual")
 
 
 # --- tolerance -----------------------------------------------------------------------------
@@ -477,8 +567,10 @@ def declared_deviations(matrix: Matrix, model: str) -> list[str]:
     out = [str(d) for d in preset_policy(matrix.preset).get("declared_deviations", [])]
     asked = {
         f"amp={run.config.get('amp')} asked for"
+        if declared_amp(run.config)
+        else f"amp={run.config.get('amp')} by the recipe's default (the reruns trained in fp32)"
         for run in matrix.runs.get(model, {}).values()
-        if run.config is not None and declared_amp(run.config)
+        if run.config is not None and run.config.get("amp") not in (None, "off")
     }
     return out + sorted(asked)
 
@@ -547,10 +639,12 @@ def check_tolerance(matrix: Matrix) -> Verdict:
     assert cal is not None  # preset_policy requires a calibration with a tolerance check
     compared = [m for m in matrix.runs if cal.reference(m, "test_error") is not None]
     z = band_z(target, len(compared))
-    rows, failed = [], []
+    rows, failed, outcomes = [], [], []
     for model in matrix.runs:
         row, ok = _tolerance_row(matrix, model, cal, z)
         rows.append(row)
+        if ok is not None:
+            outcomes.append(ClaimOutcome(f"tolerance_{model}", False, True, ok))
         if ok is False:
             failed.append(model)
     if not compared:
@@ -563,13 +657,13 @@ def check_tolerance(matrix: Matrix) -> Verdict:
         )
     if failed:
         reason = "outside the band: " + ", ".join(failed)
-        verdict = Verdict("tolerance", FAIL, reason, TOLERANCE_HEADER, rows)
+        verdict = Verdict("tolerance", FAIL, reason, TOLERANCE_HEADER, rows, outcomes)
     else:
         reason = (
             f"{len(compared)} models within their bands (z = {z:.2f}: a faithful run passes "
             f"all of them with P = {target})"
         )
-        verdict = Verdict("tolerance", PASS, reason, TOLERANCE_HEADER, rows)
+        verdict = Verdict("tolerance", PASS, reason, TOLERANCE_HEADER, rows, outcomes)
     return unless_unfinished(verdict, matrix, matrix.runs)
 
 
@@ -603,10 +697,12 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         )
     claims = [
         c
-        for c in load_claims("he2016_fig7_claims")
-        if c["higher"] in matrix.runs and c["lower"] in matrix.runs
+        for c in load_claims(FIG7)
+        if c["check"] == "layer_response"
+        and c["higher"] in matrix.runs
+        and c["lower"] in matrix.runs
     ]
-    not_asserted = not_asserted_claims(matrix.preset, claims)
+    not_asserted = not_asserted_claims(matrix.preset, claims, len(matrix.seeds))
     stale = stale_responses(matrix, doc, {m for c in claims for m in (c["higher"], c["lower"])})
     if stale:
         return Verdict(
@@ -618,11 +714,9 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         )
     models = doc["models"]
     header = ("claim", "higher (mean)", "lower (mean)", "seeds holding", "verdict")
-    rows, failed = [], []
+    rows, failed, outcomes = [], [], []
     for claim in claims:
         hi, lo = claim["higher"], claim["lower"]
-        if hi not in matrix.runs or lo not in matrix.runs:
-            continue
         means = (models.get(hi, {}).get("mean_std"), models.get(lo, {}).get("mean_std"))
         c = compare(
             _response_values(models, hi, matrix.seeds),
@@ -633,11 +727,13 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         if verdict == "FAIL":
             failed.append(f"{hi} > {lo}")
         rows.append((f"{hi} > {lo}", c.higher_mean, c.lower_mean, f"{c.wins}/{c.seeds}", verdict))
+        outcomes.append(_outcome(claim, c.holds, not_asserted))
     if not rows:
         return Verdict("layer_response", SKIP, f"experiment {matrix.experiment} compares no pair")
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
     involved = {m for c in claims for m in (c["higher"], c["lower"]) if m in matrix.runs}
-    result = _ordering_verdict("layer_response", rows, failed, note, header)
+    defining = defining_claims(FIG7, "layer_response")
+    result = _ordering_verdict("layer_response", (header, rows), failed, note, outcomes, defining)
     return unless_unfinished(result, matrix, involved)
 
 
@@ -673,13 +769,34 @@ def all_verdicts(matrix: Matrix) -> list[Verdict]:
     return [check(matrix) for check in CHECKS]
 
 
+def claim_counts(verdicts: list[Verdict]) -> tuple[int, int, int]:
+    """(asserted and holding, asserted and failing, shown only) over every claim of every
+    verdict; a claim an import cannot assess counts as shown only."""
+    outcomes = [o for v in verdicts for o in v.outcomes]
+    holding = sum(o.asserted and o.holds is True for o in outcomes)
+    failing = sum(o.asserted and o.holds is False for o in outcomes)
+    return holding, failing, len(outcomes) - holding - failing
+
+
+# `repro report`'s exit status: 0 every check the preset runs passed; 1 a check failed; 3 none
+# failed but one is not assessed, partial, inconclusive or not assessable (never 0: issue 22).
+EXIT_PASSED, EXIT_FAILED, EXIT_NOT_ALL_ASSESSED = 0, 1, 3
+
+
+def exit_status(verdicts: list[Verdict]) -> int:
+    """The exit status a set of verdicts gives (see EXIT_*); SKIP (a check the preset or the
+    experiment does not run) is neither a pass nor a gap."""
+    statuses = {v.status for v in verdicts}
+    if FAIL in statuses:
+        return EXIT_FAILED
+    if statuses - {PASS, SKIP}:
+        return EXIT_NOT_ALL_ASSESSED
+    return EXIT_PASSED
+
+
 # --- what the verdicts can detect (issue 12: operating characteristics) ----------------------
 
-CLAIM_GROUPS = (
-    ("degradation", "he2016_fig6_claims", ("degradation_",)),
-    ("residual", "he2016_fig6_claims", ("residual_cure_", "resnet_depth_gain", "resnet_1202")),
-    ("layer_response", "he2016_fig7_claims", ("response_",)),
-)
+CLAIM_FILES = (FIG6, FIG7)
 
 
 def operating_characteristics(preset: str, experiment: str) -> list[tuple[str, Characteristic]]:
@@ -688,12 +805,12 @@ def operating_characteristics(preset: str, experiment: str) -> list[tuple[str, C
     policy, models = preset_policy(preset), set(get_experiment(experiment))
     cal, target = preset_calibration(preset)
     out = []
-    for check, name, prefixes in CLAIM_GROUPS:
-        metric = name == "he2016_fig6_claims"
-        for claim in load_claims(name, metric=metric):
-            if not claim["id"].startswith(prefixes) or not set(claim_models(claim)) <= models:
+    for name in CLAIM_FILES:
+        for claim in load_claims(name, metric=name == FIG6):
+            if not set(claim_models(claim)) <= models:
                 continue
-            ch = characterise(claim, cal, target)
+            check = claim["check"]
+            ch = checked_characteristic(claim, cal, target)
             if check not in policy["checks"]:
                 ch = replace(ch, asserted=False, reason=f"preset {preset} does not run {check}")
             out.append((check, ch))

@@ -40,7 +40,14 @@ from repro.train.rundir import Matrix, Run
 ISSUE18 = [7.4, 7.29, 7.4, 6.89, 8.42, 7.95]  # akamaster issue #18: six ResNet-56 reruns
 
 
-def record(rid: str, recipe: str, *results: dict, verified: bool = True) -> dict:
+def fields(recipe: str, **kw: str) -> dict:
+    """Recipe fields read from a source's code that are consistent with ``recipe``."""
+    schedule = {"paper": "64k iterations", "common": "200 epochs"}.get(recipe, "other")
+    base = {"optimizer": "sgd-momentum", "shortcut": "A", "augmentation": "pad4-crop-flip"}
+    return {**base, "schedule": schedule, **kw}
+
+
+def record(rid: str, recipe: str, *results: dict, verified: bool = True, **extra) -> dict:
     return {
         "id": rid,
         "source": rid,
@@ -48,9 +55,11 @@ def record(rid: str, recipe: str, *results: dict, verified: bool = True) -> dict
         "quote": "q",
         "framework": "PyTorch",
         "recipe": recipe,
+        "recipe_fields": fields(recipe),
         "data": "50k",
         "verified": verified,
         "results": list(results),
+        **extra,
     }
 
 
@@ -320,3 +329,134 @@ def test_a_record_of_multi_seed_training_errors_makes_the_train_claims_asserted(
     claim = {"id": "degradation_train", "higher": "plain56", "lower": "plain20"}
     assert characterise({**claim, "metric": "train_error"}, cal, 0.95).asserted
     assert not characterise({**claim, "metric": "response_std"}, cal, 0.95).asserted
+
+
+# --- one estimate per set of runs; labels by the documented rule (issue 22) ---------------------
+
+
+def test_a_sources_final_and_best_on_test_of_the_same_runs_are_one_estimate() -> None:
+    doc = {
+        "records": [
+            record(
+                "seed",
+                "common",
+                result("resnet56", 6.57),
+                result("resnet56", 6.42, "best_on_test"),
+            ),
+            record("other", "common", result("resnet56", 7.0)),
+        ]
+    }
+    cells = cell_estimates(records_results(doc), "common", 0.2)
+    assert sorted((e.source, e.value) for e in cells["resnet56"]) == [
+        ("other", 7.0),
+        ("seed", 6.57),
+    ]
+
+
+def test_a_summary_of_a_sources_listed_runs_is_not_a_second_estimate() -> None:
+    doc = {
+        "records": [
+            record(
+                "issue18",
+                "common",
+                result("resnet56", 7.558, "best_on_test", aggregate="values", values=ISSUE18),
+                result("resnet56", 7.36, "best_on_test", aggregate="mean", std=0.16),
+            )
+        ]
+    }
+    (estimate,) = cell_estimates(records_results(doc), "common", 0.0)["resnet56"]
+    assert estimate.value == pytest.approx(7.558) and estimate.weight_units == pytest.approx(1 / 6)
+
+
+def test_two_records_of_the_same_runs_are_refused() -> None:
+    doc = {
+        "records": [
+            record("a", "common", result("resnet56", 7.0), runs="issue-18 reruns"),
+            record("b", "common", result("resnet56", 7.1), runs="issue-18 reruns"),
+        ]
+    }
+    with pytest.raises(ReproError, match="record 'b' reports the runs 'issue-18 reruns' that rec"):
+        records_results(doc)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("optimizer", "nesterov"), ("shortcut", "B"), ("augmentation", "none"), ("schedule", "x")],
+)
+def test_a_label_that_contradicts_the_recipe_read_from_the_code_is_refused(key, value) -> None:
+    doc = {"records": [record("h", "paper", result("resnet110", 6.5))]}
+    doc["records"][0]["recipe_fields"][key] = value
+    with pytest.raises(ReproError, match=f"record 'h' is labelled 'paper' but its {key}"):
+        records_results(doc)
+    del doc["records"][0]["recipe_fields"]
+    with pytest.raises(ReproError, match="without 'recipe_fields' read from its code"):
+        records_results(doc)
+
+
+def test_the_shipped_records_are_labelled_by_the_rule() -> None:
+    from repro.baselines import load_baseline
+
+    doc = load_baseline("reference_runs")
+    records_results(doc)  # every label agrees with its recipe fields, no runs counted twice
+    labels = {r["id"]: r["recipe"] for r in doc["records"]}
+    nesterov_or_b = ("hysts-pytorch-resnet", "longrootchen-cifar10-pytorch")
+    assert {labels[i] for i in (*nesterov_or_b, "fb-resnet-torch-issue177-resnet110")} == {"other"}
+    assert labels["fish145-caffe-repeated"] == "paper"
+    plain_vs_res = next(r for r in doc["records"] if r["id"] == "fish145-caffe-plain-vs-res")
+    assert plain_vs_res["recipe"] == "other"
+    assert plain_vs_res["recipe_fields"]["augmentation"] == "none"
+
+
+def test_values_of_the_wrong_type_are_one_error_not_a_type_error() -> None:
+    doc = {"records": [record("v", "common", result("resnet20", 8.0, values=True))]}
+    with pytest.raises(ReproError, match=r"record 'v' result 1.*'values'"):
+        records_results(doc)
+
+
+# --- training-error references and their spread model (issue 22) ------------------------------
+
+
+def test_the_training_error_spread_is_the_documented_conservative_model() -> None:
+    from repro.calibration import RELATIVE_TRAIN_SPREAD
+
+    cal, _ = preset_calibration("paper")
+    test_sigma = cal.references[("resnet56", "test_error")].sigma_run
+    for model in ("plain20", "plain56", "resnet56"):
+        ref = cal.references[(model, "train_error")]
+        assert ref.sources == ("a-martyn-resnet",)
+        assert ref.sigma_run == pytest.approx(max(test_sigma, RELATIVE_TRAIN_SPREAD * ref.mean))
+    assert cal.references[("plain56", "train_error")].mean == pytest.approx(3.332)
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_a_faithful_run_passes_the_defining_train_claims_with_at_least_95_percent(k) -> None:
+    """Runs drawn under the spread model, judged by the compare rule the checks use."""
+    cal, target = preset_calibration("paper")
+    rng, n = random.Random(20 + k), 2000
+    for hi_model, lo_model in (("plain56", "plain20"), ("plain56", "resnet56")):
+        hi, lo = (cal.references[(m, "train_error")] for m in (hi_model, lo_model))
+        holds = 0
+        for _ in range(n):
+            a0, b0 = (r.mean + rng.gauss(0, math.sqrt(r.mean_var_run)) for r in (hi, lo))
+            a = [a0 + rng.gauss(0, hi.sigma_run) for _ in range(k)]
+            b = [b0 + rng.gauss(0, lo.sigma_run) for _ in range(k)]
+            holds += compare(a, b).holds
+        assert holds / n >= target - 3 * math.sqrt(target * (1 - target) / n), (hi_model, k)
+
+
+def test_the_printed_detectable_shift_is_failed_with_80_percent_power() -> None:
+    from repro.calibration import POWER, detectable_shift
+
+    cal, target = preset_calibration("paper")
+    ref = cal.references[("resnet56", "test_error")]
+    z = band_z(target, 4)
+    printed = {
+        ch.claim: ch
+        for check, ch in operating_characteristics("paper", "core")
+        if check == "tolerance"
+    }["tolerance_resnet56"]
+    for i, k in enumerate((1, 5)):
+        shift = detectable_shift(ref, k, z)
+        assert printed.detectable[i] == pytest.approx(shift)
+        assert 1 - tolerance_pass_probability(ref, k, z, shift) == pytest.approx(POWER, abs=1e-6)
+        assert 1 - tolerance_pass_probability(ref, k, z, shift - 0.05) < POWER

@@ -16,7 +16,14 @@ from synthetic_runs import write_layer_response, write_run
 
 import repro.baselines as baselines_mod
 from repro.baselines import load_baseline
-from repro.claims import FAIL, PASS, all_verdicts, operating_characteristics
+from repro.claims import (
+    FAIL,
+    NOT_ASSESSED,
+    PARTIAL,
+    PASS,
+    all_verdicts,
+    operating_characteristics,
+)
 from repro.errors import ReproError
 from repro.reproduce.summary import refreshed_summary
 from repro.train.rundir import load_matrix, read_metrics
@@ -58,7 +65,7 @@ def damage_and_judge(faithful: Path, tmp: Path, name: str, data: st.DataObject) 
     except ReproError as exc:
         assert "\n" not in str(exc).strip(), str(exc)
         return
-    assert set(statuses) <= {PASS, FAIL, "skip", "inconclusive"}
+    assert set(statuses) <= {PASS, FAIL, "skip", "inconclusive", NOT_ASSESSED, PARTIAL}
 
 
 @pytest.mark.parametrize("name", RUN_FILES)
@@ -121,5 +128,5 @@ def test_a_damaged_baseline_is_used_or_refused_in_one_line(
     except ReproError as exc:
         assert "\n" not in str(exc).strip(), str(exc)
         return
-    assert set(statuses) <= {PASS, FAIL, "skip", "inconclusive"}
+    assert set(statuses) <= {PASS, FAIL, "skip", "inconclusive", NOT_ASSESSED, PARTIAL}
     json.loads((folder / f"{name}.json").read_text())  # it only got here as valid JSON

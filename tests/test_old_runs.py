@@ -62,8 +62,12 @@ def _report_body(text: str) -> list[str]:
     and its blank line (the fixture keeps no PNG; see its README), and without what issue 12
     redesigned: the verdicts' calibration sections (new), the deviations (now derived field by
     field) and the results table's rows (its reference columns became the preset's expected
-    value); tests/test_report.py checks those."""
+    value); nor the claim counts and check statuses issue 22 put first (the verdicts were
+    redesigned: PASS only with their defining claims); tests/test_report.py checks those."""
     lines = [line for line in text.splitlines() if not line.startswith("Run directory:")]
+    if lines and any(x.startswith("**Claims: ") for x in lines):
+        i = next(n for n, x in enumerate(lines) if x.startswith("**Claims: "))
+        del lines[i : i + 4]  # the counts, a blank line, the checks' statuses, a blank line
     start = "## Operating characteristics" if "## Operating characteristics" in lines else None
     del lines[lines.index(start or "## Deviations from the paper") : lines.index("## Recipe")]
     results = lines.index("## Results (Table 6 style)")

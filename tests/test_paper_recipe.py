@@ -115,6 +115,8 @@ def test_a_paper_run_records_every_option_and_what_amp_was_asked(
     assert (config["amp_requested"], config["amp_auto"]) == ("auto", "off")
     assert (config["weight_decay_policy"], config["warmup_bound"]) == ("all", "first-milestone")
     assert config["warmup_limit_iteration"] == 18
+    # fp32 as declared: TF32 off for matmuls and convolutions, and recorded (issue 22)
+    assert (config["tf32_matmul"], config["tf32_cudnn"]) == (False, False)
     assert run_cli(["train", "--out", str(out), "--resume", "--max-steps", "4"]) == 0
     resumed = json.loads((out / "config.json").read_text())
     assert resumed["amp_requested"] == "auto" and resumed["bn_batch"] == 64

@@ -1,6 +1,8 @@
 """Write a Markdown report (curves, Table 6-style results, verdicts, deviations) of a run directory.
 
-`repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote.
+`repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote. Exit
+status: 0 every check the preset runs passed, 1 a check failed, 3 none failed but one is not
+assessed, partial, inconclusive or not assessable (repro.claims.exit_status).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from repro.report.report import write_report
+from repro.claims import exit_status
+from repro.report.report import write_report_verdicts
 from repro.train.rundir import read_summary
 
 
@@ -19,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = write_report(args.run_dir, args.out)
+    path, verdicts = write_report_verdicts(args.run_dir, args.out)
     print(f"report: {path}")
     summary = read_summary(path.parent)  # the refreshed summary the report was written from
     waiting = [
@@ -35,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
             "that rest on them are inconclusive; finish the matrix and report again",
             file=sys.stderr,
         )
-    return 0
+    return exit_status(verdicts)

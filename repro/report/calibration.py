@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from repro.baselines import load_baseline
-from repro.calibration import REFERENCE_RUNS, SEEDS_SHOWN, WORSE_PP, band_z, records_results
+from repro.calibration import (
+    POWER,
+    REFERENCE_RUNS,
+    SEEDS_SHOWN,
+    WORSE_PP,
+    band_z,
+    records_results,
+)
 from repro.claims import operating_characteristics, preset_calibration, preset_policy
 from repro.reproduce.presets import get_experiment
 from repro.tables import markdown_table
@@ -91,13 +98,15 @@ def characteristics_section(preset: str, experiment: str) -> list[str]:
     for check, ch in operating_characteristics(preset, experiment):
         passes = [_p(p) for p in ch.pass_faithful] or ["-"] * len(SEEDS_SHOWN)
         worse = [_p(p) for p in ch.fail_worse] or ["-"] * len(SEEDS_SHOWN)
+        shifts = [_p(x) for x in ch.detectable] or ["-"] * len(SEEDS_SHOWN)
         status = "asserted" if ch.asserted else f"not asserted: {ch.reason}"
-        rows.append((check, ch.label, *passes, *worse, status))
+        rows.append((check, ch.label, *passes, *worse, *shifts, status))
     head = (
         "check",
         "claim",
         *(f"P(pass), faithful, K={k}" for k in SEEDS_SHOWN),
         *(f"P(fail), {WORSE_PP:g} pp worse, K={k}" for k in SEEDS_SHOWN),
+        *(f"pp worse failed with {POWER:.0%} power, K={k}" for k in SEEDS_SHOWN),
         "status",
     )
     intro = (

@@ -12,7 +12,7 @@ from typing import Any
 
 from repro.baselines import load_baseline
 from repro.calibration import Calibration
-from repro.claims import Verdict, all_verdicts, preset_calibration
+from repro.claims import Verdict, all_verdicts, claim_counts, preset_calibration
 from repro.errors import ReproError
 from repro.report.calibration import trust_sections
 from repro.report.plots import plot_curves
@@ -213,6 +213,21 @@ def layer_response_section(run_dir: Path, out: Path) -> list[str]:
     return ["## Layer responses (Fig. 7)", "", *lines, ""]
 
 
+def claims_summary_section(verdicts: list[Verdict]) -> list[str]:
+    """The report's first lines after the title (issue 22): how many claims were asserted and
+    hold, asserted and fail, or are shown only, and each check's status."""
+    holding, failing, shown = claim_counts(verdicts)
+    checks = " · ".join(f"{v.name} **{v.status.upper()}**" for v in verdicts)
+    return [
+        f"**Claims: {holding} asserted and holding · {failing} asserted and failing · "
+        f"{shown} shown only (not asserted at this preset, or not assessable).** "
+        "A check is PASS only when the claims that define it are asserted and hold.",
+        "",
+        f"Checks: {checks}",
+        "",
+    ]
+
+
 def verdicts_section(verdicts: list[Verdict]) -> list[str]:
     md = ["## Verdicts", ""]
     for v in verdicts:
@@ -286,7 +301,17 @@ def recipe_section(configs: list[dict[str, Any]], summary: dict[str, Any]) -> li
         head = ("field", "this run", "paper", "the paper's words")
         md += [markdown_table(head, fields), ""]
     md += [f"- {d}" for d in deviations(configs, summary)] + [""]
+    md += interpretations_section()
     return md + ["## Recipe", "", markdown_table(("field", "value"), rows), ""]
+
+
+def interpretations_section() -> list[str]:
+    """How the recipe reads what the paper leaves open (he2016_recipe.json interpretations)."""
+    notes = load_baseline("he2016_recipe").get("interpretations", {})
+    lines = [f"- {key.replace('_', ' ')}: {text}" for key, text in notes.items() if key != "note"]
+    if not lines:
+        return []
+    return ["### Interpretations where the paper is silent", "", *lines, ""]
 
 
 def imported_section(matrix: Matrix) -> list[str]:
@@ -314,6 +339,13 @@ def imported_section(matrix: Matrix) -> list[str]:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md``, ``summary.json`` and the PNGs to ``out``; returns the report path."""
+    return write_report_verdicts(run_dir, out)[0]
+
+
+def write_report_verdicts(
+    run_dir: str | Path, out: str | Path | None = None
+) -> tuple[Path, list[Verdict]]:
+    """:func:`write_report`, also returning the verdicts it rendered (for the exit status)."""
     run_dir = Path(run_dir)
     matrix = load_matrix(run_dir)
     summary = refreshed_summary(matrix)
@@ -324,12 +356,13 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     short += "" if comparable else f" ({summary['preset'].upper()}: not comparable to the paper)"
     plot_curves({m: list(s.values()) for m, s in matrix.runs.items()}, out / CURVES_PNG, short)
     configs = [r.config for s in matrix.runs.values() for r in s.values() if r.config]
-    md = header_section(summary, run_dir, comparable) + imported_section(matrix)
-    md += results_and_curves_section(summary, comparable)
-    md += verdicts_section(all_verdicts(matrix)) + layer_response_section(run_dir, out)
+    verdicts = all_verdicts(matrix)
+    md = header_section(summary, run_dir, comparable) + claims_summary_section(verdicts)
+    md += imported_section(matrix) + results_and_curves_section(summary, comparable)
+    md += verdicts_section(verdicts) + layer_response_section(run_dir, out)
     md += trust_sections(matrix.preset, matrix.experiment)
     md += recipe_section(configs, summary)
     md += data_and_environment_section(summary)
     write_summary(out, summary)
     (out / "report.md").write_text("\n".join(md))
-    return out / "report.md"
+    return out / "report.md", verdicts

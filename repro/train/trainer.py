@@ -184,6 +184,8 @@ class Trainer:
                 f"{dist.world_size} processes"
             )
         self.amp_dtype = resolve_amp(config.amp, device, cuda_auto=self.recipe.amp_auto)
+        if self.recipe.amp_auto == "off" and self.amp_dtype is None:
+            disable_tf32()  # an fp32 recipe (`paper`) means fp32 convolutions and matmuls too
         channels_last, self.compile_mode = fast_path(config, device)
         config = dataclasses.replace(
             config, channels_last=channels_last, compile=bool(self.compile_mode)
@@ -620,6 +622,9 @@ class Trainer:
             "device": str(self.device),
             "device_requested": config.device,
             "amp": amp_name(self.amp_dtype),
+            # TF32 (A100/H100): off for an fp32 recipe (issue 22); otherwise PyTorch's defaults
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
             # --amp as asked: "bf16" here (not "auto") declares a deviation from a fp32 recipe
             "amp_requested": config.amp_requested if config.resume else config.amp,
             "channels_last": config.channels_last,
@@ -634,6 +639,12 @@ class Trainer:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "placement": os.environ.get(PLACEMENT_ENV),
         }
+
+
+def disable_tf32() -> None:
+    """fp32 as declared: no TF32 in cuBLAS matmuls or cuDNN convolutions (both ignored on CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def model_shortcut(model: torch.nn.Module) -> str | None:
