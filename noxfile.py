@@ -221,7 +221,8 @@ def slurm(session: nox.Session) -> None:
     site = session.run(
         "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True
     ).strip()
-    session.run("python", "-m", "compileall", "-q", "-j", "0", site, "repro", success_codes=[0, 1])
+    compile_all = ("python", "-m", "compileall", "-q", "-j", "0", site, "repro")
+    session.run(*compile_all, success_codes=[0, 1], silent=True)  # a few test files are 3.12
     state = tempfile.mkdtemp(prefix="repro-slurm-")
     env = {"SLURM_CONF": f"{state}/slurm.conf", "REPRO_SLURM_TESTS": "1"}
     try:

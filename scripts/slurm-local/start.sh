@@ -20,6 +20,7 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
+chmod 755 "$STATE"  # munge and mysql reach their folders in it (mktemp -d makes it 0700)
 if [ -s "$STATE/pids" ]; then
   echo "slurm-local: $STATE/pids exists: a cluster was started from $STATE; run stop.sh $STATE first" >&2
   exit 2
