@@ -302,6 +302,21 @@ def test_a_task_cancelled_while_pending_is_cancelled_and_submitted_again(
     assert slurm.to_submit(jobs, slurm.read_record(out), print) == jobs  # none "unknown"
 
 
+def test_squeue_knowing_none_of_the_jobs_is_an_answer_not_a_failure(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # `squeue -j 47` of a job it no longer holds: this error and exit 1 (`-j 47,48`: no rows)
+    said = "slurm_load_jobs error: Invalid job id specified"
+    fake_slurm(tmp_path, monkeypatch, squeue=f"echo '{said}' >&2; exit 1", sacct="exit 0")
+    warnings: list[str] = []
+    assert slurm.slurm_states(["47"], warnings.append) == {"47": "GONE"}
+    assert warnings == []
+    fake_slurm_down = "echo 'squeue: error: Unable to contact slurm controller' >&2; exit 1"
+    (tmp_path / "fake-slurm-bin" / "squeue").write_text(f"#!/bin/bash\n{fake_slurm_down}\n")
+    assert slurm.slurm_states(["47"], warnings.append) == {"47": ""}  # unknown: refuse
+    assert len(warnings) == 1 and "Unable to contact" in warnings[0]
+
+
 def test_a_queued_task_is_skipped_in_the_local_launchers_words(tmp_path: Path, monkeypatch) -> None:
     out = matrix(tmp_path, cluster="slurm")
     fake_slurm(tmp_path, monkeypatch, squeue="echo '4194311|PENDING'", sacct="exit 0")

@@ -457,14 +457,17 @@ def slurm_states(jobs: list[str], warn: Callable[[str], None]) -> dict[str, str]
     sacct call; a client's error is one warning line, once."""
     queue = acct = None
     problems = []
+    bases = ",".join(sorted({j.split("_")[0] for j in jobs}))
     if shutil.which("squeue"):
-        text, problem = slurm_command(["squeue", "--me", "-h", "-r", "-o", "%i|%T"])
+        text, problem = slurm_command(["squeue", "-h", "-r", "-o", "%i|%T", "-j", bases])
+        if "Invalid job id" in problem:  # its answer when it knows none of them (one id)
+            text, problem = "", ""
         queue = parse_states(text) if text is not None else None
         problems.append(problem)
     rest = [j for j in jobs if queue is None or j not in queue]
     if rest and shutil.which("sacct"):
-        bases = sorted({j.split("_")[0] for j in rest})
-        argv = ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(bases)]
+        bases = ",".join(sorted({j.split("_")[0] for j in rest}))
+        argv = ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", bases]
         text, problem = slurm_command(argv)
         acct = parse_states(text) if text is not None else None
         problems.append(problem)
