@@ -144,8 +144,9 @@ def test_matrix_with_a_running_and_a_pending_task_cancelled_finishes_on_the_same
     assert "repro train exited with 143" in log and "resuming from last.pt" in log
     assert reference.wait(timeout=300) == 0
     assert_same_as_reference(seed_dir(out, "resnet20", 0), tmp_path / "ref-resnet20-0")
-    rc, _, err = run_repro(capsys, "report", str(out))
+    rc, _, err = run_repro(capsys, "report", str(out), "--out", str(tmp_path / "report"))
     assert rc == 0, err
+    assert "resnet20" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_scontrol_requeue_of_a_running_task_resumes_to_the_uninterrupted_result(
