@@ -24,14 +24,14 @@ def install(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """Fast unit and property tests (no GPU, no slow tests), with the real-data tests when present."""
     install(session)
-    session.run("pytest", "-m", "not slow and not gpu", *session.posargs)
+    session.run("pytest", "-m", "not slow and not gpu and not slurm", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def slow(session: nox.Session) -> None:
     """The slow CPU tests: kill -9 / resume, DDP with 2 processes, torch.compile, smoke matrix."""
     install(session)
-    session.run("pytest", "-m", "slow and not gpu", *session.posargs)
+    session.run("pytest", "-m", "slow and not gpu and not slurm", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -200,3 +200,35 @@ def bench(session: nox.Session) -> None:
     install(session)
     Path(".benchmarks").mkdir(exist_ok=True)
     session.run("pytest", "tests/benchmarks", "--benchmark-only", *args)
+
+
+# --- a real Slurm cluster ---------------------------------------------------------------------
+
+SLURM_LOCAL = Path("scripts/slurm-local")
+
+
+@nox.session(python=PYTHON)
+def slurm(session: nox.Session) -> None:
+    """`--launcher slurm` against a real single-node Slurm cluster (tests marked `slurm`): as root
+    on Debian, scripts/slurm-local/start.sh installs and starts one (munged, mariadbd, slurmdbd,
+    slurmctld, slurmd) in a temporary folder; stop.sh then stops exactly those PIDs, always.
+    Skipped in one line where root or apt-get is missing."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.skip("nox -s slurm needs root and apt-get (Debian) to install and start Slurm")
+    install(session)
+    # the jobs run this venv's Python; with PYTHONDONTWRITEBYTECODE each would compile torch anew
+    site = session.run(
+        "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True
+    ).strip()
+    compile_all = ("python", "-m", "compileall", "-q", "-j", "0", site, "repro")
+    session.run(*compile_all, success_codes=[0, 1], silent=True)  # a few test files are 3.12
+    state = tempfile.mkdtemp(prefix="repro-slurm-")
+    env = {"SLURM_CONF": f"{state}/slurm.conf", "REPRO_SLURM_TESTS": "1"}
+    try:
+        session.run("bash", str(SLURM_LOCAL / "start.sh"), state, external=True)
+        session.run("pytest", "-m", "slurm", "-p", "no:cacheprovider", *session.posargs, env=env)
+    finally:
+        session.run("bash", str(SLURM_LOCAL / "stop.sh"), state, "--clean", external=True)

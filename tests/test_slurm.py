@@ -247,3 +247,160 @@ def test_a_run_directory_of_another_matrix_is_refused_before_submitting(
             "core", EXPERIMENTS["core"], get_preset("smoke"), out, 1, synthetic_cifar, options
         )
     assert not (out / RECORD).exists() and not (out / "summary.json").exists()
+
+
+# ------------------------------------------------------------------ the scheduler's word (issue 24)
+
+
+def fake_slurm(tmp_path: Path, monkeypatch, **commands: str) -> None:
+    """Slurm's client commands on PATH as small scripts: name -> bash body (only these exist)."""
+    bin_dir = tmp_path / "fake-slurm-bin"
+    bin_dir.mkdir()
+    for name, body in commands.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+
+def test_a_tasks_own_sacct_row_wins_over_a_stale_row_of_pending_tasks_in_any_order() -> None:
+    rows = ["23_2|RUNNING", "23_[2-3,5%4]|PENDING", "23_0|COMPLETED", "23_0.batch|COMPLETED"]
+    want = {"23_0": "COMPLETED", "23_2": "RUNNING", "23_3": "PENDING", "23_5": "PENDING"}
+    assert slurm.parse_states("\n".join(rows)) == want
+    assert slurm.parse_states("\n".join(reversed(rows))) == want
+    assert slurm.parse_states("2_[1,3%1]|CANCELLED by 0\n7|FAILED") == {
+        "2_1": "CANCELLED by 0",
+        "2_3": "CANCELLED by 0",
+        "7": "FAILED",
+    }
+
+
+def test_a_job_neither_squeue_nor_sacct_knows_has_ended_once_squeue_answered() -> None:
+    jobs = ["47_0", "47_1", "47_2", "47_3"]
+    queue = {"47_0": "RUNNING"}
+    acct = {"47_0": "PENDING", "47_1": "COMPLETED", "47_3": "RUNNING"}  # sacct lags behind
+    states = slurm.combine_states(jobs, queue, acct)
+    assert states == {"47_0": "RUNNING", "47_1": "COMPLETED", "47_2": "GONE", "47_3": "GONE"}
+    assert [slurm_phase(states[j]) for j in jobs] == ["running", "ended", "ended", "ended"]
+    without_squeue = slurm.combine_states(jobs, None, acct)  # then sacct alone, and no guess
+    assert [slurm_phase(without_squeue[j]) for j in jobs] == ["queued", "ended", "unknown"] + [
+        "running"
+    ]
+
+
+def test_a_task_cancelled_while_pending_is_cancelled_and_submitted_again(
+    tmp_path: Path, synthetic_cifar: Path, monkeypatch
+) -> None:
+    out = matrix(tmp_path, cluster="slurm")  # every run's job id is 4194311
+    record = json.loads((out / RECORD).read_text())
+    record["runs"]["plain20/seed0"] = {"job_id": "47_2", "log": "x", "submitted": "t"}
+    (out / RECORD).write_text(json.dumps(record))
+    # squeue is empty and sacct has no row of 47_2 (a pending task's cancel leaves none)
+    fake_slurm(tmp_path, monkeypatch, squeue="exit 0", sacct="echo '4194311|COMPLETED'")
+    assert slurm.matrix_status(out, echo=lambda _: None)["plain20/seed0"] == "cancelled"
+    unfinished = ("plain20", "resnet56", "plain56")  # as runner.plan_jobs leaves them
+    jobs = [runner.Job(m, 0, seed_dir(out, m, 0), log_path(out, m, 0)) for m in unfinished]
+    assert slurm.to_submit(jobs, slurm.read_record(out), print) == jobs  # none "unknown"
+
+
+def test_squeue_knowing_none_of_the_jobs_is_an_answer_not_a_failure(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # `squeue -j 47` of a job it no longer holds: this error and exit 1 (`-j 47,48`: no rows)
+    said = "slurm_load_jobs error: Invalid job id specified"
+    fake_slurm(tmp_path, monkeypatch, squeue=f"echo '{said}' >&2; exit 1", sacct="exit 0")
+    warnings: list[str] = []
+    assert slurm.slurm_states(["47"], warnings.append) == {"47": "GONE"}
+    assert warnings == []
+    fake_slurm_down = "echo 'squeue: error: Unable to contact slurm controller' >&2; exit 1"
+    (tmp_path / "fake-slurm-bin" / "squeue").write_text(f"#!/bin/bash\n{fake_slurm_down}\n")
+    assert slurm.slurm_states(["47"], warnings.append) == {"47": ""}  # unknown: refuse
+    assert len(warnings) == 1 and "Unable to contact" in warnings[0]
+
+
+def test_a_queued_task_is_skipped_in_the_local_launchers_words(tmp_path: Path, monkeypatch) -> None:
+    out = matrix(tmp_path, cluster="slurm")
+    fake_slurm(tmp_path, monkeypatch, squeue="echo '4194311|PENDING'", sacct="exit 0")
+    job = runner.Job("resnet56", 0, seed_dir(out, "resnet56", 0), log_path(out, "resnet56", 0))
+    lines: list[str] = []
+    assert slurm.to_submit([job], slurm.read_record(out), lines.append) == []
+    assert lines == [
+        "skip   resnet56 seed0: still queued as job 4194311; not submitted twice"
+    ]  # as runner.plan_jobs says `skip   resnet20 seed0: finished ...`
+
+
+def test_without_accounting_status_warns_once_and_still_answers(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    out = matrix(tmp_path, cluster="slurm")
+    said = "sacct: error: Slurm accounting storage is disabled"
+    fake_slurm(tmp_path, monkeypatch, squeue="exit 0", sacct=f"echo '{said}' >&2; exit 1")
+    rc, text, err = run_repro(capsys, "reproduce", "--status", str(out))
+    assert rc == 0 and err.strip().splitlines() == [
+        f"warning: {said} (job states from what answered)"
+    ]
+    assert "unknown" not in text  # squeue answered: the jobs are not queued or running
+
+
+@pytest.mark.parametrize(
+    ("rc", "finished", "requeued"),
+    [(143, False, True), (-15, False, True), (None, False, True), (0, False, False)]
+    + [(143, True, False), (None, True, False), (1, False, False), (2, False, False)],
+)
+def test_only_an_unfinished_run_stopped_by_a_signal_is_requeued(
+    rc: int | None, finished: bool, requeued: bool
+) -> None:
+    assert (slurm.no_requeue_reason(rc, finished) == "") is requeued
+
+
+def test_a_finished_run_is_not_requeued_at_its_time_limit(tmp_path: Path) -> None:
+    run, log = tmp_path / "run", tmp_path / "run.log"
+    run.mkdir()
+    (run / "final.pt").write_bytes(b"")
+    job = slurm.TrainJob([sys.executable, "-c", "pass", "--out", str(run)], str(log))
+    assert job() == 0  # the trainer exited 0; then the job's USR2 arrives
+    assert job.checkpoint() is None  # submitit: "checkpoint function returned None", no requeue
+    assert "repro train exited with 0; the run is finished: not requeued" in log.read_text()
+    (run / "final.pt").unlink()
+    stopped = slurm.TrainJob([sys.executable, "-c", "exit(143)", "--out", str(run)], str(log))
+    with pytest.raises(ReproError, match="exited with 143"):
+        stopped()  # stopped by its SIGTERM: last.pt, exit 143
+    assert stopped.checkpoint() is not None  # requeued: it resumes from last.pt
+    assert log.read_text().splitlines()[-1].endswith("repro train exited with 143; requeued")
+
+
+def test_an_attempt_killed_without_a_word_is_noted_by_the_next_one(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_text(f"{slurm.NOTE} t job 9 on h (pid 1): started `repro train` as pid 2: x\n")
+    slurm.TrainJob([sys.executable, "-c", "pass"], str(log))()
+    notes = [line for line in log.read_text().splitlines() if line.startswith(slurm.NOTE)]
+    assert "the last attempt left no exit status: its job was killed" in notes[1]
+    assert "started `repro train`" in notes[2] and "exited with 0" in notes[3]
+    slurm.TrainJob([sys.executable, "-c", "pass"], str(log))()  # after a word: no such note
+    assert log.read_text().count("left no exit status") == 1
+
+
+@pytest.mark.parametrize("time", ["1", "3", "0:02:30"])
+def test_a_time_too_short_to_start_and_checkpoint_is_refused(time: str) -> None:
+    with pytest.raises(ReproError, match=r"too short to train.*give at least 4 minutes"):
+        SlurmOptions(time=time, gpus_per_run=0).check()
+    SlurmOptions(time="4", gpus_per_run=0).check()  # 4 minutes: USR2 60-120 s in
+
+
+@pytest.mark.parametrize(
+    ("said", "flags", "hint"),
+    [
+        ("Invalid generic resource (gres) specification", [], "--gpus-per-run 0"),
+        ("invalid partition specified: nosuch", ["--gpus-per-run", "0"], "--partition"),
+    ],
+)
+def test_an_sbatch_refusal_is_one_line_and_leaves_nothing_that_looks_submitted(
+    tmp_path: Path, synthetic_cifar: Path, monkeypatch, capsys, said: str, flags, hint: str
+) -> None:
+    fake_slurm(tmp_path, monkeypatch, sbatch=f"echo 'sbatch: error: {said}' >&2; exit 1", srun="")
+    out = tmp_path / "run"
+    argv = reproduce_args(synthetic_cifar, out, "--launcher", "slurm", "--time", "9", *flags)
+    line = one_clear_line(*run_repro(capsys, *argv))
+    assert f"sbatch refused the job array, nothing was submitted: sbatch: error: {said}" in line
+    assert hint in line
+    assert not (out / "summary.json").exists() and not (out / RECORD).exists()
+    assert not (out / slurm.SUBMITIT_DIR).exists()  # no pickles of a submission that never was

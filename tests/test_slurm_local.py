@@ -116,7 +116,7 @@ def test_preempted_slurm_job_resumes_to_the_same_metrics(data: Path, tmp_path: P
     assert text.count("received SIGTERM") == 1  # one SIGTERM, a clean stop
     stopped = int(re.search(r"stopped by SIGTERM at iteration (\d+)", text).group(1))
     assert 5 <= stopped < 30
-    assert "preempted or timed out; trainer exit 143; requeued" in text
+    assert "preempted or timed out; repro train exited with 143; requeued" in text
     assert f"resuming from last.pt at iteration {stopped}" in text
     assert text.count("): started `repro train`") == 2  # the requeued job ran it again
     assert "repro train exited with 0" in text.splitlines()[-1]

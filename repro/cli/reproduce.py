@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="RUN_DIR",
         help="show each run of the matrix in RUN_DIR (done, running, queued, failed, "
-        "interrupted, not started), with its log and job id; trains nothing",
+        "interrupted, cancelled, not started), with its log and job id; trains nothing",
     )
     parser.add_argument(
         "--launcher",

@@ -21,6 +21,8 @@ submitit is optional (``pip install 'resnet-repro[slurm]'``) and imported lazily
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import re
@@ -58,18 +60,27 @@ from repro.train.rundir import (
 RECORD = "slurm_jobs.json"  # in the matrix folder: run -> job id, log, when submitted
 SUBMITIT_DIR = "submitit"  # in the matrix folder: submitit's scripts, pickles and job logs
 SIGNAL_DELAY_S = 120  # USR2 this long before the time limit: the trainer's step + last.pt
+SIGNAL_EARLY_S = 60  # Slurm may deliver it up to 60 s before that (its signal timer's period)
+START_S = 60  # a job's start: Python, torch and `repro train` up to its first checkpoint
+MIN_TIME = math.ceil((SIGNAL_DELAY_S + SIGNAL_EARLY_S + START_S) / 60)  # minutes
 MAX_TIMEOUT_REQUEUES = 10  # time-limit requeues per run (a preemption always requeues)
 INSTALL = "pip install 'resnet-repro[slurm]'"
 NOTE = "[repro slurm]"  # the launcher's own lines in a run's log
 EXITED = re.compile(r"repro train exited with (-?\d+)")
+KILLED = (
+    "its job was killed (scancel, scontrol requeue or a node failure) before repro train exited"
+)
+STOPPED = (130, 143, -2, -15)  # `repro train`'s exits on SIGINT / SIGTERM: resumable
 TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2})$")
 MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
+GONE = "GONE"  # the state of a job that neither squeue nor sacct knows
 
 # sacct's job states, as queued / running / ended (anything else: unknown)
 SLURM_PHASES = {
     "queued": {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD"},
     "running": {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING"},
     "ended": {
+        "GONE",  # ours: neither squeue nor sacct knows the job (cancelled while pending)
         "COMPLETED",
         "FAILED",
         "CANCELLED",
@@ -123,7 +134,13 @@ class SlurmOptions:
                 "--launcher slurm needs --time, each run's wall-time limit (minutes or H:MM:SS); "
                 "a run that needs longer is requeued and resumes from last.pt"
             )
-        parse_time(self.time)
+        if parse_time(self.time) < MIN_TIME:
+            raise ReproError(
+                f"--time {self.time}: too short to train; each job gets its stop signal "
+                f"{SIGNAL_DELAY_S} s before the limit (Slurm: up to {SIGNAL_EARLY_S} s sooner), "
+                f"which leaves no time to start `repro train` and checkpoint; give at least "
+                f"{MIN_TIME} minutes"
+            )
         if self.gpus_per_run not in (0, 1):
             raise ReproError(
                 f"--gpus-per-run {self.gpus_per_run}: one `repro train` uses one GPU (0: a CPU "
@@ -186,6 +203,11 @@ def check_slurm_here() -> None:
 # ---------------------------------------------------------------- one array task
 
 
+def print_err(text: str) -> None:
+    """A warning line on stderr."""
+    print(text, file=sys.stderr)
+
+
 def note(log: Path, text: str) -> None:
     """One launcher line in a run's log (the trainer appends to the same file)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -245,6 +267,8 @@ class TrainJob:
     def __call__(self) -> int:
         log = Path(self.log)
         log.parent.mkdir(parents=True, exist_ok=True)
+        if unfinished_attempt(last_note(log)):
+            note(log, f"job {job_id()}: the last attempt left no exit status: {KILLED}")
         with log.open("a") as out:
             self._log_start = out.tell()
             self._proc = subprocess.Popen(
@@ -275,10 +299,16 @@ class TrainJob:
         except OSError:
             return False
 
+    def run_folder(self) -> Path | None:
+        """The run's folder (the command's ``--out``)."""
+        return (
+            Path(self.command[self.command.index("--out") + 1]) if "--out" in self.command else None
+        )
+
     def checkpoint(self) -> Any:
         """Preempted or at the time limit (submitit's USR2): one SIGTERM to `repro train`, which
         finishes its step and writes last.pt; wait for it; requeue the same command (it resumes
-        from last.pt)."""
+        from last.pt) unless the run finished or failed meanwhile."""
         from submitit.helpers import DelayedSubmission
 
         proc, rc = self._proc, None
@@ -286,8 +316,30 @@ class TrainJob:
             if proc.poll() is None and not self._trainer_is_stopping():
                 proc.send_signal(signal.SIGTERM)
             rc = wait_polling(proc)
-        note(Path(self.log), f"job {job_id()}: preempted or timed out; trainer exit {rc}; requeued")
+        run = self.run_folder()
+        why = no_requeue_reason(rc, run is not None and (run / FINAL).is_file())
+        exited = f"repro train exited with {rc}" if rc is not None else "repro train not started"
+        if why:  # submitit then ends the job without requeueing it
+            note(Path(self.log), f"job {job_id()}: preempted or timed out; {exited}; {why}")
+            return None
+        note(Path(self.log), f"job {job_id()}: preempted or timed out; {exited}; requeued")
         return DelayedSubmission(TrainJob(self.command, self.log))
+
+
+def unfinished_attempt(last: str) -> bool:
+    """Is the launcher's last line in a log an attempt's start with no word of its end (its job
+    was killed before it could write one)?"""
+    return bool(last) and "started `repro train`" in last
+
+
+def no_requeue_reason(rc: int | None, finished: bool) -> str:
+    """Why a preempted or timed-out job is not requeued ('' to requeue): only a run that neither
+    finished (final.pt, exit 0) nor failed on its own (an exit other than a signal's) goes on."""
+    if finished or rc == 0:
+        return "the run is finished: not requeued"
+    if rc is not None and rc not in STOPPED:
+        return "the run failed: not requeued"
+    return ""
 
 
 # ---------------------------------------------------------------- what is where
@@ -341,23 +393,100 @@ def slurm_phase(state: str) -> str:
     return next((p for p, states in SLURM_PHASES.items() if word in states), "unknown")
 
 
-def scheduler_phases(record: dict[str, Any]) -> dict[str, str]:
-    """Run key -> queued / running / ended / unknown, as the scheduler says (one sacct call)."""
+def array_tasks(job: str) -> tuple[str, list[str] | None]:
+    """A JobID as squeue/sacct print it -> (its own id, None) for ``23`` or ``23_2``, or
+    (``23``, [``23_2``, ``23_3``...]) for a row of pending tasks ``23_[2-3,5%4]``."""
+    match = re.fullmatch(r"(\d+)_\[([\d,\-]+)(?:%\d+)?\]", job)
+    if not match:
+        return job, None
+    base, tasks = match.group(1), []
+    for part in match.group(2).split(","):
+        first, _, last = part.partition("-")
+        tasks += [f"{base}_{i}" for i in range(int(first), int(last or first) + 1)]
+    return base, tasks
+
+
+def parse_states(text: str) -> dict[str, str]:
+    """``JobID|State`` rows (squeue -r, sacct -X -P) -> job or task id -> state. A task's own
+    row wins over a row of pending tasks that names it (sacct may still print that row after the
+    task started or ended), whatever their order."""
+    own: dict[str, str] = {}
+    ranged: dict[str, str] = {}
+    for line in text.splitlines():
+        job, _, state = line.strip().partition("|")
+        if not job or not state or "." in job:
+            continue  # a step (23_2.batch) or a blank line
+        base, tasks = array_tasks(job)
+        if tasks is None:
+            own[job] = state.strip()
+        else:
+            ranged |= dict.fromkeys(tasks, state.strip())
+    return ranged | own
+
+
+def slurm_command(argv: list[str]) -> tuple[str | None, str]:
+    """(stdout, '') of a Slurm client command, or (None, its first error line)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{argv[0]}: {exc}"
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return None, lines[0] if lines else f"{argv[0]} exited with {done.returncode}"
+    return done.stdout, ""
+
+
+def combine_states(jobs: list[str], queue: dict[str, str] | None, acct: dict[str, str]) -> dict:
+    """Each job id's state: squeue's while it lists the job (it is the controller's own view);
+    once squeue answered without it, sacct's final state, or GONE when sacct has no row either
+    (a task cancelled while it was pending has none): never queued or running again. Without
+    squeue's answer, sacct's state, '' (unknown) when it has none."""
+    states = {}
+    for job in jobs:
+        if queue is not None and job in queue:
+            states[job] = queue[job]
+        elif queue is not None:
+            states[job] = acct[job] if slurm_phase(acct.get(job, "")) == "ended" else GONE
+        else:
+            states[job] = acct.get(job, "")
+    return states
+
+
+def slurm_states(jobs: list[str], warn: Callable[[str], None]) -> dict[str, str]:
+    """Job or array-task id -> state, from one squeue and (for the jobs it does not list) one
+    sacct call; a client's error is one warning line, once."""
+    queue = acct = None
+    problems = []
+    bases = ",".join(sorted({j.split("_")[0] for j in jobs}))
+    if shutil.which("squeue"):
+        text, problem = slurm_command(["squeue", "-h", "-r", "-o", "%i|%T", "-j", bases])
+        if "Invalid job id" in problem:  # its answer when it knows none of them (one id)
+            text, problem = "", ""
+        queue = parse_states(text) if text is not None else None
+        problems.append(problem)
+    rest = [j for j in jobs if queue is None or j not in queue]
+    if rest and shutil.which("sacct"):
+        bases = ",".join(sorted({j.split("_")[0] for j in rest}))
+        argv = ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", bases]
+        text, problem = slurm_command(argv)
+        acct = parse_states(text) if text is not None else None
+        problems.append(problem)
+    problems = [p for p in problems if p]
+    if problems:
+        warn(f"warning: {'; '.join(problems)} (job states from what answered)")
+    return combine_states(jobs, queue, acct or {})
+
+
+def scheduler_states(record: dict[str, Any], warn: Callable[[str], None]) -> dict[str, str]:
+    """Run key -> the scheduler's state of its job ('' where it cannot be known)."""
     runs = record.get("runs", {})
     if record.get("cluster") == "local":
-        return {k: "running" if local_job_alive(r["job_id"]) else "ended" for k, r in runs.items()}
-    if not runs or shutil.which("sacct") is None:
-        return dict.fromkeys(runs, "unknown")
-    import_submitit()
-    from submitit.slurm.slurm import SlurmInfoWatcher
-
-    watcher = SlurmInfoWatcher(delay_s=0)
-    for r in runs.values():
-        watcher.register_job(str(r["job_id"]))
-    watcher.update()
-    return {
-        k: slurm_phase(watcher.get_state(str(r["job_id"]), mode="cache")) for k, r in runs.items()
-    }
+        alive = {k: local_job_alive(r["job_id"]) for k, r in runs.items()}
+        return {k: "RUNNING" if a else "COMPLETED" for k, a in alive.items()}
+    if not runs:
+        return {}
+    states = slurm_states([str(r["job_id"]) for r in runs.values()], warn)
+    return {k: states[str(r["job_id"])] for k, r in runs.items()}
 
 
 def last_note(log: Path) -> str:
@@ -370,24 +499,28 @@ def last_note(log: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def run_status(run: Path, log: Path, entry: dict | None, phase: str, failed: bool) -> str:
-    """done / running / queued / interrupted / failed / not started / unknown, for one run:
-    the folder first (final.pt, a live trainer), then the scheduler, then the launcher's note."""
+def run_status(run: Path, log: Path, entry: dict | None, state: str, failed: bool) -> str:
+    """done / running / queued / interrupted / failed / cancelled / not started / unknown, for
+    one run: the folder first (final.pt, a live trainer), then the scheduler's ``state`` of its
+    job, then the launcher's note in its log."""
     if (run / FINAL).is_file():
         return "done"
     if lock_holder(run) is not None:
         return "running"
+    phase = slurm_phase(state)
     if phase in ("queued", "running"):
         return phase
     exited = EXITED.search(last_note(log)) if entry else None
     if exited:
-        return "interrupted" if int(exited.group(1)) in (130, 143) else "failed"
+        return "interrupted" if int(exited.group(1)) in STOPPED else "failed"
     if entry and phase == "unknown":
         return "unknown"
     if failed:
         return "failed"
     if (run / LAST).is_file():
         return "interrupted"
+    if entry and state.split()[0] in ("CANCELLED", GONE):
+        return "cancelled"  # before `repro train` started: nothing lost, submitted again
     if entry:  # the job ended without a checkpoint or a word: killed early, or lost
         return "failed"
     return "not started"
@@ -405,9 +538,11 @@ def progress(run: Path) -> str:
 # ---------------------------------------------------------------- --status
 
 
-def status_rows(out: Path, summary: dict[str, Any], record: dict[str, Any]) -> list[tuple]:
+def status_rows(
+    out: Path, summary: dict[str, Any], record: dict[str, Any], warn: Callable[[str], None]
+) -> list[tuple]:
     """One row per model and seed: model, seed, status, progress, job id, log."""
-    phases = scheduler_phases(record) if record else {}
+    states = scheduler_states(record, warn) if record else {}
     driver = lock_holder(out) if not record else None  # a local `repro reproduce` at work
     failed = set(summary.get("failed") or [])
     rows = []
@@ -419,7 +554,7 @@ def status_rows(out: Path, summary: dict[str, Any], record: dict[str, Any]) -> l
                 log_path(out, model, seed),
             )
             entry = record.get("runs", {}).get(key)
-            status = run_status(run, log, entry, phases.get(key, "unknown"), key in failed)
+            status = run_status(run, log, entry, states.get(key, ""), key in failed)
             if driver is not None and status in ("not started", "interrupted"):
                 status = "queued"  # the local driver will start it
             job = entry["job_id"] if entry else "-"
@@ -427,11 +562,13 @@ def status_rows(out: Path, summary: dict[str, Any], record: dict[str, Any]) -> l
     return rows
 
 
-def matrix_status(out: Path, echo: Callable[[str], None] = print) -> dict[str, str]:
+def matrix_status(
+    out: Path, echo: Callable[[str], None] = print, warn: Callable[[str], None] = print_err
+) -> dict[str, str]:
     """Print the matrix, one line per model and seed; return run key -> status."""
     summary = read_summary(out)  # one ReproError when ``out`` is not a matrix
     record = read_record(out)
-    rows = status_rows(out, summary, record)
+    rows = status_rows(out, summary, record, warn)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row[2]] = counts.get(row[2], 0) + 1
@@ -445,18 +582,20 @@ def matrix_status(out: Path, echo: Callable[[str], None] = print) -> dict[str, s
 # ---------------------------------------------------------------- submitting
 
 
-def to_submit(jobs: list[runner.Job], record: dict[str, Any], echo: Callable) -> list[runner.Job]:
+def to_submit(
+    jobs: list[runner.Job], record: dict[str, Any], echo: Callable, warn: Callable = print_err
+) -> list[runner.Job]:
     """The unfinished runs that no job is still queued for or running; one ReproError for a run
     whose job's state cannot be known (it might be queued: never submit it twice)."""
-    phases = scheduler_phases(record) if record else {}
+    states = scheduler_states(record, warn) if record else {}
     todo = []
     for job in jobs:
         key = f"{job.model}/seed{job.seed}"
         entry = record.get("runs", {}).get(key)
-        status = run_status(job.out, job.log, entry, phases.get(key, "unknown"), False)
+        status = run_status(job.out, job.log, entry, states.get(key, ""), False)
         if status in ("queued", "running"):
             where = f"as job {entry['job_id']}" if entry else f"(pid {lock_holder(job.out)})"
-            echo(f"skip   {key}: still {status} {where}; not submitted twice")
+            echo(f"skip   {job.model} seed{job.seed}: still {status} {where}; not submitted twice")
         elif status == "unknown":
             raise ReproError(
                 f"cannot tell whether job {entry['job_id'] if entry else '?'} ({key}) is still "
@@ -502,17 +641,43 @@ def dry_run(out: Path, params: dict, commands: dict, echo: Callable[[str], None]
         echo(shlex.join(cmd))
 
 
+def sbatch_refusal(exc: Exception, options: SlurmOptions) -> ReproError:
+    """sbatch's refusal of the array as one line: its own error, and what to change."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = next((line for line in reversed(lines) if "error" in line.lower()), "")
+    said = said or (lines[-1] if lines else type(exc).__name__)
+    hint = "check --partition, --mem, --cpus-per-run, --account, --qos and --constraint"
+    if "gres" in said.lower() and options.gpus_per_run:
+        hint = "this partition has no GPUs to give: add --gpus-per-run 0 for CPU runs"
+    return ReproError(f"sbatch refused the job array, nothing was submitted: {said} ({hint})")
+
+
+def submit_array(folder: Path, options: SlurmOptions, params: dict, trainings: list) -> list:
+    """Submit ``trainings`` (TrainJobs) as one array; on a refusal, one ReproError and no file
+    of the attempt left in ``folder`` (submitit writes its pickles before it calls sbatch)."""
+    before = set(folder.rglob("*")) if folder.is_dir() else set()
+    executor = make_executor(folder, options, params)
+    try:
+        # submitit prints sbatch's error too: this one line says it
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():
+            jobs = [executor.submit(t) for t in trainings]
+    except Exception as exc:  # submitit's FailedJobError, or any other failure to submit
+        made = sorted(set(folder.rglob("*")) - before if folder.is_dir() else (), reverse=True)
+        for path in made:  # the deepest first: files, then the folders they were in
+            path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+        if not before and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise sbatch_refusal(exc, options) from None
+    return jobs
+
+
 def submit(
     out: Path, options: SlurmOptions, params: dict, commands: dict, todo: list[runner.Job]
 ) -> list[Any]:
     """Submit the runs as one job array and record the job ids (atomically) in slurm_jobs.json."""
     folder = (out / SUBMITIT_DIR).resolve()
-    executor = make_executor(folder, options, params)
-    with executor.batch():
-        jobs = [
-            executor.submit(TrainJob(commands[(j.model, j.seed)], str(j.log.resolve())))
-            for j in todo
-        ]
+    trainings = [TrainJob(commands[(j.model, j.seed)], str(j.log.resolve())) for j in todo]
+    jobs = submit_array(folder, options, params, trainings)
     record = read_record(out) or {"runs": {}}
     record |= {"cluster": options.cluster, "folder": str(folder)}
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -569,8 +734,8 @@ def submit_matrix(
         extra |= {"preset_description": preset.description, "data_official": official}
         extra |= {"comparable_to_paper": preset.comparable and official}
         extra |= {"driver_environment": environment(), "wall_seconds": None, "parallel": None}
+        submitted = submit(out, options, params, cmd, todo)  # summary.json only once submitted
         runner.write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
-        submitted = submit(out, options, params, cmd, todo)
     ids = ", ".join(str(j.job_id) for j in submitted)
     echo(f"submitted {len(submitted)} run(s) as one job array ({ids}); each writes its log under")
     echo(f"{out / 'logs'}. Follow it with: repro reproduce --status {out}")
