@@ -16,7 +16,8 @@ import torch
 from cli_helpers import one_clear_line, run_repro
 from foreign_nets import TheirNet, taught_cifar
 
-from repro.analysis.verify import load_foreign, readings, verify, wilson_interval
+from repro.analysis.layouts import Layout
+from repro.analysis.verify import load_foreign, params_info, readings, verify, wilson_interval
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, load_cifar10
 
 WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "akamaster-cifar10"
@@ -38,7 +39,10 @@ def save(obj: object, path: Path) -> Path:
 
 
 def mapped_logits(path: Path, name: str, x: torch.Tensor) -> torch.Tensor:
-    (reading,) = [r for r in readings(load_foreign(path), path) if r.match.candidate.name == name]
+    found = readings(load_foreign(path), path)
+    (reading,) = [
+        r for r in found if r.match.candidate.name == name and r.layout in (None, Layout())
+    ]
     return reading.model.eval()(x)
 
 
@@ -69,16 +73,18 @@ def test_function_decides_between_option_a_and_plain(tmp_path) -> None:
     """The weights fit both: every reading is evaluated, the report says which won and how, and
     --model overrides (the test labels are the plain net's own predictions)."""
     torch.manual_seed(2)
-    theirs = TheirNet(20, residual=False)
+    theirs = TheirNet(8, residual=False)
     data = load_cifar10(taught_cifar(tmp_path / "data", theirs, CIFAR10_MEAN, CIFAR10_STD))
-    path = save(theirs.state_dict(), tmp_path / "r20.pt")
+    path = save(theirs.state_dict(), tmp_path / "r8.pt")
     out = verify(path, "per-channel", data)
-    assert {r["model"] for r in out["readings"]} == {"resnet20", "plain20"}
+    assert {r["model"] for r in out["readings"]} == {"resnet8", "plain8"}
     assert out["decided_by"].startswith("function:")
-    assert out["model"] == "plain20" and out["test"]["error"] == 0.0
-    forced = verify(path, "per-channel", data, model="plain20")
-    assert forced["model"] == "plain20" and forced["decided_by"] == "--model plain20"
-    assert forced["params"] == {
+    assert out["model"] == "plain8" and out["test"]["error"] == 0.0
+    forced = verify(path, "per-channel", data, model="plain8")
+    assert forced["model"] == "plain8" and forced["decided_by"] == "--model plain8"
+    path = save(TheirNet(20, residual=False).state_dict(), tmp_path / "p20.pt")
+    (plain20,) = readings(load_foreign(path), path, "plain20")
+    assert params_info(plain20) == {
         "exact": 269722,
         "paper_m": 0.27,
         "agrees": True,
@@ -122,10 +128,8 @@ def test_the_95_percent_interval_is_wilsons() -> None:
 def test_akamaster_nets_map_to_option_a_resnets_with_table6_params(akamaster_dir, depth) -> None:
     path = akamaster_dir / AKAMASTER[depth]
     found = readings(load_foreign(path), path)
-    assert sorted(r.match.candidate.name for r in found) == [f"plain{depth}", f"resnet{depth}"]
-    from repro.analysis.verify import params_info
-
-    (resnet,) = [r for r in found if r.match.candidate.shortcut == "A"]
+    assert sorted({r.match.candidate.name for r in found}) == [f"plain{depth}", f"resnet{depth}"]
+    (resnet,) = [r for r in found if r.layout == Layout()]
     info = params_info(resnet)
     assert info["paper_m"] == TABLE6_PARAMS_M[depth] and info["agrees"]
 
