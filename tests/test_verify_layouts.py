@@ -248,3 +248,20 @@ def test_structure_is_refused_before_the_data_set_is_read(tmp_path, capsys) -> N
     argv = [str(path), "--normalize", "imagenet", "--data-root", str(tmp_path / "no-data")]
     line = one_clear_line(*run_repro(capsys, "verify", *argv))
     assert "missing layers" in line  # not "no CIFAR-10 at ...": the data was never looked at
+
+
+@pytest.mark.parametrize("damage", ["nan", "negative variance"])
+def test_repro_evaluate_refuses_damaged_weights_too(tmp_path, synthetic_cifar, capsys, damage):
+    from repro.models import build_model
+    from repro.train.checkpoint import save_checkpoint
+
+    state = build_model("resnet_cifar", depth=8).state_dict()
+    key = "layer2.0.bn1.running_var" if damage != "nan" else "conv1.weight"
+    state[key].view(-1)[0] = float("nan") if damage == "nan" else -1.0
+    path = tmp_path / "bad.pt"
+    config = {"model": "resnet_cifar", "mean": [0.5] * 3, "std": [0.25] * 3}
+    checkpoint = {"model_name": "resnet_cifar", "model_kwargs": {"depth": 8}, "model": state}
+    save_checkpoint({**checkpoint, "iteration": 1, "config": config}, path)
+    argv = ["evaluate", str(path), "--data-root", str(synthetic_cifar)]
+    line = one_clear_line(*run_repro(capsys, *argv))
+    assert repr(key) in line and ("no measurement" in line or "negative" in line)

@@ -36,7 +36,9 @@ from repro.errors import ReproError
 from repro.train.evaluate import EvalResult, evaluate
 
 PLAUSIBLE_MAX_ERROR = 50.0  # % test error; chance on CIFAR-10 is 90 %
-CHANCE_MARGIN = 10.0  # pp: a lone reading whose 95 % interval reaches chance - 10 pp measures nothing
+CHANCE_MARGIN = (
+    10.0  # pp: a lone reading whose 95 % interval reaches chance - 10 pp measures nothing
+)
 SCREEN_IMAGES = 500
 Z95 = 1.959963984540054  # the 97.5 % normal quantile
 

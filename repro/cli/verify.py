@@ -18,7 +18,6 @@ from typing import Any
 
 from repro.analysis.layouts import PADDINGS, SUBSAMPLINGS, parse_layout
 from repro.analysis.normalizations import PRESETS
-from repro.analysis.plot import ResponseCurve, plot_layer_response
 from repro.analysis.verify import (
     NORMALIZATIONS,
     chosen_normalization,
@@ -168,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         found=found,
     )
     if args.plot:
+        from repro.analysis.plot import ResponseCurve, plot_layer_response  # matplotlib: seconds
+
         curve = ResponseCurve(
             out["model"],
             None,
