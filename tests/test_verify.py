@@ -137,7 +137,29 @@ def test_akamaster_nets_map_to_option_a_resnets_with_table6_params(akamaster_dir
 @pytest.fixture(scope="module")
 def akamaster_first_images(akamaster_dir, mini_root) -> dict[int, dict]:
     data = load_cifar10(mini_root)
-    return {d: verify(akamaster_dir / f, "imagenet", data, limit=128) for d, f in AKAMASTER.items()}
+    return {  # akamaster's own layout and the plain net: the readings the fast tests need
+        d: verify(akamaster_dir / f, "imagenet", data, limit=128, layout=Layout(), **FAST)
+        for d, f in AKAMASTER.items()
+    }
+
+
+FAST = {"check_normalization": False}
+
+
+@pytest.mark.slow
+def test_akamaster_resnet20_is_read_in_its_own_layout_among_all_13(akamaster_dir, mini_root):
+    """All 12 option-A layouts and the plain net on real weights: akamaster's layout (split
+    padding, strided subsampling) wins; every other padding and the plain net are implausible
+    (an average-pool subsample of their strided net scores within the interval: inconclusive,
+    and said so)."""
+    out = verify(akamaster_dir / AKAMASTER[20], "imagenet", load_cifar10(mini_root))
+    assert out["layout"] == {"padding": "split", "subsample": "strided"}
+    assert out["test"]["error"] < 10 and len(out["readings"]) == 13
+    other_padding = [
+        r for r in out["readings"] if r["layout"] is None or r["layout"]["padding"] != "split"
+    ]
+    assert len(other_padding) == 9 and all(not r["plausible"] for r in other_padding)
+    assert not any("normalisation" in w for w in out["warnings"])
 
 
 def test_akamaster_nets_are_read_as_resnets_by_function(akamaster_first_images) -> None:

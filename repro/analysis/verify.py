@@ -176,13 +176,15 @@ def verify(
     trunk_only: bool = False,
     foreign: Foreign | None = None,
     found: list[Reading] | None = None,
+    check_normalization: bool = True,
 ) -> dict[str, Any]:
     """Everything `repro verify` reports about a foreign checkpoint, as a JSON-ready dict.
 
     ``data`` is a loaded :class:`repro.data.CIFAR10`; ``limit`` evaluates the first ``limit``
     test images only; ``trunk_only`` skips the test error (for a head of another class count);
-    ``foreign``/``found``: the file and its readings, already read. A resnet-repro checkpoint
-    without ``normalize``/``mean`` is evaluated with the normalisation it records.
+    ``foreign``/``found``: the file and its readings, already read; ``check_normalization``
+    scores the chosen reading under the other standard normalisations too. A resnet-repro
+    checkpoint without ``normalize``/``mean`` is evaluated with the normalisation it records.
     """
     path = Path(path)
     device = device or torch.device("cpu")
@@ -207,7 +209,7 @@ def verify(
     forced = " ".join(f for f in flags if f) or None
     chosen, how, warnings = decide(found, forced, classes, path)
     checks: list[dict[str, Any]] = []
-    if chosen.result is not None and not recorded:
+    if chosen.result is not None and not recorded and check_normalization:
         checks, more = normalization_check(chosen, norm, data, images, labels, device)
         warnings += more
     out = _report(path, foreign, found, chosen, how, norm, data, images)

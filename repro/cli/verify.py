@@ -91,6 +91,14 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} %"
 
 
+def _check_row(checks: list[dict[str, Any]]) -> list[list[str]]:
+    """The chosen reading's error under each standard normalisation, as one row (or none)."""
+    if not checks:
+        return []
+    shown = ", ".join(f"{c['name']} {c['error']:.1f} %" for c in checks)
+    return [["norm. check", f"{shown} (first {checks[0]['n']} test images)"]]
+
+
 def format_report(out: dict[str, Any], summary: str) -> str:
     """The table: what the net is, how that was decided, its error and its layer responses."""
     p, norm, test, fig7 = out["params"], out["normalization"], out["test"], out["fig7"]
@@ -109,6 +117,7 @@ def format_report(out: dict[str, Any], summary: str) -> str:
         ["mapped", f"{out['mapped']['layers']} layers, {out['mapped']['tensors']} tensors"],
         *(["note", note] for note in out["notes"]),
         ["normalise", f"{shown} ({norm['source']})"],
+        *_check_row(out["normalization_check"]),
         ["data", summary],
     ]
     if test:
