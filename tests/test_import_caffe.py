@@ -126,7 +126,7 @@ def test_missing_columns_name_the_file_the_columns_found_and_the_map_to_use(tmp_
     src = write(tmp_path, "log.csv", "step,top1_val_acc,loss\n391,90,1\n")
     err = refused(tmp_path, capsys, src)
     assert "no test error or accuracy column among loss, step, top1_val_acc" in err
-    assert "--map test_error=top1_val_acc" in err
+    assert "--map test_acc=top1_val_acc" in err
 
 
 def test_a_percent_log_whose_train_error_falls_below_1_stays_percent(tmp_path, capsys):

@@ -265,3 +265,13 @@ def test_repro_evaluate_refuses_damaged_weights_too(tmp_path, synthetic_cifar, c
     argv = ["evaluate", str(path), "--data-root", str(synthetic_cifar)]
     line = one_clear_line(*run_repro(capsys, *argv))
     assert repr(key) in line and ("no measurement" in line or "negative" in line)
+
+
+def test_a_refusal_for_the_wrong_normalisation_names_the_one_that_works(tmp_path, capsys):
+    torch.manual_seed(2)
+    theirs = TheirNet(8, "B", bias=True)
+    data = taught_cifar(tmp_path / "d", theirs, CIFAR10_MEAN, COMMON_STD, n_test=200)
+    path = save(theirs.state_dict(), tmp_path / "b8.pt")
+    argv = ["verify", str(path), "--normalize", "per-channel", "--data-root", str(data)]
+    line = one_clear_line(*run_repro(capsys, *argv))
+    assert "chance level" in line and "with --normalize cifar-common, resnet8 scores 0.00 %" in line

@@ -140,7 +140,9 @@ def training_notes(foreign: Foreign) -> list[str]:
     """Lines on how far the file's training went, from its BN counters and wrapper keys."""
     notes = []
     batches = bn_batches(foreign.state)
-    if batches is not None:
+    if batches == 0:
+        notes.append("BN statistics from 0 batches: the running statistics were never updated")
+    elif batches is not None:
         per_epoch = math.ceil(CIFAR10_TRAIN_IMAGES / PAPER_BATCH)
         notes.append(
             f"BN statistics from {batches:,} batches (~{batches / per_epoch:.1f} epochs at batch "

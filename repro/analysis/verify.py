@@ -33,6 +33,7 @@ from repro.analysis.normalizations import (
     with_mean_image,
 )
 from repro.analysis.readings import (
+    PLAUSIBLE_MAX_ERROR,
     Reading,
     decide,
     evaluate_all,
@@ -161,6 +162,28 @@ def normalization_check(
     return rows, warn
 
 
+def better_normalization(
+    found: list[Reading],
+    norm: Normalization,
+    data: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+) -> str:
+    """For a refusal: ``; with --normalize X, READING scores E %`` when another standard
+    normalisation makes the best-measured reading plausible, else an empty string."""
+    measured = [r for r in found if r.measured is not None]
+    if not measured:
+        return ""
+    best = min(measured, key=lambda r: r.measured.error_percent if r.measured else 100.0)
+    rows, _ = normalization_check(best, norm, data, images, labels, device)
+    good = sorted((r["error"], r["name"]) for r in rows if not r["chosen"])
+    if not good or good[0][0] > PLAUSIBLE_MAX_ERROR:
+        return ""
+    error, name = good[0]
+    return f"; with --normalize {name}, {best.name} scores {error:.2f} % on the first test images"
+
+
 def verify(
     path: str | os.PathLike,
     normalize: str | None,
@@ -207,7 +230,13 @@ def verify(
         evaluate_all(found, norm, images, labels, device, classes)
     flags = [f"--model {model}" if model else "", f"--layout {layout.describe()}" if layout else ""]
     forced = " ".join(f for f in flags if f) or None
-    chosen, how, warnings = decide(found, forced, classes, path)
+    try:
+        chosen, how, warnings = decide(found, forced, classes, path)
+    except ReproError as exc:
+        hint = (
+            better_normalization(found, norm, data, images, labels, device) if not recorded else ""
+        )
+        raise ReproError(f"{exc}{hint}") from None
     checks: list[dict[str, Any]] = []
     if chosen.result is not None and not recorded and check_normalization:
         checks, more = normalization_check(chosen, norm, data, images, labels, device)

@@ -294,11 +294,15 @@ def convert(
     present = set().union(*(r.keys() for r in rows))
     columns = _columns(rows, mapping, where)
     if "test_error" not in columns and "test_acc" not in columns:
+        hint = suggest(present, "test_error", ("test", "val", "err", "acc"))
+        column = hint.rpartition("=")[2]
+        if "acc" in column.lower():
+            hint = f"; pass --map test_acc={column} (an accuracy: error = 100 - acc)"
+        elif column == "COLUMN":
+            hint += " (or --map test_acc=COLUMN for an accuracy)"
         raise ReproError(
             f"{where}: no test error or accuracy column among "
-            f"{', '.join(sorted(map(str, present)))}"
-            + suggest(present, "test_error", ("test", "val", "err", "acc"))
-            + " (or test_acc=COLUMN for an accuracy)"
+            f"{', '.join(sorted(map(str, present)))}{hint}"
         )
     rows, dropped = _without_iteration_0(rows, columns.get("iteration"))
     if not rows:
