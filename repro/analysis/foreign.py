@@ -42,6 +42,7 @@ class Foreign:
     found: str
     recorded: Any = None  # the Normalization a resnet-repro checkpoint says it trained with
     extras: dict[str, Any] = field(default_factory=dict)
+    named: tuple[str, str | None] | None = None  # (net, shortcut) a resnet-repro file records
 
 
 def _tensor_dict(value: Any) -> bool:
@@ -183,6 +184,19 @@ def other_framework(path: Path) -> str | None:
     return None
 
 
+def recorded_net(name: Any, kwargs: Any) -> tuple[str, str | None] | None:
+    """(net name as the readings name it, shortcut or None if unrecorded) from a resnet-repro
+    checkpoint's ``model_name``/``model_kwargs``: ``resnet_cifar`` + depth 8 -> ``resnet8``."""
+    if not isinstance(name, str):
+        return None
+    kwargs = kwargs if isinstance(kwargs, Mapping) else {}
+    depth = kwargs.get("depth")
+    if name in ("resnet_cifar", "plain_cifar") and isinstance(depth, int):
+        name = f"{name.removesuffix('_cifar')}{depth}"
+    shortcut = kwargs.get("shortcut")
+    return name, shortcut if isinstance(shortcut, str) else None
+
+
 def load_foreign(path: str | os.PathLike, trust_pickle: bool = False) -> Foreign:
     """Read a foreign checkpoint without running its code (unless ``trust_pickle``)."""
     path = Path(path)
@@ -200,5 +214,6 @@ def load_foreign(path: str | os.PathLike, trust_pickle: bool = False) -> Foreign
         recorded = recorded_normalization(dict(obj), path)
         foreign = find_state_dict(obj["model"], path, recorded)
         foreign.found = "a resnet-repro checkpoint's 'model'"
+        foreign.named = recorded_net(obj.get("model_name"), obj.get("model_kwargs"))
         return foreign
     return find_state_dict(obj, path)

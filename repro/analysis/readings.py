@@ -119,6 +119,15 @@ def readings(
     """Every reading of the weights: each fitting net, option A in each layout (or ``layout``).
     Checked by structure only, before any data is read."""
     fits = fitting_matches(foreign, path, model)
+    if foreign.named is not None:  # our own checkpoint names its net, in our own layout
+        name, shortcut = foreign.named
+        own = [
+            m
+            for m in fits
+            if name in (m.candidate.name, m.candidate.builder)
+            and shortcut in (None, m.candidate.shortcut)
+        ]
+        fits, layout = own or fits, layout or (DEFAULT if own else None)
     if layout is not None and not any(m.candidate.shortcut == "A" for m in fits):
         names = ", ".join(m.candidate.name for m in fits)
         raise ReproError(f"--layout is for option-A ResNets; the weights fit {names} only")
@@ -216,15 +225,18 @@ def _shown(r: Reading) -> str:
     return f"{r.name} {m.error_percent:.2f} %{where}"
 
 
-def _lone(found: list[Reading], forced: str | None, classes: int) -> tuple[Reading, str, list[str]]:
-    """The only reading: refused at chance level, warned above the plausible limit."""
+def _lone(
+    found: list[Reading], forced: str | None, classes: int, named: bool = False
+) -> tuple[Reading, str, list[str]]:
+    """The only reading: refused at chance level (unless the file itself ``named`` its net: then
+    its error is that net's, however poor), warned above the plausible limit."""
     r = found[0]
     how = forced or "structure: the only reference net these weights fit"
     if r.result is None:
         return r, how, []
     chance = 100 * (1 - 1 / classes)
     lo, hi = interval(r.result)
-    if hi >= chance - CHANCE_MARGIN:
+    if hi >= chance - CHANCE_MARGIN and not named:
         raise ReproError(
             f"{r.name}, the only reading of the weights, scores {r.result.error_percent:.2f} % "
             f"test error (95 % CI {lo:.1f}-{hi:.1f} %), chance level for {classes} classes "
@@ -257,12 +269,17 @@ def _unmeasured(found: list[Reading], forced: str | None) -> tuple[Reading, str,
 
 
 def decide(
-    found: list[Reading], forced: str | None, classes: int = 10, path: Path | None = None
+    found: list[Reading],
+    forced: str | None,
+    classes: int = 10,
+    path: Path | None = None,
+    named: bool = False,
 ) -> tuple[Reading, str, list[str]]:
     """The reading to report, how it was chosen (``forced``: the flags that chose it, e.g.
-    ``--model plain20``) and warnings; ReproError if none is plausible."""
+    ``--model plain20``; ``named``: the file names its net) and warnings; ReproError if none is
+    plausible."""
     if len(found) == 1:
-        return _lone(found, forced, classes)
+        return _lone(found, forced, classes, named)
     if any(r.measured is None for r in found):
         return _unmeasured(found, forced)
     ranked = sorted(found, key=lambda r: r.measured.error_percent if r.measured else math.inf)

@@ -231,7 +231,9 @@ def verify(
     flags = [f"--model {model}" if model else "", f"--layout {layout.describe()}" if layout else ""]
     forced = " ".join(f for f in flags if f) or None
     try:
-        chosen, how, warnings = decide(found, forced, classes, path)
+        named = foreign.named is not None and len(found) == 1
+        forced = forced or ("the file: a resnet-repro checkpoint names its net" if named else None)
+        chosen, how, warnings = decide(found, forced, classes, path, named)
     except ReproError as exc:
         hint = (
             better_normalization(found, norm, data, images, labels, device) if not recorded else ""
