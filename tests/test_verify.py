@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from cli_helpers import one_clear_line, run_repro
-from torch import nn
+from foreign_nets import TheirNet, taught_cifar
 
-from repro.analysis.verify import load_foreign, readings, verify, wilson_interval
-from repro.data import load_cifar10
+from repro.analysis.layouts import Layout
+from repro.analysis.verify import load_foreign, params_info, readings, verify, wilson_interval
+from repro.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, load_cifar10
 
 WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "akamaster-cifar10"
 AKAMASTER = {20: "resnet20-12fca82f.th", 32: "resnet32-d509ac18.th", 56: "resnet56-4bfd9763.th"}
@@ -33,74 +33,16 @@ def akamaster_dir() -> Path:
     return WEIGHTS
 
 
-# --- an independent CIFAR ResNet / plain net, written as someone else would ---------------------
-
-
-class TheirBlock(nn.Module):
-    """Projection registered before the 3x3 convs, as a Sequential; other names throughout."""
-
-    def __init__(self, cin: int, cout: int, stride: int, option: str, residual: bool) -> None:
-        super().__init__()
-        self.grows = stride != 1 or cin != cout
-        self.residual, self.stride, self.extra = residual, stride, cout - cin
-        project = residual and (option == "C" or (option == "B" and self.grows))
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            if project
-            else None
-        )
-        self.conv_a = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.conv_b = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.norm_a = nn.BatchNorm2d(cout)  # both BNs after both convs: paired by width and order
-        self.norm_b = nn.BatchNorm2d(cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.norm_b(self.conv_b(F.relu(self.norm_a(self.conv_a(x)))))
-        if not self.residual:
-            return F.relu(out)
-        if self.downsample is not None:
-            short = self.downsample(x)
-        elif self.grows:
-            short = x[:, :, :: self.stride, :: self.stride]
-            short = F.pad(short, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
-        else:
-            short = x
-        return F.relu(out + short)
-
-
-class TheirNet(nn.Module):
-    def __init__(self, depth: int, option: str = "A", residual: bool = True, classes: int = 10):
-        super().__init__()
-        n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16))
-        stages, cin = [], 16
-        for cout, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
-            for s in [stride] + [1] * (n - 1):
-                blocks.append(TheirBlock(cin, cout, s, option, residual))
-                cin = cout
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.classifier = nn.Linear(64, classes)
-        for m in self.modules():  # non-trivial statistics, so that a wrong mapping shows
-            if isinstance(m, nn.BatchNorm2d):
-                nn.init.uniform_(m.weight, 0.5, 1.5)
-                nn.init.uniform_(m.bias, -0.2, 0.2)
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(F.relu(self.stem(x)))
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
 def save(obj: object, path: Path) -> Path:
     torch.save(obj, path)
     return path
 
 
 def mapped_logits(path: Path, name: str, x: torch.Tensor) -> torch.Tensor:
-    (reading,) = [r for r in readings(load_foreign(path), path) if r.match.candidate.name == name]
+    found = readings(load_foreign(path), path)
+    (reading,) = [
+        r for r in found if r.match.candidate.name == name and r.layout in (None, Layout())
+    ]
     return reading.model.eval()(x)
 
 
@@ -111,8 +53,8 @@ def test_an_independent_resnet_maps_by_structure_with_identical_logits(tmp_path,
     path = save({"net": theirs.state_dict()}, tmp_path / "theirs.pth")
     found = readings(load_foreign(path), path)
     shortcuts = sorted(str(r.match.candidate.shortcut) for r in found)
-    # option A has the plain net's weights: both readings fit; B and C are read from the weights
-    assert shortcuts == (["A", "None"] if option == "A" else [option])
+    # option A has the plain net's weights: both fit, A in 12 layouts; B and C read from weights
+    assert shortcuts == (["A"] * 12 + ["None"] if option == "A" else [option])
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(mapped_logits(path, "resnet14", x), theirs(x), rtol=0, atol=0)
 
@@ -127,18 +69,22 @@ def test_an_independent_plain_net_maps_as_plain_with_identical_logits(tmp_path) 
     torch.testing.assert_close(mapped_logits(path, "plain20", x), theirs(x), rtol=0, atol=0)
 
 
-def test_function_decides_between_option_a_and_plain(tmp_path, synthetic_cifar) -> None:
-    """The weights fit both: both readings are evaluated, the report says which won and how, and
-    --model overrides (untrained weights here: which reading wins does not matter)."""
+def test_function_decides_between_option_a_and_plain(tmp_path) -> None:
+    """The weights fit both: every reading is evaluated, the report says which won and how, and
+    --model overrides (the test labels are the plain net's own predictions)."""
     torch.manual_seed(2)
-    path = save(TheirNet(20).state_dict(), tmp_path / "r20.pt")
-    data = load_cifar10(synthetic_cifar)
+    theirs = TheirNet(8, residual=False)
+    data = load_cifar10(taught_cifar(tmp_path / "data", theirs, CIFAR10_MEAN, CIFAR10_STD))
+    path = save(theirs.state_dict(), tmp_path / "r8.pt")
     out = verify(path, "per-channel", data)
-    assert {r["model"] for r in out["readings"]} == {"resnet20", "plain20"}
+    assert {r["model"] for r in out["readings"]} == {"resnet8", "plain8"}
     assert out["decided_by"].startswith("function:")
-    forced = verify(path, "per-channel", data, model="plain20")
-    assert forced["model"] == "plain20" and forced["decided_by"] == "--model plain20"
-    assert forced["params"] == {
+    assert out["model"] == "plain8" and out["test"]["error"] == 0.0
+    forced = verify(path, "per-channel", data, model="plain8")
+    assert forced["model"] == "plain8" and forced["decided_by"] == "--model plain8"
+    path = save(TheirNet(20, residual=False).state_dict(), tmp_path / "p20.pt")
+    (plain20,) = readings(load_foreign(path), path, "plain20")
+    assert params_info(plain20) == {
         "exact": 269722,
         "paper_m": 0.27,
         "agrees": True,
@@ -146,11 +92,14 @@ def test_function_decides_between_option_a_and_plain(tmp_path, synthetic_cifar) 
     }
 
 
-def test_per_pixel_mean_and_a_sidecar_normalisation(tmp_path, synthetic_cifar) -> None:
+def test_per_pixel_mean_and_a_sidecar_normalisation(tmp_path) -> None:
     torch.manual_seed(3)
-    path = save(TheirNet(8, "B").state_dict(), tmp_path / "r8.pt")
+    theirs = TheirNet(8, "B")
+    data = load_cifar10(taught_cifar(tmp_path / "data", theirs, "pixel", None))
+    path = save(theirs.state_dict(), tmp_path / "r8.pt")
     (tmp_path / "r8.pt.json").write_text(json.dumps({"normalize": "per-pixel-mean"}))
-    out = verify(path, None, load_cifar10(synthetic_cifar))
+    out = verify(path, None, data)
+    assert out["test"]["error"] == 0.0
     assert out["normalization"]["name"] == "per-pixel-mean"
     assert out["normalization"]["source"] == "sidecar r8.pt.json"
     assert out["shortcut"] == "B" and out["params"]["paper_m"] is None
@@ -179,10 +128,8 @@ def test_the_95_percent_interval_is_wilsons() -> None:
 def test_akamaster_nets_map_to_option_a_resnets_with_table6_params(akamaster_dir, depth) -> None:
     path = akamaster_dir / AKAMASTER[depth]
     found = readings(load_foreign(path), path)
-    assert sorted(r.match.candidate.name for r in found) == [f"plain{depth}", f"resnet{depth}"]
-    from repro.analysis.verify import params_info
-
-    (resnet,) = [r for r in found if r.match.candidate.shortcut == "A"]
+    assert sorted({r.match.candidate.name for r in found}) == [f"plain{depth}", f"resnet{depth}"]
+    (resnet,) = [r for r in found if r.layout == Layout()]
     info = params_info(resnet)
     assert info["paper_m"] == TABLE6_PARAMS_M[depth] and info["agrees"]
 
@@ -190,7 +137,29 @@ def test_akamaster_nets_map_to_option_a_resnets_with_table6_params(akamaster_dir
 @pytest.fixture(scope="module")
 def akamaster_first_images(akamaster_dir, mini_root) -> dict[int, dict]:
     data = load_cifar10(mini_root)
-    return {d: verify(akamaster_dir / f, "imagenet", data, limit=128) for d, f in AKAMASTER.items()}
+    return {  # akamaster's own layout and the plain net: the readings the fast tests need
+        d: verify(akamaster_dir / f, "imagenet", data, limit=128, layout=Layout(), **FAST)
+        for d, f in AKAMASTER.items()
+    }
+
+
+FAST = {"check_normalization": False}
+
+
+@pytest.mark.slow
+def test_akamaster_resnet20_is_read_in_its_own_layout_among_all_13(akamaster_dir, mini_root):
+    """All 12 option-A layouts and the plain net on real weights: akamaster's layout (split
+    padding, strided subsampling) wins; every other padding and the plain net are implausible
+    (an average-pool subsample of their strided net scores within the interval: inconclusive,
+    and said so)."""
+    out = verify(akamaster_dir / AKAMASTER[20], "imagenet", load_cifar10(mini_root))
+    assert out["layout"] == {"padding": "split", "subsample": "strided"}
+    assert out["test"]["error"] < 10 and len(out["readings"]) == 13
+    other_padding = [
+        r for r in out["readings"] if r["layout"] is None or r["layout"]["padding"] != "split"
+    ]
+    assert len(other_padding) == 9 and all(not r["plausible"] for r in other_padding)
+    assert not any("normalisation" in w for w in out["warnings"])
 
 
 def test_akamaster_nets_are_read_as_resnets_by_function(akamaster_first_images) -> None:
@@ -270,9 +239,11 @@ def test_a_truncated_file_is_refused(tmp_path, synthetic_cifar, capsys) -> None:
     assert "truncated or corrupt" in line
 
 
-def test_a_pickled_module_needs_trust_pickle(tmp_path, synthetic_cifar, capsys) -> None:
-    path = save(TheirNet(8, "C"), tmp_path / "module.pt")
-    args = [str(path), "--normalize", "imagenet", "--data-root", str(synthetic_cifar)]
+def test_a_pickled_module_needs_trust_pickle(tmp_path, capsys) -> None:
+    theirs = TheirNet(8, "C")
+    data = taught_cifar(tmp_path / "data", theirs, IMAGENET_MEAN, IMAGENET_STD, n_test=50)
+    path = save(theirs, tmp_path / "module.pt")
+    args = [str(path), "--normalize", "imagenet", "--data-root", str(data)]
     line = refused(capsys, tmp_path, *args)
     assert "refused" in line and "repro verify --trust-pickle" in line
     rc, out, _ = run_repro(capsys, "verify", *args, "--trust-pickle", "--json")

@@ -19,7 +19,8 @@ are the same; only their function tells them apart (:mod:`repro.analysis.verify`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +52,15 @@ class Unit:
     bn: Layer | None
 
     @property
+    def folds_bias(self) -> bool:
+        """A convolution's bias before its BN, which folds into BN's running mean exactly."""
+        return self.layer.kind == "conv" and self.layer.bias and self.bn is not None
+
+    @property
     def signature(self) -> tuple[Any, ...]:
+        """What matching compares: a bias that folds into the BN after it does not count."""
         bn = self.bn.shape if self.bn else None
-        return (self.layer.kind, self.layer.shape, self.layer.bias, bn)
+        return (self.layer.kind, self.layer.shape, self.layer.bias and not self.folds_bias, bn)
 
     def describe(self) -> str:
         """e.g. ``conv [16, 16, 3, 3] + BN (layer1.0.conv1)``."""
@@ -272,10 +279,25 @@ def candidates(units: list[Unit]) -> list[Candidate]:
     return found
 
 
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """``torch.nn.init``'s in-place initialisers as no-ops: on the meta device they cost seconds
+    of CPU on first use (they import torch's reference kernels) and initialise nothing."""
+    names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(nn.init, n, f)
+
+
 def build(candidate: Candidate, meta: bool = False) -> nn.Module:
-    """The candidate's net (on the meta device: shapes only, nothing allocated)."""
+    """The candidate's net (on the meta device: shapes only, nothing allocated or initialised)."""
     if meta:
-        with torch.device("meta"):
+        with torch.device("meta"), _no_init():
             return build_model(candidate.builder, **candidate.kwargs)
     return build_model(candidate.builder, **candidate.kwargs)
 
@@ -289,7 +311,9 @@ def match_all(units: list[Unit]) -> list[Match]:
 def mapped_state_dict(
     match_: Match, foreign: Mapping[str, torch.Tensor], model: nn.Module
 ) -> dict[str, torch.Tensor]:
-    """Our model's state_dict with every mapped tensor taken from ``foreign``."""
+    """Our model's state_dict with every mapped tensor taken from ``foreign``; a convolution's
+    bias before BN is folded into BN's running mean, exactly: BN(Wx + b) with mean mu is BN(Wx)
+    with mean mu - b (:func:`folded_biases` counts them)."""
     state = dict(model.state_dict())
     for theirs, ours in match_.pairs:
         layer_pairs = [(theirs.layer, ours.layer)]
@@ -299,4 +323,34 @@ def mapped_state_dict(
             for role, key in o_layer.keys.items():
                 if role in t_layer.keys:
                     state[key] = foreign[t_layer.keys[role]]
+        if theirs.folds_bias and ours.bn is not None and not ours.layer.bias:
+            assert theirs.bn is not None  # folds_bias says so
+            bias = foreign[theirs.layer.keys["bias"]]
+            mean = foreign[theirs.bn.keys["running_mean"]]
+            state[ours.bn.keys["running_mean"]] = mean - bias.to(mean.dtype)
     return state
+
+
+def folded_biases(match_: Match) -> int:
+    """How many convolution biases :func:`mapped_state_dict` folds into the BN after them."""
+    return sum(1 for theirs, ours in match_.pairs if theirs.folds_bias and not ours.layer.bias)
+
+
+def weights_problem(state: Mapping[str, torch.Tensor]) -> str | None:
+    """Why these weights cannot give a measurement (NaN/inf values, a negative BN running
+    variance), naming the tensor; None if there is no such problem."""
+    for key, value in state.items():
+        if not value.is_floating_point() or value.numel() == 0:
+            continue
+        bad = ~torch.isfinite(value)
+        if bool(bad.any()):
+            return (
+                f"tensor {key!r} holds {int(bad.sum())} NaN or infinite values of "
+                f"{value.numel()}: its logits would be NaN, which is no measurement"
+            )
+        if key.endswith("running_var") and bool((value < 0).any()):
+            return (
+                f"BatchNorm {key!r} has {int((value < 0).sum())} negative running variances "
+                f"(min {float(value.min()):.3g}): a variance is >= 0, so the file is damaged"
+            )
+    return None

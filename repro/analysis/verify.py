@@ -1,276 +1,70 @@
 """`repro verify`: anyone's CIFAR-10 checkpoint, mapped onto the paper's nets and checked.
 
-The file is read without running its code (:func:`repro.train.checkpoint.read_torch_file`), its
-state_dict found (bare, or under ``state_dict`` / ``model`` / ``net``; ``module.`` and
-``_orig_mod.`` prefixes dropped; a pickled module only with ``trust_pickle``), and mapped onto a
-reference net by structure (:mod:`repro.analysis.structure`). An option-A ResNet and the plain net
-of its depth have the same weights: both readings are evaluated and the one with the lower test
-error is taken (a trained net is far better under the one it was trained as), unless ``model``
-names one. Then: the test error with a 95 % Wilson score interval, loss, per-class accuracy,
-parameters against the paper, and the layer-response stds of Fig. 7.
+The file is read without running its code (:mod:`repro.analysis.foreign`), mapped onto a reference
+net by structure (:mod:`repro.analysis.structure`; a convolution's bias before BN folded into BN's
+running mean), and read in every way its weights allow: an option-A ResNet in each shortcut layout
+seen in the wild, and the plain net of its depth (:mod:`repro.analysis.readings`). The reading
+with the lowest test error among the plausible ones is taken, unless ``model``/``layout`` name
+one; none plausible is a refusal. Then: the test error with a 95 % Wilson score interval, loss,
+per-class accuracy, parameters against the paper, the training state the file records, a check of
+the normalisation against the standard ones, and the layer-response stds of Fig. 7.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from repro.analysis.foreign import Foreign, find_state_dict, load_foreign, training_notes
 from repro.analysis.layer_response import layer_response_std
-from repro.analysis.structure import (
-    Match,
-    build,
-    mapped_state_dict,
-    match_all,
-    num_classes_of,
-    units_of,
+from repro.analysis.layouts import Layout
+from repro.analysis.normalizations import (
+    NORMALIZATIONS,
+    PIXEL_MEAN,
+    PRESETS,
+    Normalization,
+    chosen_normalization,
+    describe,
+    preset,
+    with_mean_image,
 )
-from repro.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+from repro.analysis.readings import (
+    PLAUSIBLE_MAX_ERROR,
+    Reading,
+    decide,
+    evaluate_all,
+    interval,
+    measure,
+    reading_rows,
+    readings,
+    wilson_interval,
+    wrapped,
+)
+from repro.analysis.structure import folded_biases, num_classes_of, units_of
 from repro.errors import ReproError
 from repro.models import IMAGENET_DEPTHS
 from repro.models.complexity import count_params, paper_figures, params_agree
-from repro.train.checkpoint import (
-    FORMAT,
-    exception_reason,
-    read_torch_file,
-    strip_wrapper_prefixes,
-)
-from repro.train.evaluate import EvalResult, checkpoint_normalization, evaluate
+from repro.train.evaluate import EvalResult
 
-NORMALIZATIONS = ("imagenet", "per-channel", "per-pixel-mean")
-WRAPPERS = ("state_dict", "model", "net", "model_state_dict")
-Z95 = 1.959963984540054  # the 97.5 % normal quantile
+__all__ = [
+    "NORMALIZATIONS",
+    "Foreign",
+    "Reading",
+    "chosen_normalization",
+    "find_state_dict",
+    "load_foreign",
+    "readings",
+    "verify",
+    "wilson_interval",
+]
+
 CI_METHOD = "Wilson score"
+NORM_CHECK_IMAGES = 200  # enough to tell a far worse normalisation (+-7 pp at worst)
 IMAGENET_NAMES = frozenset(f"resnet{d}" for d in IMAGENET_DEPTHS)
-
-
-@dataclass
-class Foreign:
-    """A foreign file's state_dict (prefixes dropped) and where in the file it was found."""
-
-    state: dict[str, torch.Tensor]
-    found: str
-    recorded: Normalization | None = None  # what a resnet-repro checkpoint says it trained with
-
-
-@dataclass
-class Reading:
-    """The weights read as one reference net: the model, its match and its evaluation."""
-
-    match: Match
-    model: nn.Module
-    result: EvalResult | None = None
-
-
-@dataclass
-class Normalization:
-    """How inputs are normalised: a name, per-channel mean/std, or a mean image."""
-
-    name: str
-    source: str
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    mean_image: torch.Tensor | None = field(default=None, repr=False)
-
-
-class PixelMeanInput(nn.Module):
-    """Subtract a per-pixel mean image from [0, 1] inputs, then run the net (the paper's Sec. 4.2
-    "per-pixel mean subtracted"); Fig. 7's response layers are the inner net's."""
-
-    def __init__(self, net: nn.Module, mean_image: torch.Tensor) -> None:
-        super().__init__()
-        self.net = net
-        self.mean_image: torch.Tensor
-        self.register_buffer("mean_image", mean_image)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x - self.mean_image)
-
-    def response_layers(self) -> Sequence[nn.Module]:
-        return self.net.response_layers()  # type: ignore[operator]
-
-
-def _tensor_dict(value: Any) -> bool:
-    return (
-        isinstance(value, Mapping)
-        and len(value) > 0
-        and all(isinstance(k, str) for k in value)
-        and any(isinstance(v, torch.Tensor) for v in value.values())
-    )
-
-
-def find_state_dict(obj: Any, path: Path) -> Foreign:
-    """The state_dict in what ``torch.load`` returned; ReproError saying what was there instead."""
-    found = "a bare state_dict"
-    recorded = None
-    if isinstance(obj, nn.Module):
-        obj, found = obj.state_dict(), f"a pickled {type(obj).__name__} module"
-    elif (
-        isinstance(obj, Mapping) and obj.get("format") == FORMAT and _tensor_dict(obj.get("model"))
-    ):
-        recorded = recorded_normalization(dict(obj), path)
-        obj, found = obj["model"], "a resnet-repro checkpoint's 'model'"
-    elif isinstance(obj, Mapping) and not _tensor_dict(obj):
-        for name in WRAPPERS:
-            inner = obj.get(name)
-            if isinstance(inner, nn.Module):
-                obj, found = inner.state_dict(), f"a pickled module under {name!r}"
-                break
-            if _tensor_dict(inner):
-                obj, found = inner, f"a dict under {name!r}"
-                break
-    if not _tensor_dict(obj):
-        keys = sorted(map(str, obj))[:8] if isinstance(obj, Mapping) else []
-        what = f"a dict with keys {keys}" if keys else f"a {type(obj).__name__}"
-        raise ReproError(
-            f"checkpoint {path} holds {what}: no state_dict of tensors at its top level or under "
-            f"{', '.join(repr(w) for w in WRAPPERS)}"
-        )
-    tensors = {strip_wrapper_prefixes(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    stripped = sorted(
-        {
-            k[: len(k) - len(strip_wrapper_prefixes(k))]
-            for k in obj
-            if strip_wrapper_prefixes(k) != k
-        }
-    )
-    if stripped:
-        found += f", keys prefixed {' / '.join(stripped)}"
-    return Foreign(tensors, found, recorded)
-
-
-def recorded_normalization(state: dict[str, Any], path: Path) -> Normalization:
-    """The normalisation a resnet-repro checkpoint records (its config, its mean image)."""
-    norm = checkpoint_normalization(state, f"checkpoint {path}")
-    if isinstance(norm.mean, torch.Tensor):
-        return Normalization(norm.name, norm.source, mean_image=norm.mean.float())
-    return Normalization(norm.name, norm.source, tuple(norm.mean), tuple(norm.std))
-
-
-def load_foreign(path: str | os.PathLike, trust_pickle: bool = False) -> Foreign:
-    """Read a foreign checkpoint without running its code (unless ``trust_pickle``)."""
-    path = Path(path)
-    obj = read_torch_file(
-        path,
-        "cpu",
-        trust_pickle,
-        advice=lambda p: "use an intact copy",
-        opt_in="`repro verify --trust-pickle`",
-    )
-    return find_state_dict(obj, path)
-
-
-def wilson_interval(errors: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion, in percent."""
-    p = errors / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
-
-
-def sidecar_normalization(path: Path) -> Normalization | None:
-    """``--normalize`` from ``CHECKPOINT.json`` beside the file: ``{"normalize": NAME}`` or
-    ``{"mean": [3], "std": [3]}``; None if there is no such file."""
-    sidecar = path.with_name(path.name + ".json")
-    if not sidecar.is_file():
-        return None
-    try:
-        config = json.loads(sidecar.read_text())
-    except (OSError, ValueError) as exc:
-        raise ReproError(f"sidecar {sidecar} cannot be read: {exception_reason(exc)}") from None
-    name = config.get("normalize") if isinstance(config, dict) else None
-    if isinstance(name, str) and name in NORMALIZATIONS:
-        return Normalization(name, f"sidecar {sidecar.name}")
-    mean, std = (config.get(k) if isinstance(config, dict) else None for k in ("mean", "std"))
-    if isinstance(mean, list) and isinstance(std, list) and _three(mean) and _three(std):
-        return Normalization("per-channel", f"sidecar {sidecar.name}", tuple(mean), tuple(std))
-    raise ReproError(
-        f'sidecar {sidecar} says no normalisation: it needs "normalize" (one of '
-        f'{", ".join(NORMALIZATIONS)}) or "mean" and "std" (3 numbers each)'
-    )
-
-
-def _three(values: Any) -> bool:
-    return (
-        isinstance(values, list)
-        and len(values) == 3
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    )
-
-
-def chosen_normalization(name: str | None, path: Path) -> Normalization:
-    """``name`` (``--normalize``), else the sidecar's choice; ReproError if neither says."""
-    chosen = Normalization(name, "--normalize") if name else sidecar_normalization(path)
-    if chosen is None:
-        raise ReproError(
-            f"--normalize is required: the weights do not say how inputs were normalised; pass "
-            f"one of {', '.join(NORMALIZATIONS)} (or write {path.name}.json beside the file)"
-        )
-    return chosen
-
-
-def resolve_normalization(
-    name: str | None, path: Path, train_images: torch.Tensor | None = None
-) -> Normalization:
-    """The normalisation to use: ``name``, else the sidecar's; never a silent default."""
-    chosen = chosen_normalization(name, path)
-    if chosen.name == "imagenet":
-        chosen.mean, chosen.std = IMAGENET_MEAN, IMAGENET_STD
-    elif chosen.name == "per-channel" and chosen.source == "--normalize":
-        chosen.mean, chosen.std = CIFAR10_MEAN, CIFAR10_STD
-    elif chosen.name == "per-pixel-mean":
-        if train_images is None or train_images.numel() == 0:
-            raise ReproError("--normalize per-pixel-mean needs the training images' mean image")
-        chosen.mean_image = train_images.to(torch.float64).mean(dim=0).div(255).float()
-    elif chosen.name not in NORMALIZATIONS:
-        raise ReproError(f"--normalize {chosen.name!r}: use one of {', '.join(NORMALIZATIONS)}")
-    return chosen
-
-
-def readings(foreign: Foreign, path: Path, model: str | None = None) -> list[Reading]:
-    """The reference nets the weights load into: one, or option A and plain (same weights)."""
-    units, problems = units_of(foreign.state)
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ReproError(f"checkpoint {path} cannot be mapped: {problems[0]}{more}")
-    matches = match_all(units)
-    fits = [m for m in matches if m.problem is None]
-    if not fits:
-        raise ReproError(f"checkpoint {path} matches no reference net: {_why_none(units, matches)}")
-    if model is not None:
-        chosen = [m for m in fits if model in (m.candidate.name, m.candidate.builder)]
-        if not chosen:
-            names = ", ".join(m.candidate.name for m in fits)
-            raise ReproError(f"--model {model} does not fit the weights, which are {names}")
-        fits = chosen
-    out = []
-    for m in fits:
-        net = build(m.candidate)
-        net.load_state_dict(mapped_state_dict(m, foreign.state, net))
-        out.append(Reading(m, net))
-    return out
-
-
-def _why_none(units: list, matches: list[Match]) -> str:
-    convs = [u for u in units if u.layer.kind == "conv"]
-    if not matches:
-        first = convs[0].describe() if convs else "no convolution at all"
-        return (
-            f"it is not a CIFAR/ImageNet ResNet or plain net of the paper: its first layer is "
-            f"{first}, neither the CIFAR stem (conv [16, 3, 3, 3] + BN) nor the ImageNet one "
-            f"(conv [64, 3, 7, 7] + BN); it has {len(convs)} conv layers, "
-            f"{sum(1 for u in units if u.bn)} with BN, {len(units) - len(convs)} linear"
-        )
-    best = matches[0]
-    return f"closest is {best.candidate.name} (option {best.candidate.shortcut}): {best.problem}"
 
 
 def class_count_problem(readings_: list[Reading], classes: int) -> str | None:
@@ -305,62 +99,9 @@ def params_info(reading: Reading) -> dict[str, Any]:
     }
 
 
-def _wrapped(model: nn.Module, norm: Normalization) -> nn.Module:
-    return PixelMeanInput(model, norm.mean_image) if norm.mean_image is not None else model
-
-
-def evaluate_reading(
-    reading: Reading,
-    norm: Normalization,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    device: torch.device,
-    classes: int,
-) -> EvalResult:
-    """Test error, loss and per-class accuracy of one reading (stored on it too)."""
-    net = _wrapped(reading.model, norm).to(device)
-    try:
-        reading.result = evaluate(
-            net, images, labels, norm.mean, norm.std, device=device, num_classes=classes
-        )
-    except ValueError as exc:
-        raise ReproError(f"cannot evaluate {reading.match.candidate.name}: {exc}") from None
-    return reading.result
-
-
-def decide(readings_: list[Reading], model: str | None) -> tuple[Reading, str]:
-    """The reading to report and how it was chosen (structure, --model, or function)."""
-    if len(readings_) == 1:
-        if model is not None:
-            return readings_[0], f"--model {model}"
-        return readings_[0], "structure: the only reference net these weights fit"
-    if any(r.result is None for r in readings_):
-        names = " or ".join(r.match.candidate.name for r in readings_)
-        raise ReproError(
-            f"the weights fit {names} alike and without a CIFAR-10 head their function cannot "
-            "tell them apart: pass --model"
-        )
-    ranked = sorted(readings_, key=lambda r: r.result.error_percent if r.result else 0.0)
-    best, other = ranked[0], ranked[1]
-    assert best.result is not None and other.result is not None
-    n = best.result.n
-    lo, hi = wilson_interval(round(best.result.error_percent * n / 100), n)
-    clear = other.result.error_percent > hi
-    shown = " vs ".join(
-        f"{r.match.candidate.name} {r.result.error_percent:.2f} %" for r in ranked if r.result
-    )
-    how = (
-        f"function: the weights fit {best.match.candidate.name} and {other.match.candidate.name} "
-        f"alike; test error {shown}; the lower error decides"
-    )
-    if not clear:
-        how += " (inconclusive: the errors are within the 95 % interval; pass --model)"
-    return best, how
-
-
 def response_info(reading: Reading, norm: Normalization, images: torch.Tensor) -> dict[str, Any]:
     """Fig. 7 for the chosen reading: per-layer response stds and their mean."""
-    net = _wrapped(reading.model, norm)
+    net = wrapped(reading.model, norm)
     resp = layer_response_std(net, images, mean=norm.mean, std=norm.std)
     names = [n.removeprefix("net.") for n in resp.names]
     return {
@@ -390,47 +131,133 @@ SHORTCUT_MEANING = {
 }
 
 
+def normalization_check(
+    chosen: Reading,
+    norm: Normalization,
+    data: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The chosen reading under every standard normalisation on the first test images, and a
+    warning when one of them is clearly better (95 % intervals apart) than the chosen one."""
+    k = min(NORM_CHECK_IMAGES, int(labels.numel()))
+    classes = len(data.classes)
+    mine = measure(chosen, norm, images[:k], labels[:k], device, classes)
+    rows = [{"name": norm.name, "error": mine.error_percent, "n": k, "chosen": True}]
+    lo, _ = interval(mine)
+    warn = []
+    for name in (PIXEL_MEAN, *PRESETS):
+        if name == norm.name:
+            continue
+        other = with_mean_image(preset(name, "check"), data.train_images)
+        result = measure(chosen, other, images[:k], labels[:k], device, classes)
+        rows.append({"name": name, "error": result.error_percent, "n": k, "chosen": False})
+        if interval(result)[1] < lo:
+            warn.append(
+                f"normalisation {name} scores {result.error_percent:.2f} % on the first {k} test "
+                f"images where the chosen {norm.name} scores {mine.error_percent:.2f} %: the net "
+                f"was likely trained with another normalisation (try --normalize {name})"
+            )
+    return rows, warn
+
+
+def better_normalization(
+    found: list[Reading],
+    norm: Normalization,
+    data: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+) -> str:
+    """For a refusal: ``; with --normalize X, READING scores E %`` when another standard
+    normalisation makes the best-measured reading plausible, else an empty string."""
+    measured = [r for r in found if r.measured is not None]
+    if not measured:
+        return ""
+    best = min(measured, key=lambda r: r.measured.error_percent if r.measured else 100.0)
+    rows, _ = normalization_check(best, norm, data, images, labels, device)
+    good = sorted((r["error"], r["name"]) for r in rows if not r["chosen"])
+    if not good or good[0][0] > PLAUSIBLE_MAX_ERROR:
+        return ""
+    error, name = good[0]
+    return f"; with --normalize {name}, {best.name} scores {error:.2f} % on the first test images"
+
+
 def verify(
     path: str | os.PathLike,
     normalize: str | None,
     data: Any,
     *,
     model: str | None = None,
+    layout: Layout | None = None,
+    mean: str | None = None,
+    std: str | None = None,
     trust_pickle: bool = False,
     device: torch.device | None = None,
     limit: int | None = None,
     trunk_only: bool = False,
     foreign: Foreign | None = None,
+    found: list[Reading] | None = None,
+    check_normalization: bool = True,
 ) -> dict[str, Any]:
     """Everything `repro verify` reports about a foreign checkpoint, as a JSON-ready dict.
 
     ``data`` is a loaded :class:`repro.data.CIFAR10`; ``limit`` evaluates the first ``limit``
     test images only; ``trunk_only`` skips the test error (for a head of another class count);
-    ``foreign``: the file as :func:`load_foreign` already read it. A resnet-repro checkpoint
-    without ``normalize`` is evaluated with the normalisation it records.
+    ``foreign``/``found``: the file and its readings, already read; ``check_normalization``
+    scores the chosen reading under the other standard normalisations too. A resnet-repro
+    checkpoint without ``normalize``/``mean`` is evaluated with the normalisation it records.
     """
     path = Path(path)
     device = device or torch.device("cpu")
     foreign = foreign or load_foreign(path, trust_pickle)
-    if normalize is None and foreign.recorded is not None:
-        norm = foreign.recorded  # our own checkpoint says how it was trained
-    else:
-        norm = resolve_normalization(normalize, path, data.train_images)
-    found = readings(foreign, path, model)
+    found = found or readings(foreign, path, model, layout)
+    recorded = normalize is None and mean is None and foreign.recorded is not None
+    norm = foreign.recorded if recorded else chosen_normalization(normalize, path, mean, std)
+    norm = with_mean_image(norm, data.train_images)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     if images.shape[0] == 0:
         raise ReproError(f"{data.root} has no test images to verify on")
-    problem = class_count_problem(found, len(data.classes))
+    classes = len(data.classes)
+    problem = class_count_problem(found, classes)
     if problem and not trunk_only:
         raise ReproError(
             f"checkpoint {path}: {problem}; pass --trunk-only to verify its structure and layer "
             "responses without the test error"
         )
     if not problem:
-        for reading in found:
-            evaluate_reading(reading, norm, images, labels, device, len(data.classes))
-    chosen, how = decide(found, model)
-    return _report(path, foreign, found, chosen, how, norm, data, images)
+        evaluate_all(found, norm, images, labels, device, classes)
+    flags = [f"--model {model}" if model else "", f"--layout {layout.describe()}" if layout else ""]
+    forced = " ".join(f for f in flags if f) or None
+    try:
+        named = foreign.named is not None and len(found) == 1
+        forced = forced or ("the file: a resnet-repro checkpoint names its net" if named else None)
+        chosen, how, warnings = decide(found, forced, classes, path, named)
+    except ReproError as exc:
+        hint = (
+            better_normalization(found, norm, data, images, labels, device) if not recorded else ""
+        )
+        raise ReproError(f"{exc}{hint}") from None
+    checks: list[dict[str, Any]] = []
+    if chosen.result is not None and not recorded and check_normalization:
+        checks, more = normalization_check(chosen, norm, data, images, labels, device)
+        warnings += more
+    out = _report(path, foreign, found, chosen, how, norm, data, images)
+    out |= {"normalization_check": checks, "warnings": warnings}
+    return out
+
+
+def structure_notes(foreign: Foreign, chosen: Reading) -> list[str]:
+    """What the mapping did besides copying tensors, and what the file says of its training."""
+    notes = []
+    folded = folded_biases(chosen.match)
+    if folded:
+        notes.append(
+            f"{folded} convolution biases folded into the BN after them (running mean "
+            "mu' = mu - b; exact, the outputs are unchanged)"
+        )
+    return notes + training_notes(foreign)
 
 
 def _report(
@@ -445,28 +272,26 @@ def _report(
 ) -> dict[str, Any]:
     c = chosen.match.candidate
     units, _ = units_of(chosen.model.state_dict())
+    lay = chosen.layout
     return {
         "checkpoint": str(path),
         "found": foreign.found,
         "model": c.name,
         "model_kwargs": {"builder": c.builder, **c.kwargs},
+        "layout": None if lay is None else {"padding": lay.padding, "subsample": lay.subsample},
         "decided_by": how,
-        "readings": [
-            {
-                "model": r.match.candidate.name,
-                "shortcut": r.match.candidate.shortcut,
-                "test_error": r.result.error_percent if r.result else None,
-            }
-            for r in found
-        ],
+        "readings": reading_rows(found),
         "shortcut": c.shortcut,
-        "shortcut_meaning": SHORTCUT_MEANING[c.shortcut],
+        "shortcut_meaning": SHORTCUT_MEANING[c.shortcut]
+        + ("" if lay is None else f"; layout: {lay.describe()}"),
         "num_classes": num_classes_of(units),
         "mapped": {"layers": len(chosen.match.pairs), "tensors": len(foreign.state)},
+        "notes": structure_notes(foreign, chosen),
         "params": params_info(chosen),
         "normalization": {
             "name": norm.name,
             "source": norm.source,
+            "shown": describe(norm),
             "mean": None if norm.mean_image is not None else list(norm.mean),
             "std": None if norm.mean_image is not None else list(norm.std),
         },

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from repro.analysis.structure import weights_problem
 from repro.cli.options import add_data_root, add_device, add_json
 from repro.data import get_split, load_cifar10, resolve_data_root
 from repro.data.splits import DEFAULT_SPLIT_SEED, SPLITS
@@ -177,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
         raise ReproError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
     model, info = load_model(args)
+    problem = weights_problem(model.state_dict())  # NaN weights give NaN logits: no measurement
+    if problem:
+        raise ReproError(f"checkpoint {args.checkpoint}: {problem}")
     data = load_cifar10(resolve_data_root(args.data_root))
     images, labels = get_split(data, args.split, seed=args.split_seed)
     if labels.numel() == 0:
@@ -195,6 +200,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ReproError(f"cannot evaluate {args.checkpoint}: {exc}") from None
+    if math.isnan(result.loss):
+        raise ReproError(
+            f"checkpoint {args.checkpoint} gives NaN logits (its weights overflow): a NaN logit "
+            "is no measurement; the file is damaged or not a trained net"
+        )
     out = report(args, info, result, data)
     print(json.dumps(out, indent=2) if args.json else format_report(out, data))
     return 0

@@ -1,7 +1,8 @@
 """Import another code base's training logs as a run folder (or a matrix) that the claims read.
 
 `repro import-run SRC --out RUN --model resnet20 --seed 0` reads one log (a per-epoch
-``metrics.json`` list, a CSV, or TensorBoard event files when tensorboard is installed);
+``metrics.json`` list, a CSV, a Caffe training log, or TensorBoard event files when tensorboard is
+installed);
 `repro import-run SRC_ROOT --out ROOT --experiment core` imports ``SRC_ROOT/<model>/seed<k>/``
 and writes summary.json, so `repro report ROOT` and `pytest acceptance --run-dir ROOT` work.
 Nothing is faked: no checkpoint is written, and a claim that needs what the logs lack is
@@ -11,9 +12,11 @@ Nothing is faked: no checkpoint is written, and a claim that needs what the logs
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
 
 from repro.errors import ReproError
+from repro.models import list_models
 from repro.reproduce.importer import (
     FORMATS,
     import_matrix,
@@ -59,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise ReproError(f"--seed must be >= 0, got {args.seed}")
+    for flag, value in (("--iterations-per-epoch", args.per_epoch), ("--total-iterations",
+                        args.total_iterations)):  # fmt: skip
+        if value is not None and value < 1:
+            raise ReproError(f"{flag} must be >= 1, got {value}")
     opts = {
         "format": args.format,
         "mapping": parse_mapping(args.map),
@@ -77,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.model is None:
         raise ReproError("name the net the logs trained: --model M (e.g. resnet20)")
+    if args.model not in list_models():
+        close = difflib.get_close_matches(args.model, list_models(), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ReproError(f"--model {args.model!r} is not one of the paper's nets{hint}")
     config = import_run(args.src, args.out, args.model, args.seed, opts)
     imported = config["imported"]
     print(f"imported {imported['source']} ({imported['format']}) into {args.out}")

@@ -2,20 +2,29 @@
 
 The file (a bare state_dict, ``{"state_dict": ...}``, ``{"model": ...}``, ``{"net": ...}``,
 ``module.``-prefixed keys) is read without running its code and mapped onto the reference nets by
-structure: layer types and shapes, not key names. The normalisation is required (``--normalize``)
-unless ``CHECKPOINT.json`` beside the file says it, or the file is a resnet-repro checkpoint
-(which records its own, the per-pixel mean image included).
+structure: layer types and shapes, not key names. The normalisation is required (``--normalize``
+or ``--mean/--std``) unless ``CHECKPOINT.json`` beside the file says it, or the file is a
+resnet-repro checkpoint (which records its own, the per-pixel mean image included). Structure is
+checked before the data set is read, so a file that is no ResNet is refused at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from repro.analysis.plot import ResponseCurve, plot_layer_response
-from repro.analysis.verify import NORMALIZATIONS, chosen_normalization, load_foreign, verify
+from repro.analysis.layouts import PADDINGS, SUBSAMPLINGS, parse_layout
+from repro.analysis.normalizations import PRESETS
+from repro.analysis.verify import (
+    NORMALIZATIONS,
+    chosen_normalization,
+    load_foreign,
+    readings,
+    verify,
+)
 from repro.cli.options import add_data_root, add_device, add_json
 from repro.data import load_cifar10, resolve_data_root
 from repro.errors import ReproError
@@ -30,8 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--normalize",
         choices=NORMALIZATIONS,
         default=None,
-        help="how the net's inputs were normalised (required unless CHECKPOINT.json says): "
-        "imagenet mean/std, CIFAR-10 per-channel mean/std, or the training images' mean image",
+        help="how the net's inputs were normalised (required unless --mean/--std or "
+        "CHECKPOINT.json says): the training images' mean image (per-pixel-mean) or "
+        + "; ".join(f"{k}: {v[2]}" for k, v in PRESETS.items()),
+    )
+    parser.add_argument(
+        "--mean",
+        default=None,
+        metavar="R,G,B",
+        help="per-channel mean the net was trained with (with --std), on the 0-1 scale or the "
+        "0-255 scale (values above 1 are read as 0-255)",
+    )
+    parser.add_argument(
+        "--std", default=None, metavar="R,G,B", help="per-channel std (with --mean), same scales"
+    )
+    parser.add_argument(
+        "--layout",
+        default=None,
+        metavar="PAD,SUBSAMPLE",
+        help="read an option-A ResNet in this shortcut layout only (PAD one of "
+        f"{', '.join(PADDINGS)}; SUBSAMPLE one of {', '.join(SUBSAMPLINGS)}); default: try all",
     )
     parser.add_argument(
         "--model",
@@ -64,6 +91,14 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} %"
 
 
+def _check_row(checks: list[dict[str, Any]]) -> list[list[str]]:
+    """The chosen reading's error under each standard normalisation, as one row (or none)."""
+    if not checks:
+        return []
+    shown = ", ".join(f"{c['name']} {c['error']:.1f} %" for c in checks)
+    return [["norm. check", f"{shown} (first {checks[0]['n']} test images)"]]
+
+
 def format_report(out: dict[str, Any], summary: str) -> str:
     """The table: what the net is, how that was decided, its error and its layer responses."""
     p, norm, test, fig7 = out["params"], out["normalization"], out["test"], out["fig7"]
@@ -72,7 +107,7 @@ def format_report(out: dict[str, Any], summary: str) -> str:
         if p["paper_m"] is None
         else (f"{p['paper_source']}: {p['paper_m']} M, {'agrees' if p['agrees'] else 'DIFFERS'}")
     )
-    shown = norm["name"] + (f" mean {norm['mean']} std {norm['std']}" if norm["mean"] else "")
+    shown = norm["shown"]
     rows: list[list[Any]] = [
         ["checkpoint", f"{out['checkpoint']} ({out['found']})"],
         ["model", out["model"]],
@@ -80,7 +115,9 @@ def format_report(out: dict[str, Any], summary: str) -> str:
         ["shortcut", out["shortcut_meaning"]],
         ["params", f"{p['exact']:,} ({paper})"],
         ["mapped", f"{out['mapped']['layers']} layers, {out['mapped']['tensors']} tensors"],
+        *(["note", note] for note in out["notes"]),
         ["normalise", f"{shown} ({norm['source']})"],
+        *_check_row(out["normalization_check"]),
         ["data", summary],
     ]
     if test:
@@ -113,23 +150,34 @@ def format_report(out: dict[str, Any], summary: str) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ReproError(f"--limit must be >= 1, got {args.limit}")
+    try:
+        layout = parse_layout(args.layout) if args.layout else None
+    except ValueError as exc:
+        raise ReproError(str(exc)) from None
     device = resolve_device(args.device)
-    foreign = load_foreign(args.checkpoint, args.trust_pickle)
-    if args.normalize is None and foreign.recorded is None:  # our checkpoints record theirs
-        chosen_normalization(args.normalize, Path(args.checkpoint))  # before reading any data
+    path = Path(args.checkpoint)
+    foreign = load_foreign(path, args.trust_pickle)
+    found = readings(foreign, path, args.model, layout)  # structure first, before any data
+    if foreign.recorded is None or args.normalize or args.mean or args.std:
+        chosen_normalization(args.normalize, path, args.mean, args.std)
     data = load_cifar10(resolve_data_root(args.data_root))
     out = verify(
-        args.checkpoint,
+        path,
         args.normalize,
         data,
         model=args.model,
-        trust_pickle=args.trust_pickle,
+        layout=layout,
+        mean=args.mean,
+        std=args.std,
         device=device,
         limit=args.limit,
         trunk_only=args.trunk_only,
         foreign=foreign,
+        found=found,
     )
     if args.plot:
+        from repro.analysis.plot import ResponseCurve, plot_layer_response  # matplotlib: seconds
+
         curve = ResponseCurve(
             out["model"],
             None,
@@ -140,5 +188,7 @@ def run(args: argparse.Namespace) -> int:
             plot_layer_response([curve], args.plot, title=f"Layer responses of {out['model']}")
         except OSError as exc:
             raise ReproError(f"--plot {args.plot} cannot be written: {exc.strerror}") from None
+    for warning in out["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps(out, indent=2) if args.json else format_report(out, data.summary()))
     return 0

@@ -1,9 +1,16 @@
 """`repro import-run`: another code base's training logs as a run directory the claims and
 `repro report` read.
 
-Sources: a per-epoch ``metrics.json`` (a list of objects), a CSV file, or TensorBoard event files
-(read with tensorboard's own ``EventAccumulator``; only when the ``tensorboard`` package is
-installed: ``pip install 'resnet-repro[tensorboard]'``).
+Sources: a per-epoch ``metrics.json`` (a list of objects), a CSV file, a Caffe training log
+(``*.log``: its ``Iteration N, lr = ...``, ``Train net output`` and ``Test net output`` lines,
+:mod:`repro.reproduce.caffe_log`), or TensorBoard event files (read with tensorboard's own
+``EventAccumulator``; only when the ``tensorboard`` package is installed:
+``pip install 'resnet-repro[tensorboard]'``).
+
+Every value is checked before anything is written: numbers finite, errors and accuracies within
+0-100 %, iterations and epochs whole and >= 0; a bad one is one line naming the file, the column
+and the row. An evaluation at iteration 0 (before any training step, e.g. Caffe's initial test)
+is dropped and the import says so: it is no result of training.
 
 Column names: every metric of ``metrics.jsonl`` (``epoch, iteration, lr, train_loss, train_error,
 val_loss, val_error, test_loss, test_error, seconds, images_per_s``) and the accuracies
@@ -34,6 +41,7 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.fileio import write_jsonl
+from repro.reproduce.caffe_log import caffe_rows, looks_like_caffe
 from repro.reproduce.presets import get_experiment, get_preset
 from repro.reproduce.summary import build_summary
 from repro.train.metrics import METRIC_KEYS
@@ -49,7 +57,8 @@ from repro.train.rundir import (
     write_summary,
 )
 
-FORMATS = ("json", "csv", "tensorboard")
+FORMATS = ("json", "csv", "tensorboard", "caffe")
+SUFFIXES = {"json": "json", "csv": "csv", "log": "caffe"}
 OUR_KEYS = METRIC_KEYS  # a metrics.jsonl record, as the trainer writes it
 ACCURACIES = {"train_acc": "train_error", "val_acc": "val_error", "test_acc": "test_error"}
 PERCENT_KEYS = ("train_error", "val_error", "test_error", *ACCURACIES)
@@ -87,14 +96,17 @@ def find_log(src: Path, fmt: str | None) -> tuple[Path, str]:
     if src.is_dir():
         found = sorted(src.glob("events.out.tfevents.*")) and [src]
         found = found or sorted(src.glob("*.json")) or sorted(src.glob("*.csv"))
+        found = found or sorted(src.glob("*.log"))
         if len(found) != 1:
             raise ReproError(
-                f"{src}: expected one metrics .json, one .csv or TensorBoard event files, found "
-                f"{len(found) or 'none'}; name the file"
+                f"{src}: expected one metrics .json, one .csv, one Caffe .log or TensorBoard "
+                f"event files, found {len(found) or 'none'}; name the file"
             )
         src = found[0]
-    guess = "tensorboard" if src.is_dir() or ".tfevents." in src.name else src.suffix[1:]
-    fmt = fmt or guess
+    tb = src.is_dir() or ".tfevents." in src.name
+    fmt = fmt or ("tensorboard" if tb else SUFFIXES.get(src.suffix[1:].lower()))
+    if fmt is None and src.is_file() and looks_like_caffe(src):
+        fmt = "caffe"
     if fmt not in FORMATS:
         raise ReproError(f"{src}: unknown format {src.suffix!r}; pass --format {'|'.join(FORMATS)}")
     return src, fmt
@@ -110,8 +122,12 @@ def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
         raise ReproError(f"{path} cannot be read ({exc})") from None
     if fmt == "csv":
         return [dict(r) for r in csv.DictReader(text.splitlines())]
+    if fmt == "caffe":
+        return caffe_rows(text, path)
     try:
         rows = json.loads(text)
+    except RecursionError:
+        raise ReproError(f"{path} nests JSON too deeply to be a log; fix the log") from None
     except ValueError as exc:
         raise ReproError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -133,18 +149,25 @@ def _tensorboard_rows(path: Path) -> list[dict[str, Any]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def _number(value: Any, column: str, row: int) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+def _number(value: Any, column: str, row: int, where: str) -> float:
+    """A finite number from a log cell; ReproError naming the file, column and row."""
     try:
-        return float(str(value).strip())
-    except ValueError:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
+    except (ValueError, OverflowError):
         raise ReproError(
-            f"column {column!r}, row {row}: {value!r} is not a number; fix the log"
+            f"{where}: column {column!r}, row {row}: {value!r} is not a number; fix the log"
         ) from None
+    if not math.isfinite(number):
+        raise ReproError(
+            f"{where}: column {column!r}, row {row}: {value!r} is not a finite number (a diverged "
+            "or unfinished log?); cut the log before it or fix the value"
+        )
+    return number
 
 
-def _columns(rows: list[dict[str, Any]], mapping: dict[str, str]) -> dict[str, str]:
+def _columns(rows: list[dict[str, Any]], mapping: dict[str, str], where: str) -> dict[str, str]:
     """{our key: their column} for every key the log has; a mapped column must exist."""
     present = set().union(*(r.keys() for r in rows))
     columns = {}
@@ -152,8 +175,8 @@ def _columns(rows: list[dict[str, Any]], mapping: dict[str, str]) -> dict[str, s
         if ours in mapping:
             if mapping[ours] not in present:
                 raise ReproError(
-                    f"--map {ours}={mapping[ours]}: the log has no column {mapping[ours]!r} "
-                    f"(it has {', '.join(sorted(present))})"
+                    f"{where}: --map {ours}={mapping[ours]}: the log has no column "
+                    f"{mapping[ours]!r} (it has {', '.join(sorted(map(str, present)))})"
                 )
             columns[ours] = mapping[ours]
             continue
@@ -163,17 +186,48 @@ def _columns(rows: list[dict[str, Any]], mapping: dict[str, str]) -> dict[str, s
     return columns
 
 
-def _table(rows: list[dict[str, Any]], columns: dict[str, str]) -> dict[str, list[float]]:
-    """{our key: one number per row}; ReproError naming the column and row of a gap."""
+def _table(
+    rows: list[dict[str, Any]], columns: dict[str, str], where: str
+) -> dict[str, list[float]]:
+    """{our key: one number per row}; ReproError naming the file, column and row of a gap."""
     table: dict[str, list[float]] = {}
     for ours, col in columns.items():
         values = []
         for i, row in enumerate(rows, 1):
             if col not in row or row[col] in ("", None):
-                raise ReproError(f"column {col!r} is missing in row {i}; fix the log")
-            values.append(_number(row[col], col, i))
+                raise ReproError(f"{where}: column {col!r} is missing in row {i}; fix the log")
+            values.append(_number(row[col], col, i, where))
         table[ours] = values
     return table
+
+
+def suggest(present: set, wanted: str, hints: tuple[str, ...]) -> str:
+    """`` (e.g. --map wanted=COL)`` for a column whose name contains one of ``hints``."""
+    names = sorted(map(str, present))
+    close = [c for c in names if any(h in c.lower() for h in hints)]
+    return f"; pass --map {wanted}={close[0]}" if close else f"; pass --map {wanted}=COLUMN"
+
+
+def _check_ranges(table: dict[str, list[float]], columns: dict[str, str], where: str) -> None:
+    """Errors and accuracies within 0-100 % (after scaling), iterations and epochs >= 0 and
+    whole; ReproError naming the file, column and row of the first that is not."""
+    for key, values in table.items():
+        col = columns.get(key, key)
+        for i, v in enumerate(values, 1):
+            if key in PERCENT_KEYS and v < 0:
+                raise ReproError(
+                    f"{where}: column {col!r}, row {i}: {v:g} is negative; an error or accuracy "
+                    "is >= 0: fix the log"
+                )
+            if key in PERCENT_KEYS and v > 100.0:
+                raise ReproError(
+                    f"{where}: column {col!r}, row {i}: {v:g} % is outside 0-100 %; fix the log "
+                    "or --scale (percent or fraction)"
+                )
+            if key in ("iteration", "epoch") and (v < 0 or (key == "iteration" and v != int(v))):
+                raise ReproError(
+                    f"{where}: column {col!r}, row {i}: {v:g} is not a whole number >= 0"
+                )
 
 
 def _scale(table: dict[str, list[float]], scale: str) -> tuple[float, str]:
@@ -190,42 +244,95 @@ def _scale(table: dict[str, list[float]], scale: str) -> tuple[float, str]:
     return (100.0 if scale == "fraction" else 1.0), f"{scale} (--scale)"
 
 
-def _iterations(table: dict[str, list[float]], n: int, per_epoch: int | None) -> list[int]:
+def _iterations(
+    table: dict[str, list[float]], n: int, per_epoch: int | None, where: str, present: set
+) -> list[int]:
     if "iteration" in table:
         return [int(v) for v in table["iteration"]]
     if per_epoch is None:
+        hint = suggest(present, "iteration", ("iter", "step", "batch"))
+        if hint.endswith("COLUMN"):
+            hint = ""
         raise ReproError(
-            "the log has no iteration or step column: pass --iterations-per-epoch N "
-            "(e.g. 391 for batch 128 on 50,000 images)"
+            f"{where}: no iteration or step column among {', '.join(sorted(map(str, present)))}"
+            f"{hint}, or pass --iterations-per-epoch N (e.g. 391 for batch 128 on 50,000 images)"
         )
+    if per_epoch < 1:
+        raise ReproError(f"--iterations-per-epoch must be >= 1, got {per_epoch}")
     epochs = table.get("epoch") or [float(i) for i in range(1, n + 1)]
     return [round(e * per_epoch) for e in epochs]
 
 
+def _without_iteration_0(
+    rows: list[dict[str, Any]], column: str | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The rows without those logged at iteration 0 (the untrained net: never a result of
+    training, e.g. Caffe's initial test), and how many there were."""
+    if column is None:
+        return rows, 0
+
+    def at_zero(row: dict[str, Any]) -> bool:
+        try:
+            return float(row.get(column)) == 0.0  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+
+    kept = [r for r in rows if not at_zero(r)]
+    return kept, len(rows) - len(kept)
+
+
 def convert(
-    rows: list[dict[str, Any]], mapping: dict[str, str], scale: str, per_epoch: int | None
+    rows: list[dict[str, Any]],
+    mapping: dict[str, str],
+    scale: str,
+    per_epoch: int | None,
+    where: str = "the log",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Our metrics.jsonl records from raw rows, and what the conversion decided."""
     if not rows:
-        raise ReproError("the log holds no rows")
-    table = _table(rows, _columns(rows, mapping))
+        raise ReproError(f"{where} holds no rows")
+    present = set().union(*(r.keys() for r in rows))
+    columns = _columns(rows, mapping, where)
+    if "test_error" not in columns and "test_acc" not in columns:
+        hint = suggest(present, "test_error", ("test", "val", "err", "acc"))
+        column = hint.rpartition("=")[2]
+        if "acc" in column.lower():
+            hint = f"; pass --map test_acc={column} (an accuracy: error = 100 - acc)"
+        elif column == "COLUMN":
+            hint += " (or --map test_acc=COLUMN for an accuracy)"
+        raise ReproError(
+            f"{where}: no test error or accuracy column among "
+            f"{', '.join(sorted(map(str, present)))}{hint}"
+        )
+    rows, dropped = _without_iteration_0(rows, columns.get("iteration"))
+    if not rows:
+        raise ReproError(f"{where} holds no evaluation after iteration 0")
+    table = _table(rows, columns, where)
+    _check_ranges(table, columns, where)  # negative values and bad iterations, before scaling
     factor, how = _scale(table, scale)
+    for key in PERCENT_KEYS:
+        if key in table:
+            table[key] = [v * factor for v in table[key]]
+    _check_ranges({k: v for k, v in table.items() if k in PERCENT_KEYS}, columns, where)
     for acc, err in ACCURACIES.items():
         if acc in table and err not in table:
-            table[err] = [100.0 - v * factor for v in table.pop(acc)]
-        elif err in table:
-            table[err] = [v * factor for v in table[err]]
-    table["iteration"] = _iterations(table, len(rows), per_epoch)  # type: ignore[assignment]
+            table[err] = [100.0 - v for v in table.pop(acc)]
+    iterations = _iterations(table, len(rows), per_epoch, where, present)
     records = [{k: table[k][i] for k in OUR_KEYS if k in table} for i in range(len(rows))]
-    if "test_error" not in table:
-        raise ReproError("the log has no test error or accuracy: map it with --map test_error=COL")
-    return records, {"scale": how, "columns": _columns(rows, mapping)}
+    for record, iteration in zip(records, iterations):
+        record["iteration"] = iteration
+    decided: dict[str, Any] = {"scale": how, "columns": columns}
+    if dropped:
+        decided["dropped"] = f"{dropped} evaluation(s) at iteration 0, before training"
+    return records, decided
 
 
 def build_config(model: str, seed: int, src: Path, fmt: str, options: dict[str, Any]) -> dict:
     """config.json of an imported run: what it is, where from, and what it lacks."""
     records, recipe = options["records"], dict(options.get("recipe") or {})
     unknown = [k for k in RECIPE_KEYS if k not in recipe]
+    if "iterations" in recipe or "epochs" in recipe:  # a schedule is one or the other
+        unknown = [k for k in unknown if k not in ("iterations", "epochs")]
     finished = bool(options.get("finished"))
     total = options.get("total_iterations") or (records[-1]["iteration"] if finished else None)
     lacks = [k for k in NEEDED if any(k not in r for r in records)] + ["checkpoint"]
@@ -242,6 +349,27 @@ def build_config(model: str, seed: int, src: Path, fmt: str, options: dict[str, 
     return config
 
 
+POSITIVE_INTS = ("epochs", "iterations", "batch_size")
+
+
+def _recipe_problem(key: str, value: Any) -> str | None:
+    """Why a ``--set`` value cannot be that recipe field, or None."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if key in POSITIVE_INTS and value is not None and not (whole and value >= 1):
+        return "a whole number >= 1 (or null)"
+    if key in ("lr", "momentum", "weight_decay") and value is not None:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and value >= 0):
+            return "a finite number >= 0"
+    if key == "milestones" and value is not None:
+        ok = isinstance(value, list) and all(isinstance(m, int) and m >= 1 for m in value)
+        if not ok:
+            return "a list of whole numbers >= 1"
+    if key == "data_official" and not isinstance(value, bool):
+        return "true or false"
+    return None
+
+
 def parse_recipe(items: list[str]) -> dict[str, Any]:
     """``--set KEY=VALUE`` recipe fields and ``data_official`` (VALUE as JSON, else a string)."""
     allowed = set(RECIPE_FIELDS) | {"recipe", "data_official"}
@@ -252,8 +380,11 @@ def parse_recipe(items: list[str]) -> dict[str, Any]:
             raise ReproError(f"--set {item!r}: use KEY=VALUE, KEY a recipe field")
         try:
             out[key] = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             out[key] = value
+        problem = _recipe_problem(key, out[key])
+        if problem:
+            raise ReproError(f"--set {item!r}: {key} must be {problem}")
     return out
 
 
@@ -274,7 +405,10 @@ def _run_files(src: Path, model: str, seed: int, opts: dict[str, Any]) -> tuple[
     """(config, records) of one imported run, every check done, nothing written."""
     path, fmt = find_log(src, opts.get("format"))
     rows = read_rows(path, fmt)
-    records, decided = convert(rows, opts["mapping"], opts["scale"], opts.get("per_epoch"))
+    scale = "fraction" if fmt == "caffe" and opts["scale"] == "auto" else opts["scale"]
+    records, decided = convert(rows, opts["mapping"], scale, opts.get("per_epoch"), str(path))
+    if scale != opts["scale"]:
+        decided["scale"] = "fraction (a Caffe log prints accuracies as 0-1)"
     config = build_config(model, seed, path, fmt, {**opts, "records": records, "decided": decided})
     return config, records
 
