@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from repro.fileio import (
     INTEGER,
     NUMBER,
     append_jsonl,
+    path_problem,
     read_json,
     read_jsonl,
     write_json,
@@ -206,7 +208,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -220,6 +222,27 @@ class RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
+
+    def _open(self) -> int:
+        """The lock file's descriptor: never through a symbolic link (whose target would be
+        truncated and overwritten with a pid), never a folder, FIFO or device."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        remove = "remove it if nothing of yours is in it, and run again"
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            problem = "is a symbolic link" if os.path.islink(self.path) else path_problem(self.path)
+            if problem is None or problem == "does not exist":
+                problem = f"cannot be created ({exc.strerror or exc})"
+                remove = "fix the folder's permissions or use another folder"
+            raise ReproError(
+                f"{self.path} {problem}: it cannot be the run's lock; {remove}"
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            problem = path_problem(self.path)
+            raise ReproError(f"{self.path} {problem}: it cannot be the run's lock; {remove}")
+        return fd
 
     def release(self) -> None:
         if self._fd is not None:
@@ -323,6 +346,30 @@ def _new_run(out: Path, resume: bool) -> RunState:
     return RunState()
 
 
+def _check_last_is_there(out: Path, recorded: dict[str, Any]) -> None:
+    """ReproError when last.pt is not a readable file although the run got past its first
+    checkpoint: starting from iteration 0 would empty metrics.jsonl and delete best.pt. (A run
+    killed before its first checkpoint has no last.pt and starts again; that stays so.)"""
+    last = out / LAST
+    problem = path_problem(last)
+    if problem is None:
+        return
+    keep = "restore it, or start over in a new --out folder (nothing was changed)"
+    if os.path.lexists(last):  # a dangling link, a loop, a folder, a FIFO ...
+        raise ReproError(f"{last} {problem}: the run's training state cannot be read; {keep}")
+    every = recorded.get("checkpoint_every") or recorded.get("eval_every")
+    done = [r["iteration"] for r in read_metrics(out / METRICS) if _is_int(r.get("iteration"))]
+    if _is_int(every) and done and max(done) > every:
+        raise ReproError(
+            f"{last} is missing, but {METRICS} records evaluations up to iteration {max(done)} "
+            f"(a checkpoint is written every {every}): the run's training state was lost; {keep}"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool) -> RunState:
     """Validate ``out`` against ``config`` (read only) and say how to proceed.
 
@@ -353,6 +400,7 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
             f"extending the finished run from iteration {final['iteration']} to "
             f"{target} (final.pt is rewritten at the end)"
         )
+    _check_last_is_there(out, recorded)
     if (out / LAST).is_file():
         state.checkpoint = load_checkpoint(out / LAST)
         _check_checkpoint(state.checkpoint, out / LAST, config)
