@@ -1,6 +1,8 @@
 """Write a Markdown report (curves, Table 6-style results, verdicts, deviations) of a run directory.
 
-`repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote.
+`repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote. Exit status
+0: every run finished; 3: the report is written but marked INCOMPLETE (runs still unfinished);
+2: no report (bad input, or --out cannot be written).
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from repro.errors import ReproError
 from repro.report.report import write_report
 from repro.train.rundir import read_summary
+
+INCOMPLETE = 3  # the exit status of a report written on a matrix with unfinished runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = write_report(args.run_dir, args.out)
+    try:
+        path = write_report(args.run_dir, args.out)
+    except OSError as exc:  # a read-only or full --out (atomic writes say so themselves)
+        where = exc.filename or args.out or "reports/"
+        raise ReproError(
+            f"cannot write the report to {where} ({exc.strerror or exc}); choose a writable "
+            "--out folder or free disk space"
+        ) from None
     print(f"report: {path}")
     summary = read_summary(path.parent)  # the refreshed summary the report was written from
     waiting = [
@@ -30,9 +42,11 @@ def run(args: argparse.Namespace) -> int:
     ]
     if waiting:
         print(
-            f"repro report: warning: {len(waiting)} run(s) have not finished "
+            f"repro report: INCOMPLETE: {len(waiting)} run(s) have not finished "
             f"({', '.join(waiting[:4])}{', ...' if len(waiting) > 4 else ''}): the verdicts "
-            "that rest on them are inconclusive; finish the matrix and report again",
+            "that rest on them are inconclusive and the report is marked INCOMPLETE; finish the "
+            "matrix and report again",
             file=sys.stderr,
         )
+        return INCOMPLETE
     return 0

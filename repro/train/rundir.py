@@ -59,6 +59,7 @@ LAYER_RESPONSE_JSON, LAYER_RESPONSE_PNG = "layer_response.json", "layer_response
 LOGS = "logs"
 LOCK = ".lock"  # held (flock) by the one process that writes the folder
 SEED_DIR = re.compile(r"^seed(\d+)$")
+MODEL_DIR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")  # one path component, not . or ..
 
 # The config fields that define *what* is trained; the rest (device, amp, threads, max_steps...)
 # may change when a run is resumed.
@@ -500,8 +501,11 @@ def read_summary(root: Path) -> dict[str, Any]:
             raise ReproError(f"{path} has no {key!r}; it was not written by `repro reproduce`")
     wrong = wrong_types(summary, SUMMARY_TYPES, str(path))
     if not wrong:
-        wrong = [f"{path}: 'seeds' holds {s!r}, not a seed number" for s in summary["seeds"]
-                 if not isinstance(s, int) or isinstance(s, bool)]  # fmt: skip
+        wrong = [f"{path}: 'seeds' holds {str(s)[:24]}, not a seed from 0 to 2**63-1"
+                 for s in summary["seeds"] if not _is_int(s) or not 0 <= s < 2**63]  # fmt: skip
+    if not wrong:  # a model is one folder of the matrix: never a path that leads out of it
+        wrong = [f"{path}: 'models' names {str(m)[:40]!r}, not a model folder name"
+                 for m in summary["models"] if not isinstance(m, str) or not MODEL_DIR.match(m)]  # fmt: skip
     if wrong:
         raise ReproError(f"{wrong[0]}; write it again with `repro reproduce` (same command)")
     return summary
