@@ -159,3 +159,15 @@ def test_train_refuses_nonsense_flags_in_one_line(
     line = one_clear_line(*run_repro(capsys, *argv))
     assert expected in line, line
     assert not (out / "config.json").exists()
+
+
+def test_verify_warns_when_normalize_overrides_what_the_checkpoint_records(
+    tmp_path, synthetic_cifar, capsys
+):
+    ckpt = write_checkpoint(tmp_path / "final.pt")
+    common = [str(ckpt), "--data-root", str(synthetic_cifar), "--device", "cpu", "--limit", "20"]
+    rc, _, err = run_repro(capsys, "verify", *common, "--normalize", "imagenet")
+    assert rc == 0
+    assert "warning: --normalize imagenet overrides the per-pixel-mean normalisation" in err
+    rc, _, err = run_repro(capsys, "verify", *common)
+    assert rc == 0 and "overrides" not in err

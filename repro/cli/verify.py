@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,14 @@ def run(args: argparse.Namespace) -> int:
     foreign = load_foreign(args.checkpoint, args.trust_pickle)
     if args.normalize is None and foreign.recorded is None:  # our checkpoints record theirs
         chosen_normalization(args.normalize, Path(args.checkpoint))  # before reading any data
+    recorded = foreign.recorded
+    if args.normalize is not None and recorded is not None and args.normalize != recorded.name:
+        print(
+            f"repro verify: warning: --normalize {args.normalize} overrides the {recorded.name} "
+            f"normalisation {args.checkpoint} records; the error is measured on inputs the net "
+            "was not trained with (drop --normalize to use the recorded one)",
+            file=sys.stderr,
+        )
     data = load_cifar10(resolve_data_root(args.data_root))
     out = verify(
         args.checkpoint,
