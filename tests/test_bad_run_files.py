@@ -162,3 +162,28 @@ def test_files_written_atomically_respect_the_umask(tmp_path, umask):
     for name in ("a.json", "m.jsonl"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+
+
+def test_a_full_disk_at_a_training_runs_metrics_append_is_one_line_and_resumable(
+    synthetic_cifar, tmp_path, capsys, monkeypatch
+):
+    from cli_helpers import one_clear_line
+    from trainer_helpers import run_cli, tiny_args
+
+    out = tmp_path / "run"
+    real_write = os.write
+
+    def full_at_metrics(fd: int, data) -> int:
+        if b'"iteration": 12' in bytes(data):  # the second evaluation's record
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_at_metrics)
+    rc = run_cli(tiny_args(synthetic_cifar, out, "--max-steps", "18"))
+    line = one_clear_line(rc, *capsys.readouterr())
+    assert "cannot append to" in line and "No space left on device" in line
+    assert [r["iteration"] for r in read_metrics(out)] == [6]
+    assert (out / METRICS).read_text().endswith("\n")  # no torn line
+    monkeypatch.undo()
+    assert run_cli(tiny_args(synthetic_cifar, out, "--max-steps", "18")) == 0  # space freed
+    assert [r["iteration"] for r in read_metrics(out)] == [6, 12, 18]
