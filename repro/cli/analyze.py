@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else default_out(paths)
     if out.exists() and not out.is_dir():
         raise ReproError(f"--out {out} is a file, not a folder")
-    check_writable(out)  # before the (slow) forward passes, not after them
+    check_writable(out, create=False)  # before the (slow) forward passes, not after them
     device = resolve_device(args.device)
     jobs = prepare_jobs([c for p in paths for c in find_checkpoints(p)])
     data = load_cifar10(resolve_data_root(args.data_root or recorded_data_root(jobs)))

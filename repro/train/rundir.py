@@ -292,13 +292,20 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
 
 
-def check_writable(out: Path) -> None:
-    """Create ``out`` if needed and prove a file can be written there; ReproError otherwise."""
+def check_writable(out: Path, create: bool = True) -> None:
+    """Prove a file can be written in ``out`` (created first when ``create``; else probed in its
+    nearest existing ancestor, leaving nothing behind); ReproError otherwise."""
     if out.exists() and not out.is_dir():
         raise ReproError(f"--out {out} exists and is not a folder")
+    probe_in = out
+    if not create:
+        probe_in = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+        if not probe_in.is_dir():
+            raise ReproError(f"cannot write to --out {out}: {probe_in} is a file, not a folder")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=probe_in)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
