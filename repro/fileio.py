@@ -8,8 +8,11 @@ JSON object is reported as a problem, never guessed at.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,8 +31,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> No
     tmp: Path | None = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
         tmp = Path(tmp_name)
+        try:  # mkstemp makes 0600; the file gets what open() would give it: 0666 less the umask
+            os.fchmod(fd, 0o666 & ~current_umask())
+        finally:
+            os.close(fd)
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -50,6 +56,53 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> No
         os.close(dir_fd)
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_KINDS = (
+    (stat.S_ISDIR, "is a folder, not a file"),
+    (stat.S_ISFIFO, "is a FIFO (named pipe), not a file"),
+    (stat.S_ISCHR, "is a character device (like /dev/zero), not a file"),
+    (stat.S_ISBLK, "is a block device, not a file"),
+    (stat.S_ISSOCK, "is a socket, not a file"),
+)
+
+
+def path_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a regular file to read, as the end of a sentence that starts with its
+    name ("does not exist", "is a symbolic link loop", "is a FIFO ..."); None for a regular file
+    (or a symbolic link to one)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (a link that leads back to itself), not a file"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return (
+                "is a symbolic link to nothing (its target does not exist)"
+                if path.is_symlink()
+                else "does not exist"
+            )
+        if exc.errno == errno.EACCES:
+            return "cannot be read: permission denied"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "is not a regular file")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """``obj`` as indented JSON (NaN allowed, as Python writes it), atomically."""
     text = json.dumps(obj, indent=2, allow_nan=True) + "\n"
@@ -59,10 +112,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON object from ``path``; ReproError naming the file otherwise."""
     path = Path(path)
+    problem = path_problem(path)
+    if problem:  # a FIFO would block and /dev/zero fill the memory: refused before reading
+        raise ReproError(f"{path} {problem}")
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReproError(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ReproError(f"{path} cannot be read ({exc})") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, or a number too long to parse
@@ -75,8 +129,11 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
 def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
     """The JSON-object lines of ``path`` and the problems met (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        return [], [f"{path.name} is missing"]
+    problem = path_problem(path)
+    if problem:
+        return [], [
+            f"{path.name} is missing" if problem == "does not exist" else f"{path.name} {problem}"
+        ]
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")
     torn = lines.pop()  # "" when the file ends with a newline, else an unfinished last line
@@ -100,12 +157,25 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one JSON line and fsync, so a kill leaves at most one torn last line."""
-    line = json.dumps(record, allow_nan=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line and fsync, so a kill leaves at most one torn last line; a full disk
+    is one ReproError, with the file cut back to the records it held before."""
+    data = memoryview((json.dumps(record, allow_nan=True) + "\n").encode("utf-8"))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # no torn line left for the next append
+                os.ftruncate(fd, start)
+            raise ReproError(
+                f"cannot append to {path} ({exc.strerror or exc}); it holds the records before "
+                "this one: free disk space, then resume the run (same command, or --resume)"
+            ) from None
+    finally:
+        os.close(fd)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:

@@ -230,13 +230,14 @@ def test_verdicts_on_an_unfinished_matrix_are_inconclusive_and_the_report_says_s
     degradation = check_degradation(matrix)
     assert degradation.status == INCONCLUSIVE
     assert "inconclusive (run not finished: plain56/seed0)" in degradation.reason
-    # the report is written; its exit status is 1: completeness fails (issue 22: the status
-    # follows the verdicts)
+    # the report is written, marked INCOMPLETE; its exit status is 1: completeness fails
+    # (issue 22: the status follows the verdicts; issue 21: never 0 on an unfinished matrix)
     assert main(["report", str(root), "--out", str(tmp_path / "report")]) == 1
     captured = capsys.readouterr()
-    assert "1 run(s) have not finished (plain56/seed0)" in captured.err
+    assert "INCOMPLETE: 1 run(s) have not finished (plain56/seed0)" in captured.err
     text = (tmp_path / "report" / "report.md").read_text()
     assert "### degradation: INCONCLUSIVE" in text
+    assert "> **INCOMPLETE.**" in text
 
 
 def test_the_config_records_the_shortcut_option_explicitly(synthetic_cifar, tmp_path):

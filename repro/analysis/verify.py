@@ -220,13 +220,7 @@ def verify(
     if images.shape[0] == 0:
         raise ReproError(f"{data.root} has no test images to verify on")
     classes = len(data.classes)
-    problem = class_count_problem(found, classes)
-    if problem and not trunk_only:
-        raise ReproError(
-            f"checkpoint {path}: {problem}; pass --trunk-only to verify its structure and layer "
-            "responses without the test error"
-        )
-    if not problem:
+    if _evaluable(found, classes, path, trunk_only):
         evaluate_all(found, norm, images, labels, device, classes)
     flags = [f"--model {model}" if model else "", f"--layout {layout.describe()}" if layout else ""]
     forced = " ".join(f for f in flags if f) or None
@@ -246,6 +240,17 @@ def verify(
     out = _report(path, foreign, found, chosen, how, norm, data, images)
     out |= {"normalization_check": checks, "warnings": warnings}
     return out
+
+
+def _evaluable(found: list[Reading], classes: int, path: Path, trunk_only: bool) -> bool:
+    """Whether the readings' heads fit the data's classes; refused unless ``trunk_only``."""
+    problem = class_count_problem(found, classes)
+    if problem and not trunk_only:
+        raise ReproError(
+            f"checkpoint {path}: {problem}; pass --trunk-only to verify its structure and layer "
+            "responses without the test error"
+        )
+    return not problem
 
 
 def structure_notes(foreign: Foreign, chosen: Reading) -> list[str]:

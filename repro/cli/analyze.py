@@ -22,6 +22,7 @@ from repro.cli.options import add_data_root, add_device
 from repro.data import SPLITS, get_split, load_cifar10, resolve_data_root
 from repro.errors import ReproError
 from repro.train.devices import resolve_device
+from repro.train.rundir import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else default_out(paths)
     if out.exists() and not out.is_dir():
         raise ReproError(f"--out {out} is a file, not a folder")
+    check_writable(out, create=False)  # before the (slow) forward passes, not after them
     device = resolve_device(args.device)
     jobs = prepare_jobs([c for p in paths for c in find_checkpoints(p)])
     data = load_cifar10(resolve_data_root(args.data_root or recorded_data_root(jobs)))

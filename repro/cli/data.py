@@ -74,13 +74,17 @@ def download(root: Path) -> int:
             "images); remove it or pick another --root to download the full set"
         )
     created = _missing_folders(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
     try:
+        root.parent.mkdir(parents=True, exist_ok=True)
         _download_into(root, target)
-    except BaseException:
+    except BaseException as exc:
         for folder in created:  # deepest first; only the empty folders this call made
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        if isinstance(exc, OSError):  # a read-only or full disk, a path through a file
+            raise ReproError(
+                f"cannot write to --root {root} ({exc.strerror or exc}); choose a writable folder"
+            ) from None
         raise
     print(f"downloaded: {load_cifar10(root).summary()}")
     return 0

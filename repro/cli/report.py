@@ -1,8 +1,10 @@
 """Write a Markdown report (curves, Table 6-style results, verdicts, deviations) of a run directory.
 
 `repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote. Exit
-status: 0 every check the preset runs passed, 1 a check failed, 3 none failed but one is not
-assessed, partial, inconclusive or not assessable (repro.claims.exit_status).
+status: 0 every check the preset runs passed; 1 a check failed (an unfinished matrix fails
+completeness: the report is written, marked INCOMPLETE); 3 none failed but one is not assessed,
+partial, inconclusive or not assessable (repro.claims.exit_status); 2 no report (bad input, or
+--out cannot be written).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 from repro.claims import exit_status
+from repro.errors import ReproError
 from repro.report.report import write_report_verdicts
 from repro.train.rundir import read_summary
 
@@ -22,7 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path, verdicts = write_report_verdicts(args.run_dir, args.out)
+    try:
+        path, verdicts = write_report_verdicts(args.run_dir, args.out)
+    except OSError as exc:  # a read-only or full --out (atomic writes say so themselves)
+        where = exc.filename or args.out or "reports/"
+        raise ReproError(
+            f"cannot write the report to {where} ({exc.strerror or exc}); choose a writable "
+            "--out folder or free disk space"
+        ) from None
     print(f"report: {path}")
     summary = read_summary(path.parent)  # the refreshed summary the report was written from
     waiting = [
@@ -33,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     ]
     if waiting:
         print(
-            f"repro report: warning: {len(waiting)} run(s) have not finished "
+            f"repro report: INCOMPLETE: {len(waiting)} run(s) have not finished "
             f"({', '.join(waiting[:4])}{', ...' if len(waiting) > 4 else ''}): the verdicts "
-            "that rest on them are inconclusive; finish the matrix and report again",
+            "that rest on them are inconclusive and the report is marked INCOMPLETE; finish the "
+            "matrix and report again",
             file=sys.stderr,
         )
     return exit_status(verdicts)

@@ -23,6 +23,7 @@ from repro.reproduce.presets import (
     with_amp,
 )
 from repro.reproduce.runner import reproduce
+from repro.train.rundir import check_writable
 
 # flag -> argparse dest of the options that only one launcher uses
 SLURM_ONLY = {
@@ -216,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         return submit(args, models, with_amp(preset, args.amp), out, data_root)
     if args.gpus is not None and args.parallel is not None:
         raise ReproError("--gpus sets how many run at once; drop --parallel (use --per-gpu K)")
+    check_writable(out, create=False)  # a read-only --out is one line, not a traceback
     return reproduce(
         args.experiment,
         models,

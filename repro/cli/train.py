@@ -17,6 +17,7 @@ from typing import Any
 
 from repro.cli.options import add_data_root, add_device, add_speed_options, add_threads
 from repro.errors import ReproError
+from repro.train.checkpoint import model_kwargs_problem
 from repro.train.config import TrainConfig, config_fields, config_from_run
 from repro.train.recipes import RECIPE_FLAGS, RECIPES
 
@@ -104,6 +105,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         model_kwargs["depth"] = args.depth
     if args.shortcut is not None:
         model_kwargs["shortcut"] = args.shortcut
+    problem = model_kwargs_problem(model_kwargs, "--model-kwargs/--depth:")
+    if problem:  # before a model of 10**13 classes is allocated
+        raise ReproError(problem)
 
     overrides = {f: getattr(args, f) for f in RECIPE_FLAGS if getattr(args, f) is not None}
     if overrides.get("step_size") == 0:

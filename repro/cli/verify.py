@@ -147,6 +147,17 @@ def format_report(out: dict[str, Any], summary: str) -> str:
     return "\n".join(lines)
 
 
+def _warn_if_overridden(normalize: str | None, recorded: Any, path: Path) -> None:
+    """One warning line when --normalize differs from what a resnet-repro checkpoint records."""
+    if normalize is not None and recorded is not None and normalize != recorded.name:
+        print(
+            f"repro verify: warning: --normalize {normalize} overrides the {recorded.name} "
+            f"normalisation {path} records; the error is measured on inputs the net was not "
+            "trained with (drop --normalize to use the recorded one)",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ReproError(f"--limit must be >= 1, got {args.limit}")
@@ -160,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     found = readings(foreign, path, args.model, layout)  # structure first, before any data
     if foreign.recorded is None or args.normalize or args.mean or args.std:
         chosen_normalization(args.normalize, path, args.mean, args.std)
+    _warn_if_overridden(args.normalize, foreign.recorded, path)
     data = load_cifar10(resolve_data_root(args.data_root))
     out = verify(
         path,

@@ -411,7 +411,18 @@ def _check_images(path: Path, data: object) -> np.ndarray:
 
 
 def _check_labels(path: Path, labels: object, count: int) -> np.ndarray:
-    """``labels``: ``count`` integers in 0..9 -> int64 array."""
+    """``labels``: ``count`` integers in 0..9 -> int64 array. Each element's type is checked
+    before numpy sees the list: a list of ``count`` references to one shared 3,072-long list
+    (a 3 MB pickle) would otherwise become a 1.3 GB array before its shape is refused."""
+    if type(labels) is list:
+        wrong = next((v for v in labels if type(v) is not int), None)
+        if wrong is not None:
+            raise ReproError(
+                f"{path}: 'labels' must be a flat list of integers in 0..{NUM_CLASSES - 1}, "
+                f"but it holds a {type(wrong).__name__}; download the data again"
+            )
+    elif not isinstance(labels, np.ndarray):
+        raise ReproError(f"{path}: 'labels' must be a list, not a {type(labels).__name__}")
     try:
         labels_arr = np.asarray(labels)
     except Exception as exc:
@@ -447,16 +458,21 @@ def read_classes(folder: Path) -> tuple[str, ...]:
             f"{path}: not a CIFAR-10 batches.meta (expected a dict with 'label_names', got {got}); "
             "download the data again"
         )
-    try:
-        names = tuple(str(n) for n in meta["label_names"])
-    except Exception as exc:
+    raw_names = meta["label_names"]
+    # each name's type and length is checked before str() sees it: a 233-byte pickle of lists
+    # that share one another renders as gigabytes of "class names" (found by a probe)
+    if type(raw_names) not in (list, tuple):
+        raise ReproError(f"{path}: 'label_names' is a {type(raw_names).__name__}, expected a list")
+    if len(raw_names) != NUM_CLASSES:
+        raise ReproError(f"{path}: {len(raw_names)} class names, expected {NUM_CLASSES}")
+    bad = next((n for n in raw_names if type(n) not in (str, bytes) or len(n) > 100), None)
+    if bad is not None:
+        what = type(bad).__name__ if type(bad) not in (str, bytes) else f"{len(bad)} characters"
         raise ReproError(
-            f"{path}: cannot read class names ({type(exc).__name__}: {_brief(str(exc), 120)}); "
+            f"{path}: a class name is {what}, expected a string of at most 100 characters; "
             "download the data again"
-        ) from exc
-    if len(names) != NUM_CLASSES:
-        raise ReproError(f"{path}: {len(names)} class names, expected {NUM_CLASSES}")
-    return names
+        )
+    return tuple(n.decode("latin1") if type(n) is bytes else n for n in raw_names)
 
 
 def load_cifar10(root: str | os.PathLike[str] | None = None) -> CIFAR10:

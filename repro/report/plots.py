@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from repro.fileio import atomic_write
 from repro.train.rundir import Run
 
 
@@ -62,6 +63,8 @@ def plot_curves(runs: dict[str, list[Run]], path: Path, title: str) -> Path:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:  # through a temp file: a full disk leaves the old PNG (or none), never a 0-byte one
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return path

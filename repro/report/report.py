@@ -14,6 +14,7 @@ from repro.baselines import load_baseline
 from repro.calibration import Calibration
 from repro.claims import Verdict, all_verdicts, claim_counts, preset_calibration
 from repro.errors import ReproError
+from repro.fileio import atomic_write
 from repro.report.calibration import trust_sections
 from repro.report.plots import plot_curves
 from repro.reproduce.summary import refreshed_summary
@@ -259,6 +260,10 @@ def data_and_environment_section(summary: dict[str, Any]) -> list[str]:
 def header_section(summary: dict[str, Any], run_dir: Path, comparable: bool) -> list[str]:
     """Title, the not-the-paper's-numbers warning where it applies, what the run is."""
     md = [f"# {title_of(summary)}", ""]
+    if not summary.get("complete"):
+        md += ["> **INCOMPLETE.** Not every run of the matrix has finished: a verdict that rests "
+               "on an unfinished run is inconclusive, not a result. Finish the matrix (the same "
+               "`repro reproduce` command) and report again.", ""]  # fmt: skip
     if not comparable:
         what = summary.get("preset_description", summary["preset"])
         smoke = summary["preset"] == "smoke"
@@ -364,5 +369,5 @@ def write_report_verdicts(
     md += recipe_section(configs, summary)
     md += data_and_environment_section(summary)
     write_summary(out, summary)
-    (out / "report.md").write_text("\n".join(md))
+    atomic_write(out / "report.md", lambda tmp: tmp.write_text("\n".join(md), encoding="utf-8"))
     return out / "report.md", verdicts

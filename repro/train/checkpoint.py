@@ -25,8 +25,9 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from repro.data.normalization import NORMALIZATIONS
 from repro.errors import ReproError
-from repro.fileio import atomic_write
+from repro.fileio import atomic_write, path_problem
 from repro.models import build_model
 
 FORMAT = "resnet-repro/1"
@@ -125,8 +126,17 @@ def verify_checksums(path: Path) -> None:
             if f.read(4) == _ZIP_MAGIC:  # torch's own error for this is "Invalid argument"
                 raise zipfile.BadZipFile("a zip archive that lacks its end: cut short")
         return
+    size = path.stat().st_size
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
+            if info.file_size > size:
+                # torch stores records uncompressed: one larger than the whole file is a
+                # compressed record that would inflate in memory (2 GiB from 2.7 MB, found by a
+                # probe); refused before anything is inflated
+                raise zipfile.BadZipFile(
+                    f"record {info.filename!r} would inflate to {info.file_size} bytes, more than "
+                    f"the whole {size}-byte file"
+                )
             if info.is_dir() or info.external_attr & _DOS_DIRECTORY:
                 # torch's zip reader (miniz) copies nothing out of a "folder" and hands back the
                 # tensor's uninitialised memory as its weights (found by fuzzing)
@@ -164,8 +174,9 @@ def read_torch_file(
     """
     if path.is_dir():
         raise ReproError(_folder_message(path))
-    if not path.is_file():
-        raise ReproError(f"checkpoint {path} does not exist")
+    problem = path_problem(path)
+    if problem:  # a FIFO would block, /dev/zero fill the memory: named, never read
+        raise ReproError(f"checkpoint {path} {problem}")
     try:
         verify_checksums(path)
         return _torch_load(path, map_location, trust_pickle)
@@ -197,7 +208,7 @@ def load_checkpoint(
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ReproError(
             f"checkpoint {path} was not written by resnet-repro (no format {FORMAT!r}); "
-            "for akamaster's published weights use `repro evaluate --from akamaster`"
+            + _foreign_advice(state, path)
         )
     for key in ("model_name", "model_kwargs", "model"):
         if key not in state:
@@ -206,6 +217,21 @@ def load_checkpoint(
     if problem:
         raise ReproError(f"checkpoint {path} is corrupt: {problem}; {corrupt_advice(path)}")
     return state
+
+
+def _foreign_advice(state: Any, path: Path) -> str:
+    """Where a checkpoint of another code base goes: akamaster's layout (a ``state_dict`` record
+    of a CIFAR net, no ImageNet ``fc``) to ``--from akamaster``, anything else (a bare or
+    ImageNet state_dict) to `repro verify`, which maps any of them by structure."""
+    inner = state.get("state_dict") if isinstance(state, dict) else None
+    if isinstance(inner, dict) and not any(str(k).endswith("fc.weight") for k in inner):
+        return (
+            "for akamaster's published weights use `repro evaluate --from akamaster --model NAME`"
+        )
+    return (
+        f"for another code base's weights (an ImageNet or torchvision state_dict, ...) use "
+        f"`repro verify {path}`, which maps them onto the paper's nets by structure"
+    )
 
 
 def _content_problem(state: dict) -> str | None:
@@ -220,6 +246,70 @@ def _content_problem(state: dict) -> str | None:
     for key, value in weights.items():
         if not isinstance(value, torch.Tensor):
             return f"weight {key!r} is a {type(value).__name__}, not a tensor"
+    return model_kwargs_problem(kwargs) or record_problem(state)
+
+
+# Bounds on what a checkpoint's model_kwargs may ask for before anything is built: the paper's
+# nets have 10 (CIFAR) or 1000 (ImageNet) classes and depths up to 1202; 10**13 classes would be
+# an allocation of 10**13 x 64 floats before the weights are compared (found by a probe).
+MODEL_KWARG_LIMITS: dict[str, tuple[int, int]] = {"num_classes": (1, 100_000), "depth": (8, 10_000)}
+MEAN_IMAGE_SHAPE = (3, 32, 32)  # the per-pixel mean of CIFAR-10's 32x32 RGB images
+
+
+def model_kwargs_problem(kwargs: dict[str, Any], where: str = "'model_kwargs'") -> str | None:
+    """What makes ``kwargs`` no model of this project (an int out of its range), or None."""
+    for key, (low, high) in MODEL_KWARG_LIMITS.items():
+        value = kwargs.get(key, low)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + " ..."
+            return f"{where} {key} is {shown}, expected an integer from {low} to {high}"
+    return None
+
+
+def mean_image_problem(image: Any) -> str | None:
+    """What makes ``image`` no per-pixel mean image ([3, 32, 32] floats in [0, 1]), or None."""
+    expected = f"expected a float tensor {list(MEAN_IMAGE_SHAPE)} of values in [0, 1]"
+    if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+        what = (
+            f"a {image.dtype} tensor" if isinstance(image, torch.Tensor) else type(image).__name__
+        )
+        return f"'mean_image' is {what}, {expected}"
+    if tuple(image.shape) != MEAN_IMAGE_SHAPE:
+        return f"'mean_image' is {list(image.shape)}, {expected}"
+    if not bool(torch.isfinite(image).all()) or image.min() < 0 or image.max() > 1:
+        return f"'mean_image' holds NaN, infinite or out-of-range values, {expected}"
+    return None
+
+
+def _three_positive(values: Any, key: str) -> bool:
+    if not isinstance(values, (list, tuple)) or len(values) != 3:
+        return False
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    low = 0.0 if key == "mean" else 1e-12  # a mean may be 0, a std must not
+    return len(numbers) == 3 and all(np.isfinite(v) and low <= v <= 1e6 for v in numbers)
+
+
+def record_problem(state: dict[str, Any]) -> str | None:
+    """What makes a checkpoint's ``config`` or ``mean_image`` unusable for every reader (type,
+    shape, range), or None: one check before any reader (evaluate, analyze, resume) uses them."""
+    from repro.train.rundir import config_problems  # rundir owns the config's types
+
+    config = state.get("config")
+    if config is not None and not isinstance(config, dict):
+        return f"'config' is a {type(config).__name__}, expected an object of the run's settings"
+    config = config or {}
+    problems = config_problems(config, "'config'")
+    if problems:
+        return problems[0]
+    name = config.get("normalize")
+    if name is not None and name not in NORMALIZATIONS:
+        return f"'config' normalize is {name!r}, expected one of {', '.join(NORMALIZATIONS)}"
+    for key in ("mean", "std"):
+        if config.get(key) is not None and not _three_positive(config[key], key):
+            rule = ">= 0" if key == "mean" else "> 0"
+            return f"'config' {key} is {str(config[key])[:40]}, expected 3 finite numbers {rule}"
+    if config.get("normalize") == "per-pixel-mean" or state.get("mean_image") is not None:
+        return mean_image_problem(state.get("mean_image"))
     return None
 
 

@@ -147,6 +147,9 @@ def check_bn_options(config: TrainConfig, recipe: Recipe) -> None:
         )
 
 
+MAX_SEED = 2**63 - 1
+
+
 def check_counts(config: TrainConfig) -> None:
     """One ReproError naming the flag for a count below 1."""
     for name in ("eval_every", "checkpoint_every", "max_steps", "threads"):
@@ -155,3 +158,9 @@ def check_counts(config: TrainConfig) -> None:
             raise ReproError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if (config.log_every is not None and config.log_every < 1) or config.eval_batch_size < 1:
         raise ReproError("--log-every and --eval-batch-size must be >= 1")
+    for name in ("seed", "split_seed"):  # every generator takes 0 .. 2**63-1 (numpy: mod 2**32)
+        value = getattr(config, name)
+        if not 0 <= value <= MAX_SEED:
+            shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:20]}..."
+            flag = name.replace("_", "-")
+            raise ReproError(f"--{flag} must be a whole number from 0 to 2**63-1, got {shown}")

@@ -212,6 +212,11 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
         overrides["iterations"] = None
     elif "iterations" in overrides and "epochs" not in overrides:
         overrides["epochs"] = None
+    if overrides.get("milestones") and overrides.get("step_size"):
+        raise ReproError(
+            "--milestones and --step-size are two lr schedules: give one (milestones at the "
+            "iterations or epochs listed, or a drop every --step-size)"
+        )
     if "milestones" in overrides:
         overrides["milestones"] = tuple(int(m) for m in overrides["milestones"])
         overrides.setdefault("step_size", None)
@@ -266,7 +271,7 @@ def validate_recipe(r: Recipe) -> None:
         raise ReproError(f"--batch-size must be >= 1, got {r.batch_size}")
     for name, ok, rule in (
         ("lr", 0 < r.lr < math.inf, "a finite number > 0"),
-        ("momentum", 0 <= r.momentum < math.inf, "a finite number >= 0"),
+        ("momentum", 0 <= r.momentum < 1, "in [0, 1) (1 or more makes SGD diverge)"),
         ("weight-decay", 0 <= r.weight_decay < math.inf, "a finite number >= 0"),
         ("gamma", 0 < r.gamma <= 1, "in (0, 1]"),
         ("warmup-lr", 0 < r.warmup_lr < math.inf, "a finite number > 0"),

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from repro.fileio import (
     INTEGER,
     NUMBER,
     append_jsonl,
+    path_problem,
     read_json,
     read_jsonl,
     write_json,
@@ -57,6 +59,7 @@ LAYER_RESPONSE_JSON, LAYER_RESPONSE_PNG = "layer_response.json", "layer_response
 LOGS = "logs"
 LOCK = ".lock"  # held (flock) by the one process that writes the folder
 SEED_DIR = re.compile(r"^seed(\d+)$")
+MODEL_DIR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")  # one path component, not . or ..
 
 # The config fields that define *what* is trained; the rest (device, amp, threads, max_steps...)
 # may change when a run is resumed.
@@ -206,7 +209,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -220,6 +223,27 @@ class RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
+
+    def _open(self) -> int:
+        """The lock file's descriptor: never through a symbolic link (whose target would be
+        truncated and overwritten with a pid), never a folder, FIFO or device."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        remove = "remove it if nothing of yours is in it, and run again"
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            problem = "is a symbolic link" if os.path.islink(self.path) else path_problem(self.path)
+            if problem is None or problem == "does not exist":
+                problem = f"cannot be created ({exc.strerror or exc})"
+                remove = "fix the folder's permissions or use another folder"
+            raise ReproError(
+                f"{self.path} {problem}: it cannot be the run's lock; {remove}"
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            problem = path_problem(self.path)
+            raise ReproError(f"{self.path} {problem}: it cannot be the run's lock; {remove}")
+        return fd
 
     def release(self) -> None:
         if self._fd is not None:
@@ -268,13 +292,20 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
 
 
-def check_writable(out: Path) -> None:
-    """Create ``out`` if needed and prove a file can be written there; ReproError otherwise."""
+def check_writable(out: Path, create: bool = True) -> None:
+    """Prove a file can be written in ``out`` (created first when ``create``; else probed in its
+    nearest existing ancestor, leaving nothing behind); ReproError otherwise."""
     if out.exists() and not out.is_dir():
         raise ReproError(f"--out {out} exists and is not a folder")
+    probe_in = out
+    if not create:
+        probe_in = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+        if not probe_in.is_dir():
+            raise ReproError(f"cannot write to --out {out}: {probe_in} is a file, not a folder")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=probe_in)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -323,6 +354,30 @@ def _new_run(out: Path, resume: bool) -> RunState:
     return RunState()
 
 
+def _check_last_is_there(out: Path, recorded: dict[str, Any]) -> None:
+    """ReproError when last.pt is not a readable file although the run got past its first
+    checkpoint: starting from iteration 0 would empty metrics.jsonl and delete best.pt. (A run
+    killed before its first checkpoint has no last.pt and starts again; that stays so.)"""
+    last = out / LAST
+    problem = path_problem(last)
+    if problem is None:
+        return
+    keep = "restore it, or start over in a new --out folder (nothing was changed)"
+    if os.path.lexists(last):  # a dangling link, a loop, a folder, a FIFO ...
+        raise ReproError(f"{last} {problem}: the run's training state cannot be read; {keep}")
+    every = recorded.get("checkpoint_every") or recorded.get("eval_every")
+    done = [r["iteration"] for r in read_metrics(out / METRICS) if _is_int(r.get("iteration"))]
+    if _is_int(every) and done and max(done) > every:
+        raise ReproError(
+            f"{last} is missing, but {METRICS} records evaluations up to iteration {max(done)} "
+            f"(a checkpoint is written every {every}): the run's training state was lost; {keep}"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool) -> RunState:
     """Validate ``out`` against ``config`` (read only) and say how to proceed.
 
@@ -353,6 +408,7 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
             f"extending the finished run from iteration {final['iteration']} to "
             f"{target} (final.pt is rewritten at the end)"
         )
+    _check_last_is_there(out, recorded)
     if (out / LAST).is_file():
         state.checkpoint = load_checkpoint(out / LAST)
         _check_checkpoint(state.checkpoint, out / LAST, config)
@@ -452,8 +508,11 @@ def read_summary(root: Path) -> dict[str, Any]:
             raise ReproError(f"{path} has no {key!r}; it was not written by `repro reproduce`")
     wrong = wrong_types(summary, SUMMARY_TYPES, str(path))
     if not wrong:
-        wrong = [f"{path}: 'seeds' holds {s!r}, not a seed number" for s in summary["seeds"]
-                 if not isinstance(s, int) or isinstance(s, bool)]  # fmt: skip
+        wrong = [f"{path}: 'seeds' holds {str(s)[:24]}, not a seed from 0 to 2**63-1"
+                 for s in summary["seeds"] if not _is_int(s) or not 0 <= s < 2**63]  # fmt: skip
+    if not wrong:  # a model is one folder of the matrix: never a path that leads out of it
+        wrong = [f"{path}: 'models' names {str(m)[:40]!r}, not a model folder name"
+                 for m in summary["models"] if not isinstance(m, str) or not MODEL_DIR.match(m)]  # fmt: skip
     if wrong:
         raise ReproError(f"{wrong[0]}; write it again with `repro reproduce` (same command)")
     return summary
