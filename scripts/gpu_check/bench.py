@@ -1,0 +1,53 @@
+"""Stage 5: the pytest-benchmark benchmarks of ``tests/benchmarks`` (the GPU ones; in the
+rehearsal two small CPU ones), their JSON kept as benchmarks.json with this stage's record added.
+A time box sends pytest SIGINT, and pytest-benchmark still writes what finished."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from scripts.gpu_check.common import Context, read_stage, run_child, stage_path, update_stage
+
+
+def bench_command(ctx: Context) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/benchmarks",
+        "--benchmark-only",
+        *ctx.sizes.bench_args,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--benchmark-json={stage_path(ctx.out, 'bench')}",
+    ]
+
+
+def figures(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """name, images/s, mean seconds per round of every benchmark in pytest-benchmark's JSON."""
+    rows = []
+    for b in record.get("benchmarks", []):
+        info = b.get("extra_info", {})
+        rows.append(
+            {
+                "name": b.get("name"),
+                "images_per_s": info.get("images_per_s"),
+                "mean_s": b.get("stats", {}).get("mean"),
+                "peak_memory_gib": info.get("peak_memory_gib"),
+                "speedup_over_classic": info.get("speedup_over_classic"),
+            }
+        )
+    return rows
+
+
+def stage_bench(ctx: Context) -> None:
+    env = {"REPRO_MINI_ROOT": ctx.data_root} if ctx.data_root else {}
+    rc = run_child(bench_command(ctx), ctx.remaining(), env)
+    record = read_stage(ctx.out, "bench")  # pytest-benchmark's own JSON, when it wrote one
+    update_stage(ctx.out, "bench", pytest_exit=rc, time_boxed=rc is None, figures=figures(record))
+    if rc not in (0, None):
+        raise RuntimeError(f"pytest tests/benchmarks exited {rc}")
+    if not record.get("benchmarks"):
+        raise RuntimeError("no benchmark finished" + (" within the time box" if rc is None else ""))
