@@ -35,8 +35,9 @@ Without --data-root: $REPRO_DATA, else .carry/cifar-10-mini, else ../shared/data
 else the project default (data/cifar10).
 
 Environment: PYTHON (default: python, else python3); GPU_CHECK_WORK (scratch folder for the
-training runs; default a new temporary folder); GPU_CHECK_FAIL=STAGE[:hang],... makes a stage
-fail (or hang past its budget) on purpose, to test the harness.
+training runs; default a new temporary folder); GPU_CHECK_BUDGET_SCALE=F multiplies every budget
+(a busy machine); GPU_CHECK_FAIL=STAGE[:hang],... makes a stage fail (or hang past its budget)
+on purpose, to test the harness.
 USAGE
 }
 
@@ -94,9 +95,16 @@ STAGES=(env ladder memory training bench)
 if [ "$REHEARSE" = 1 ]; then
     BUDGETS=(45 40 20 45 25)  # CPU rehearsal, 2 cores: 175 s at most
     MODE=(--rehearse)
+    export OMP_NUM_THREADS=1  # one thread per process: several share 2 cores (reports/performance.md)
 else
     BUDGETS=(70 160 40 150 70)  # one H100: 490 s, python/torch start-up included
     MODE=()
+fi
+if [ -n "${GPU_CHECK_BUDGET_SCALE:-}" ]; then  # a slower or busier machine: F x every budget
+    for i in "${!BUDGETS[@]}"; do
+        BUDGETS[i]=$(awk -v b="${BUDGETS[i]}" -v f="$GPU_CHECK_BUDGET_SCALE" 'BEGIN { printf "%d", b * f + 0.5 }')
+        [ "${BUDGETS[i]}" -gt 0 ] || die "GPU_CHECK_BUDGET_SCALE=$GPU_CHECK_BUDGET_SCALE gives a budget of 0 s"
+    done
 fi
 LOG="$OUT/log.txt"
 COMMON=(--out "$OUT" --work "$WORK" --data-root "$DATA_ROOT" ${MODE[@]+"${MODE[@]}"})

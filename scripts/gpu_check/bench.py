@@ -4,10 +4,20 @@ A time box sends pytest SIGINT, and pytest-benchmark still writes what finished.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from scripts.gpu_check.common import Context, read_stage, run_child, stage_path, update_stage
+from scripts.gpu_check.common import (
+    PYTEST_PLUGIN,
+    Context,
+    pytest_env,
+    read_stage,
+    run_child,
+    stage_path,
+    update_stage,
+)
 
 
 def bench_command(ctx: Context) -> list[str]:
@@ -19,8 +29,7 @@ def bench_command(ctx: Context) -> list[str]:
         "--benchmark-only",
         *ctx.sizes.bench_args,
         "-q",
-        "-p",
-        "no:cacheprovider",
+        *PYTEST_PLUGIN,
         f"--benchmark-json={stage_path(ctx.out, 'bench')}",
     ]
 
@@ -42,12 +51,24 @@ def figures(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def finished(path: Path) -> list[dict[str, Any]]:
+    """The benchmarks the time-box plugin recorded as they finished (one JSON line each)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def stage_bench(ctx: Context) -> None:
-    env = {"REPRO_MINI_ROOT": ctx.data_root} if ctx.data_root else {}
-    rc = run_child(bench_command(ctx), ctx.remaining(), env)
+    lines = ctx.work / "benchmarks.jsonl"
+    lines.unlink(missing_ok=True)
+    rc = run_child(bench_command(ctx), ctx.remaining(), pytest_env(ctx, lines))
     record = read_stage(ctx.out, "bench")  # pytest-benchmark's own JSON, when it wrote one
-    update_stage(ctx.out, "bench", pytest_exit=rc, time_boxed=rc is None, figures=figures(record))
-    if rc not in (0, None):
+    if not record.get("benchmarks") and finished(lines):  # stopped hard inside a benchmark
+        record = update_stage(ctx.out, "bench", benchmarks=finished(lines), from_plugin=True)
+    # exit 2: the time-box plugin stopped it between benchmarks; None: SIGINT inside one
+    cut = rc in (None, 2)
+    update_stage(ctx.out, "bench", pytest_exit=rc, time_boxed=cut, figures=figures(record))
+    if rc not in (0, None, 2):
         raise RuntimeError(f"pytest tests/benchmarks exited {rc}")
     if not record.get("benchmarks"):
         raise RuntimeError("no benchmark finished" + (" within the time box" if rc is None else ""))

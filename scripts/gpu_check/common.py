@@ -87,7 +87,7 @@ REHEARSAL = Sizes(
     memory_model="resnet_cifar",
     memory_kwargs={"depth": 8},
     train_models=("plain_cifar", "resnet_cifar"),
-    train_flags=("--depth", "8"),
+    train_flags=("--depth", "8", "--threads", "1"),
     max_steps=4,
     parallel=2,
     compile_probe_s=15.0,
@@ -165,10 +165,29 @@ def forced_failure(stage: str, budget: float) -> None:
             raise RuntimeError(f"failed on purpose ({FAIL_ENV}={item.strip()})")
 
 
-def run_child(cmd: list[str], seconds: float, env: dict[str, str] | None = None) -> int | None:
+def pytest_env(ctx: Context, record: Path | None = None) -> dict[str, str]:
+    """The environment of a stage's pytest run: the data, and the time-box plugin's settings (no
+    test starts in the last third of what is left, at most the last 20 s; see pytest_timebox)."""
+    from scripts.gpu_check.pytest_timebox import DEADLINE_ENV, RECORD_ENV
+
+    left = ctx.remaining()
+    env = {DEADLINE_ENV: str(time.time() + left - min(20.0, left / 3))}
+    if ctx.data_root:
+        env["REPRO_MINI_ROOT"] = ctx.data_root  # tests/conftest.py's mini_root
+    if record is not None:
+        env[RECORD_ENV] = str(record)
+    return env
+
+
+PYTEST_PLUGIN = ("-p", "scripts.gpu_check.pytest_timebox", "-p", "no:cacheprovider")
+
+
+def run_child(
+    cmd: list[str], seconds: float, env: dict[str, str] | None = None, grace: float = 2.0
+) -> int | None:
     """Run ``cmd`` (output to ours, i.e. log.txt) for at most ``seconds``; on overrun send it
-    SIGINT (pytest still writes its JUnit and benchmark files), then SIGKILL 15 s later. The exit
-    status, or None when it overran."""
+    SIGINT (pytest still writes its JUnit and benchmark files), then SIGKILL ``grace`` seconds
+    later. The exit status, or None when it overran."""
     if seconds <= 1:
         return None
     sys.stdout.flush()
@@ -178,7 +197,7 @@ def run_child(cmd: list[str], seconds: float, env: dict[str, str] | None = None)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -12,7 +12,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from scripts.gpu_check.common import JUNIT, Context, run_child, update_stage
+from scripts.gpu_check.common import (
+    JUNIT,
+    PYTEST_PLUGIN,
+    Context,
+    pytest_env,
+    run_child,
+    update_stage,
+)
 
 LAST = "tests/test_fast_path.py"  # compiles in every mode: minutes on a cold cache
 # max-autotune compiles for minutes: stage 2 tries that mode under its own time box
@@ -42,18 +49,21 @@ def nvidia_smi() -> dict[str, Any]:
     return {"status": "ok", "gpus": gpus}
 
 
-def repro_env(ctx: Context) -> dict[str, Any]:
-    """``python -m repro env --check-compile --json`` as a child process."""
+def repro_env(ctx: Context, seconds: float) -> dict[str, Any]:
+    """``python -m repro env --check-compile --json`` as a child process (at most ``seconds``)."""
     cmd = [sys.executable, "-m", "repro", "env", "--check-compile", "--json"]
     cmd += ["--compile-timeout", str(ctx.sizes.compile_probe_s)]
     if ctx.data_root:
         cmd += ["--data-root", ctx.data_root]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.remaining())
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(seconds, 1))
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {seconds:.0f} s"}
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"repro env exited {proc.returncode}: {last}")
-    return json.loads(proc.stdout)
+        return {"status": f"exit status {proc.returncode}: {last}"}
+    return {"status": "ok", **json.loads(proc.stdout)}
 
 
 def junit_counts(path: Path) -> dict[str, Any]:
@@ -74,19 +84,27 @@ def junit_counts(path: Path) -> dict[str, Any]:
 
 def pytest_command(ctx: Context) -> list[str]:
     files = sorted(str(p) for p in Path("tests").glob("test_*.py") if str(p) != LAST)
-    options = ["-m", "gpu", "-k", DESELECT, "-q", "-p", "no:cacheprovider"]
+    options = ["-m", "gpu", "-k", DESELECT, "-q", *PYTEST_PLUGIN]
     return [sys.executable, "-m", "pytest", *files, LAST, *options, f"--junitxml={ctx.out / JUNIT}"]
 
 
 def stage_env(ctx: Context) -> None:
+    """nvidia-smi, `repro env` (half the time left at most), then `pytest -m gpu`; the stage
+    fails when either of the last two did, after both have run."""
     update_stage(ctx.out, "env", nvidia_smi=nvidia_smi())
-    update_stage(ctx.out, "env", repro_env=repro_env(ctx))
-    env = {"REPRO_MINI_ROOT": ctx.data_root} if ctx.data_root else {}
-    rc = run_child(pytest_command(ctx), ctx.remaining(), env)
+    report = repro_env(ctx, ctx.remaining() / 2)
+    update_stage(ctx.out, "env", repro_env=report)
+    rc = run_child(pytest_command(ctx), ctx.remaining(), pytest_env(ctx))
     junit = ctx.out / JUNIT
-    record: dict[str, Any] = {"exit": rc, "deselected": DESELECT, "time_boxed": rc is None}
+    # exit 2: the time-box plugin stopped it between tests; None: stopped by SIGINT inside one
+    record: dict[str, Any] = {"exit": rc, "deselected": DESELECT, "time_boxed": rc in (None, 2)}
     if junit.is_file():
         record.update(junit_counts(junit))
     update_stage(ctx.out, "env", pytest=record)
-    if rc not in (0, None, 5):  # 5: nothing collected
-        raise RuntimeError(f"pytest -m gpu exited {rc}: {record.get('problems', [])[:3]}")
+    problems = [] if report["status"] == "ok" else [f"repro env: {report['status']}"]
+    if record["time_boxed"]:
+        problems.append(f"pytest -m gpu: cut by the time box after {record.get('tests', 0)} tests")
+    elif rc not in (0, 5):  # 5: nothing collected
+        problems.append(f"pytest -m gpu exited {rc}: {record.get('problems', [])[:3]}")
+    if problems:
+        raise RuntimeError("; ".join(problems))

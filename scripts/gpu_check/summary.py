@@ -51,6 +51,8 @@ def env_section(env: dict[str, Any]) -> list[str]:
     lines = [", ".join(f"{k} {val}" for k, val in v.items() if val is not None) or "versions: -"]
     for g in (r.get("devices") or {}).get("cuda") or []:
         lines.append(f"cuda:{g['index']} {g['name']}, {g['memory_gib']} GiB, sm {g['capability']}")
+    if r.get("status") not in (None, "ok"):
+        lines.append(f"repro env: {r['status']}")
     c = r.get("compile") or {}
     lines.append(f"torch.compile check: {c.get('status', '-')} {c.get('reason', '')}".rstrip())
     d = r.get("data") or {}

@@ -29,7 +29,7 @@ def fastest_flags(ctx: Context) -> tuple[str, list[str]]:
     if name:
         return name, list(ladder["rungs"][name]["train_flags"])
     fallback = ["--amp", "bf16", "--channels-last", "on", "--compile", "on"]
-    return "none measured: the CUDA default path", fallback if ctx.sizes.device == "cuda" else []
+    return "none measured: the default path", fallback if ctx.sizes.device == "cuda" else []
 
 
 def projections(images_per_s: float, batch: int) -> dict[str, float]:
