@@ -116,9 +116,9 @@ for i in "${!STAGES[@]}"; do
     stage="${STAGES[$i]}" budget="${BUDGETS[$i]}"
     echo "=== stage $((i + 1)) $stage (budget $budget s) $(date -u +%H:%M:%S) ===" >>"$LOG"
     t0=$(date +%s%N)
-    # SIGINT first (pytest then still writes its JUnit/benchmark files), SIGKILL 5 s later
+    # SIGINT at the budget (each stage ends itself a few seconds before), SIGKILL 5 s later
     timeout -s INT -k 5 "$budget" "$PY" -m scripts.gpu_check run "$stage" --budget "$budget" \
-        "${COMMON[@]}" </dev/null >>"$LOG" 2>&1
+        --deadline "$((t0 / 1000000000 + budget))" "${COMMON[@]}" </dev/null >>"$LOG" 2>&1
     rc=$?
     seconds=$((($(date +%s%N) - t0) / 1000000))
     "$PY" -m scripts.gpu_check finish "$stage" --rc "$rc" --milliseconds "$seconds" \

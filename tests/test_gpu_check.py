@@ -28,6 +28,7 @@ from scripts.gpu_check.common import (  # noqa: E402
     set_status,
 )
 from scripts.gpu_check.limits import limit_problems  # noqa: E402
+from scripts.gpu_check.pytest_timebox import DEADLINE_ENV, RECORD_ENV  # noqa: E402
 from scripts.gpu_check.summary import render  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "gpu-check.sh"
@@ -107,6 +108,37 @@ def test_forced_failure_hits_only_the_named_stage(monkeypatch):
     forced_failure("ladder", 1)
     with pytest.raises(RuntimeError, match="failed on purpose"):
         forced_failure("memory", 1)
+
+
+# --- the pytest plugin: no test starts after the deadline; finished benchmarks recorded at once ---
+
+PLUGIN = ("-p", "scripts.gpu_check.pytest_timebox")
+
+
+def test_no_test_starts_after_the_deadline(pytester, monkeypatch):
+    pytester.makepyfile("def test_one(): pass\n\ndef test_two(): pass\n")
+    quick = (*PLUGIN, "-p", "no:benchmark", "-p", "no:hypothesispytest")
+    monkeypatch.setenv(DEADLINE_ENV, str(time.time() - 1))
+    late = pytester.runpytest(*quick)
+    assert late.ret == 2 and "time box" in late.stdout.str()
+    late.assert_outcomes()
+    monkeypatch.setenv(DEADLINE_ENV, str(time.time() + 600))
+    pytester.runpytest(*quick).assert_outcomes(passed=2)
+
+
+@pytest.mark.slow  # pytest-benchmark describes the machine (cpuinfo): seconds
+def test_each_finished_benchmark_is_recorded_at_once(pytester, monkeypatch, tmp_path):
+    pytester.makepyfile(
+        "def test_b(benchmark):\n"
+        "    benchmark.pedantic(lambda: None, rounds=2)\n"
+        "    benchmark.extra_info['images_per_s'] = 5.0\n"
+    )
+    monkeypatch.setenv(RECORD_ENV, str(tmp_path / "finished.jsonl"))
+    pytester.runpytest(*PLUGIN).assert_outcomes(passed=1)
+    [line] = (tmp_path / "finished.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["name"] == "test_b" and record["stats"]["rounds"] == 2
+    assert record["extra_info"] == {"images_per_s": 5.0}
 
 
 # --- the command line: one clear line for bad input, the data recipe in --help -------------------

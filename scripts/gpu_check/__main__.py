@@ -34,19 +34,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rehearse", action="store_true")
     p.add_argument("--budget", type=float, default=0.0)
     p.add_argument("--budgets", type=float, nargs="*", default=[])
+    p.add_argument("--deadline", type=float, default=0.0, help="the stage's end, as time.time()")
     p.add_argument("--rc", type=int)
     p.add_argument("--milliseconds", type=int)
     return p.parse_args(argv)
 
 
 def context(a: argparse.Namespace) -> Context:
-    return Context(a.out, a.work, a.data_root or None, a.rehearse, a.budget)
+    return Context(a.out, a.work, a.data_root or None, a.rehearse, a.deadline)
 
 
 def child_args(a: argparse.Namespace) -> list[str]:
     """The options a stage passes on to its child processes."""
     out = ["--out", str(a.out), "--work", str(a.work), "--data-root", a.data_root]
-    return out + ["--budget", str(a.budget)] + (["--rehearse"] if a.rehearse else [])
+    out += ["--budget", str(a.budget), "--deadline", str(a.deadline)]
+    return out + (["--rehearse"] if a.rehearse else [])
 
 
 def run_stage(a: argparse.Namespace) -> int:

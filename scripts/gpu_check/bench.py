@@ -1,6 +1,7 @@
 """Stage 5: the pytest-benchmark benchmarks of ``tests/benchmarks`` (the GPU ones; in the
-rehearsal two small CPU ones), their JSON kept as benchmarks.json with this stage's record added.
-A time box sends pytest SIGINT, and pytest-benchmark still writes what finished."""
+rehearsal one small CPU one), their JSON kept as benchmarks.json with this stage's record added.
+At the time box pytest stops between benchmarks (``pytest_timebox``) and writes its JSON whole;
+stopped inside one, the benchmarks that finished come from the plugin's record."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         "name": item.name,
         "fullname": item.nodeid,
         "stats": {"mean": stats.mean, "min": stats.min, "rounds": len(stats.data)},
-        "extra_info": bench.extra_info,
+        "extra_info": getattr(bench, "extra_info", {}),
     }
     with open(path, "a") as f:
         f.write(json.dumps(record, default=str) + "\n")

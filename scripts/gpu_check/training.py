@@ -1,9 +1,10 @@
 """Stage 4: the core four nets trained for real, time-boxed, by ``repro reproduce``'s own runner
 (one ``python -m repro train`` per net, on the data present, with the ladder's fastest path): once
-one after another and once ``--parallel K`` on the one device. Each run stops after
-``max_steps`` iterations and is evaluated at half of them and at the end; its steady speed is
-the trainer's own ``images_per_s`` between those two evaluations (start-up and compiling fall
-before the first). The 200-epoch (``common``) and 64k-iteration (``paper``) projections are
+``--parallel K`` on the one device and once one after another. Each run stops after
+``max_steps`` iterations and is evaluated every ``eval_every``; its steady speed is the trainer's
+own ``images_per_s`` between its last two evaluations, called steady from the third evaluation
+on (start-up and compiling fall in the first window, the recompile for the mini set's short last
+batch in the second). The 200-epoch (``common``) and 64k-iteration (``paper``) projections are
 training steps only: iterations x batch / that speed, evaluations excluded."""
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def run_figures(root: Path, model: str) -> dict[str, Any]:
         "seconds_to_last_evaluation": last["seconds"],
         "test_error": last["test_error"],
         "images_per_s": last["images_per_s"],
-        "steady": len(records) > 1,  # False: the window holds start-up and compiling
+        "steady": len(records) > 2,  # False: the window may hold start-up or compiling
     }
     return {**out, **projections(last["images_per_s"], BATCH)}
 
@@ -139,9 +140,9 @@ def stage_training(ctx: Context) -> None:
     preset = Preset(
         name="gpu-check",
         recipe="common",
-        description=f"GPU CHECK: {s.max_steps} iterations per net, time-boxed (not a reproduction)",
+        description=f"GPU CHECK: {s.max_steps} iterations per net, time-boxed; not a reproduction",
         max_steps=s.max_steps,
-        eval_every=s.max_steps // 2,
+        eval_every=s.eval_every,
         train_flags=(*flags, *s.train_flags),
     )
     update_stage(
