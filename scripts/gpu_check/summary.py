@@ -28,9 +28,11 @@ def device_title(env: dict[str, Any]) -> str:
 
 
 def stage_table(out: Path) -> str:
-    rows = []
+    rows, seconds, budget = [], 0.0, 0.0
     for i, stage in enumerate(STAGES, 1):
         s = read_stage(out, stage).get("stage") or {}
+        seconds += s.get("seconds") or 0.0
+        budget += s.get("budget_s") or 0.0
         rows.append(
             [
                 i,
@@ -42,6 +44,7 @@ def stage_table(out: Path) -> str:
                 s.get("error") or "",
             ]
         )
+    rows.append(["", "in all", "", num(seconds, ".1f"), num(budget, "g"), "", ""])
     return markdown_table(["#", "stage", "status", "seconds", "budget s", "file", "error"], rows)
 
 
@@ -141,13 +144,25 @@ def training_section(t: dict[str, Any]) -> list[str]:
             ]
             for model, r in (m.get("runs") or {}).items()
         ]
+        k = m.get("parallel")
+        steady = (
+            f"steady img/s summed over the {k} runs side by side "
+            f"{num(m.get('sum_of_steady_images_per_s'))}"
+            if k != 1
+            else "steady img/s of one run alone, mean over the nets "
+            f"{num(m.get('mean_of_steady_images_per_s'))}"
+        )
         lines += [
             "",
-            f"`--parallel {m.get('parallel')}`: wall {num(m.get('wall_seconds'), '.1f')} s, "
-            f"exit {m.get('exit')}, steady img/s summed over the runs "
-            f"{num(m.get('sum_of_steady_images_per_s'))}",
+            f"`--parallel {k}`: wall {num(m.get('wall_seconds'), '.1f')} s, "
+            f"exit {m.get('exit')}; {steady}",
             "",
             markdown_table(head, rows),
+        ]
+    if t.get("parallel_gain"):
+        lines += [
+            "",
+            f"--parallel gain (summed side by side / one alone): {t['parallel_gain']:.2f}x",
         ]
     return lines
 
@@ -189,8 +204,10 @@ def render(out: Path) -> str:
         "",
         f"Started {check.get('started_utc', '-')} UTC, git "
         f"{(env.get('repro_env') or {}).get('git_commit') or '-'}, data "
-        f"{check.get('data_root') or '(project default)'}; `scripts/gpu-check.sh` "
-        f"(budgets {check.get('budgets_s', {})} s).",
+        f"{check.get('data_root') or '(project default)'}; `scripts/gpu-check.sh"
+        f"{' --rehearse' if rehearsal else ''}`, budgets "
+        + ", ".join(f"{k} {v:g} s" for k, v in (check.get("budgets_s") or {}).items())
+        + ".",
         "",
         "## Stages",
         "",

@@ -128,6 +128,7 @@ def run_matrix(ctx: Context, preset: Any, parallel: int, seconds: float) -> dict
         "wall_seconds": wall,
         "killed_after_the_time_box": killed,
         "sum_of_steady_images_per_s": sum(steady) if steady else None,
+        "mean_of_steady_images_per_s": sum(steady) / len(steady) if steady else None,
         "runs": runs,
     }
 
@@ -159,6 +160,10 @@ def stage_training(ctx: Context) -> None:
     update_stage(ctx.out, "training", parallel=parallel)
     sequential = run_matrix(ctx, preset, 1, ctx.remaining())
     update_stage(ctx.out, "training", sequential=sequential)
+    together = parallel.get("sum_of_steady_images_per_s")
+    alone = sequential.get("mean_of_steady_images_per_s")
+    if together and alone:  # K nets side by side against one net alone: how much K fills it
+        update_stage(ctx.out, "training", parallel_gain=together / alone)
     runs = {
         f"{m} --parallel {r['parallel']}": v
         for r in (parallel, sequential)
