@@ -27,7 +27,7 @@ from scripts.gpu_check.common import (  # noqa: E402
     read_stage,
     set_status,
 )
-from scripts.gpu_check.limits import limit_problems  # noqa: E402
+from scripts.gpu_check.limits import limit_problems, shrink_log  # noqa: E402
 from scripts.gpu_check.pytest_timebox import DEADLINE_ENV, RECORD_ENV  # noqa: E402
 from scripts.gpu_check.summary import render  # noqa: E402
 
@@ -63,6 +63,14 @@ def test_a_file_over_16_mib_breaks_the_limits(tmp_path):
     with open(tmp_path / "big.json", "wb") as f:
         f.truncate(MAX_BYTES + 1)  # sparse: no 16 MiB written
     assert any("big.json has" in p for p in limit_problems(tmp_path))
+
+
+def test_a_log_near_the_limit_loses_its_middle_and_keeps_head_and_tail(tmp_path):
+    (tmp_path / "log.txt").write_bytes(b"head\n" + b"x" * 5000 + b"\ntail\n")
+    assert shrink_log(tmp_path, keep=1000)
+    text = (tmp_path / "log.txt").read_text()
+    assert text.startswith("head") and text.endswith("tail\n") and "bytes of the log cut" in text
+    assert len(text) < 1100 and not shrink_log(tmp_path, keep=2000)
 
 
 def test_a_link_breaks_the_limits(tmp_path):
@@ -182,13 +190,14 @@ def test_bad_arguments_are_one_line_and_touch_nothing(tmp_path, args, message):
 def rehearse(
     tmp_path: Path, mini_root: Path, fail: str
 ) -> tuple[subprocess.CompletedProcess, Path]:
-    """The rehearsal, its budgets (sized for 2 quiet cores) scaled by the machine's load: what is
-    tested is the plumbing, and speed goals are no test's business (CONTRIBUTING.md)."""
+    """The rehearsal, its budgets (sized for 2 quiet cores) scaled by the machine's load, at
+    least 1.5x: what is tested is the plumbing; speed goals are no test's business
+    (CONTRIBUTING.md), and a torch start-up takes seconds more on a cold or busy machine."""
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, FAIL_ENV: fail}
     env["GPU_CHECK_WORK"] = str(tmp_path / "work")
     busy = os.getloadavg()[0] / (os.cpu_count() or 1)
-    env["GPU_CHECK_BUDGET_SCALE"] = f"{min(max(busy, 1.0), 5.0):.2f}"
+    env["GPU_CHECK_BUDGET_SCALE"] = f"{min(max(busy, 1.5), 5.0):.2f}"
     cmd = ["bash", str(SCRIPT), str(out), "--rehearse", "--data-root", str(mini_root)]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)

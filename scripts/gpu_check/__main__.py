@@ -18,7 +18,7 @@ from scripts.gpu_check.common import (
     set_status,
     update_stage,
 )
-from scripts.gpu_check.limits import limit_problems
+from scripts.gpu_check.limits import limit_problems, shrink_log
 from scripts.gpu_check.summary import write_summary
 
 TIMED_OUT = (124, 137)  # timeout's exit status after SIGINT, and after its SIGKILL
@@ -138,6 +138,7 @@ def start(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     a = parse(sys.argv[1:] if argv is None else argv)
     if a.command == "check-limits":
+        shrink_log(Path(a.names[0]))
         problems = limit_problems(Path(a.names[0]))
         for p in problems:
             print(f"gpu-check: {p}", file=sys.stderr)

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.gpu_check.common import MAX_BYTES, MAX_DEPTH, MAX_FILES
+from scripts.gpu_check.common import LOG, MAX_BYTES, MAX_DEPTH, MAX_FILES
+
+
+def shrink_log(out: Path, keep: int = MAX_BYTES - 2**20) -> bool:
+    """Cut the middle out of log.txt when it is near the size limit (head and tail kept)."""
+    path = out / LOG
+    if not path.is_file() or path.stat().st_size <= keep:
+        return False
+    data = path.read_bytes()
+    cut = f"\n[... {len(data) - keep} bytes of the log cut to stay under the size limit ...]\n"
+    path.write_bytes(data[: keep // 4] + cut.encode() + data[-(keep - keep // 4) :])
+    return True
 
 
 def limit_problems(out: Path) -> list[str]:
