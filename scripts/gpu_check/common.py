@@ -53,6 +53,7 @@ class Sizes:
     eval_every: int
     parallel: int  # `repro reproduce --parallel K` on the one device
     compile_probe_s: float
+    compile_rung_s: float  # at most this per compile rung of the ladder (and what is left)
     margin_s: float  # kept free at the end of each stage's budget
     bench_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -73,6 +74,7 @@ H100 = Sizes(
     eval_every=30,  # a record before the mini set's first short batch (iteration 40) recompiles
     parallel=4,
     compile_probe_s=25.0,
+    compile_rung_s=600.0,  # whatever is left of the stage
     margin_s=10.0,
     # the compiling cases reuse the inductor cache of stages 2 and 4; ResNet-1202 is stage 3's,
     # ResNet-110 would compile cold for over a minute
@@ -93,7 +95,8 @@ REHEARSAL = Sizes(
     max_steps=6,
     eval_every=2,
     parallel=2,
-    compile_probe_s=10.0,
+    compile_probe_s=5.0,  # it cannot finish on the CPU: the timeout is what is rehearsed
+    compile_rung_s=4.0,  # ditto: compiling on the CPU takes minutes
     margin_s=5.0,
     bench_args=("-m", "not slow and not gpu", "-k", "test_bench_eval and cpu-resnet20-fp32-nchw"),
 )

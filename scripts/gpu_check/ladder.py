@@ -191,6 +191,8 @@ def stage_ladder(ctx: Context, child_args: list[str]) -> None:
     )
     for group in GROUPS:
         left = ctx.remaining()
+        if BY_NAME[group[0]].compile is not None:
+            left = min(left, s.compile_rung_s)
         rc = run_child(
             [sys.executable, "-m", "scripts.gpu_check", "rungs", *group, *child_args], left
         )
@@ -201,7 +203,7 @@ def stage_ladder(ctx: Context, child_args: list[str]) -> None:
             if left <= 1:
                 why = "not run: no time left in the stage's budget"
             elif rc is None:
-                why = f"did not finish within the {left:.0f} s left (compiling included)"
+                why = f"did not finish within its {left:.0f} s (compiling included)"
             else:
                 why = f"the child process ended with exit status {rc}"
             set_rung(ctx, name, status="not finished", error=why)
