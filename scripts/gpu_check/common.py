@@ -54,6 +54,7 @@ class Sizes:
     parallel: int  # `repro reproduce --parallel K` on the one device
     compile_probe_s: float
     compile_rung_s: float  # at most this per compile rung of the ladder (and what is left)
+    pytest_reserve_s: float  # no test starts in a stage's last this many seconds
     margin_s: float  # kept free at the end of each stage's budget
     bench_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -75,6 +76,7 @@ H100 = Sizes(
     parallel=4,
     compile_probe_s=25.0,
     compile_rung_s=600.0,  # whatever is left of the stage
+    pytest_reserve_s=20.0,  # a compiling GPU test takes tens of seconds
     margin_s=10.0,
     # the compiling cases reuse the inductor cache of stages 2 and 4; ResNet-1202 is stage 3's,
     # ResNet-110 would compile cold for over a minute
@@ -97,6 +99,7 @@ REHEARSAL = Sizes(
     parallel=2,
     compile_probe_s=5.0,  # it cannot finish on the CPU: the timeout is what is rehearsed
     compile_rung_s=4.0,  # ditto: compiling on the CPU takes minutes
+    pytest_reserve_s=2.0,  # the gpu tests skip at once on the CPU
     margin_s=5.0,
     bench_args=("-m", "not slow and not gpu", "-k", "test_bench_eval and cpu-resnet20-fp32-nchw"),
 )
@@ -172,11 +175,11 @@ def forced_failure(stage: str, budget: float) -> None:
 
 def pytest_env(ctx: Context, record: Path | None = None) -> dict[str, str]:
     """The environment of a stage's pytest run: the data, and the time-box plugin's settings (no
-    test starts in the last third of what is left, at most the last 20 s; see pytest_timebox)."""
+    test starts in the stage's last ``pytest_reserve_s``; see pytest_timebox)."""
     from scripts.gpu_check.pytest_timebox import DEADLINE_ENV, RECORD_ENV
 
     left = ctx.remaining()
-    env = {DEADLINE_ENV: str(time.time() + left - min(20.0, left / 3))}
+    env = {DEADLINE_ENV: str(time.time() + left - min(ctx.sizes.pytest_reserve_s, left / 3))}
     if ctx.data_root:
         env["REPRO_MINI_ROOT"] = ctx.data_root  # tests/conftest.py's mini_root
     if record is not None:
