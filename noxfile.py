@@ -1,9 +1,11 @@
 """Sessions: `unit` (fast tests, CPU), `slow` (the slow CPU tests), `lint` (ruff, mypy), `reproduce`
-(the mini reproduction and its report), `acceptance` (trainings + the paper's claims), `bench`."""
+(the mini reproduction and its report), `acceptance` (trainings + the paper's claims), `bench`, `gpu`
+(the time-boxed GPU check, scripts/gpu-check.sh)."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import nox
@@ -232,3 +234,18 @@ def slurm(session: nox.Session) -> None:
         session.run("pytest", "-m", "slurm", "-p", "no:cacheprovider", *session.posargs, env=env)
     finally:
         session.run("bash", str(SLURM_LOCAL / "stop.sh"), state, "--clean", external=True)
+
+
+# --- the GPU check ---------------------------------------------------------------------------
+
+
+@nox.session(python=PYTHON)
+def gpu(session: nox.Session) -> None:
+    """The GPU check, `scripts/gpu-check.sh OUT_DIR [--rehearse] [--data-root DIR]` (default
+    OUT_DIR: runs/gpu-check-<UTC time>); under 9 minutes on one H100, `-- OUT --rehearse` on the CPU
+    in under 3. Where nox is absent (the GPU machine), run the script itself."""
+    install(session)
+    args = list(session.posargs)
+    if not args or args[0].startswith("-"):
+        args.insert(0, time.strftime("runs/gpu-check-%Y%m%d-%H%M%S", time.gmtime()))
+    session.run("bash", "scripts/gpu-check.sh", *args, external=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from data_helpers import write_cifar10
 pytest_plugins = ["pytester"]  # runs the acceptance suite in-process (test_acceptance_checks.py)
 
 MINI_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-10-mini"
+# where the subset travels with the checkout (the GPU check's `--data-root .carry/cifar-10-mini`)
+MINI_ROOT = Path(os.environ.get("REPRO_MINI_ROOT") or MINI_ROOT)
 
 
 @pytest.fixture(scope="session")
