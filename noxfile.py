@@ -52,7 +52,7 @@ PRECHECK = """
 import sys
 from repro.data import resolve_data_root
 from repro.errors import ReproError
-from repro.reproduce.presets import get_preset
+from repro.experiments import get_preset
 from repro.reproduce.runner import check_requirements
 try:
     check_requirements(get_preset(sys.argv[1]), resolve_data_root(sys.argv[2] or None), None, False)

@@ -27,9 +27,9 @@ from repro.calibration import (
     tolerance_characteristics,
 )
 from repro.errors import ReproError
+from repro.experiments import config_mismatch, declared_amp, get_experiment, get_preset
 from repro.fileio import NUMBER, wrong_types
-from repro.reproduce.presets import config_mismatch, declared_amp, get_experiment, get_preset
-from repro.reproduce.summary import mean_std, seed_metrics
+from repro.matrix_summary import mean_std, seed_metrics
 from repro.tables import markdown_table, text_table
 from repro.train.rundir import (
     FINAL,

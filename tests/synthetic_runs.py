@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from repro.reproduce.presets import EXPERIMENTS, get_preset
+from repro.experiments import EXPERIMENTS, get_preset
 from repro.train.rundir import file_digest
 
 # Final (train, test) error % of a faithful 200-epoch run (test: the seed report's epoch-200).

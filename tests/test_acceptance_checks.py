@@ -25,8 +25,8 @@ from repro.claims import (
     check_tolerance,
     preset_calibration,
 )
-from repro.reproduce.presets import MINI_EPOCHS
-from repro.reproduce.summary import seed_metrics
+from repro.experiments import MINI_EPOCHS
+from repro.matrix_summary import seed_metrics
 from repro.train.rundir import load_matrix
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,9 +1,11 @@
-"""The code's shape: dependencies point one way (data, models -> train -> reproduce/analysis ->
-claims -> report -> cli), and no function grows past the project's limit."""
+"""The code's shape: dependencies point one way (data, models -> train -> experiments/matrix
+summary -> reproduce/analysis -> claims -> report -> cli), no two modules import each other (imports
+inside functions included), and no function grows past the project's limit."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "repro"
@@ -14,6 +16,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"baselines"}),
     frozenset({"data", "models", "calibration"}),
     frozenset({"train"}),
+    frozenset({"experiments", "matrix_summary"}),  # what a matrix is and its statistics (issue 25)
     frozenset({"analysis", "reproduce"}),
     frozenset({"claims"}),
     frozenset({"report"}),
@@ -90,3 +93,120 @@ def test_no_function_is_longer_than_the_limit() -> None:
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines})")
     assert long == []
+
+
+# --- module-level cycles, imports inside function bodies included ---------------------------------
+
+# Cycles known when this test learned to see them; each is to go (issue 25, item 1: the run store
+# moves out of train/). Any other cycle, or one of these growing, fails the test.
+KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
+    {frozenset({"repro.train.checkpoint", "repro.train.rundir"})}  # checkpoint.py <-> rundir.py
+)
+# The verdicts and the report read definitions and statistics, never the matrix driver (issue 25).
+NOT_FROM_REPRODUCE = ("repro.claims", "repro.calibration", "repro.report")
+
+
+def module_name(path: Path) -> str:
+    """``repro/train/x.py`` -> ``repro.train.x``; ``repro/train/__init__.py`` -> ``repro.train``."""
+    parts = ("repro", *path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(source: str, known: set[str]) -> set[str]:
+    """The ``known`` modules a source imports anywhere in it (function bodies too): ``from a import
+    b`` is module ``a.b`` where that is one, else ``a``."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            names = [sub if sub in known else node.module for sub in subs]
+        else:
+            continue
+        out |= {name for name in names if name in known}
+    return out
+
+
+def module_graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    known = set(paths)
+    return {m: imported_modules(p.read_text(), known) - {m} for m, p in paths.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: set[frozenset[str]] = set()
+
+    def visit(root: str) -> None:
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    comp = set()
+                    while not comp or node not in comp:
+                        comp.add(stack.pop())
+                    if len(comp) > 1:
+                        found.add(frozenset(comp))
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                work.append((child, iter(sorted(graph.get(child, ())))))
+            elif child in stack:
+                low[node] = min(low[node], index[child])
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def reproduce_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``importer -> repro.reproduce...`` for every such import by claims, calibration or report."""
+    return [
+        f"{m} -> {target}"
+        for m, targets in sorted(graph.items())
+        if any(m == top or m.startswith(top + ".") for top in NOT_FROM_REPRODUCE)
+        for target in sorted(targets)
+        if target == "repro.reproduce" or target.startswith("repro.reproduce.")
+    ]
+
+
+def test_no_new_import_cycle_between_modules() -> None:
+    new = [sorted(c) for c in cycles(module_graph()) if c not in KNOWN_CYCLES]
+    assert new == []
+
+
+def test_a_cycle_hidden_in_a_function_body_is_caught() -> None:
+    known = {"repro.a", "repro.b", "repro.c"}
+    lazy = "def f():\n    from repro.b import thing\n"
+    assert imported_modules(lazy, known) == {"repro.b"}
+    graph = {
+        "repro.a": imported_modules(lazy, known),
+        "repro.b": imported_modules("import repro.c\n", known),
+        "repro.c": imported_modules("from repro import a\n", known),
+    }
+    assert cycles(graph) == {frozenset(known)}
+    graph["repro.c"] = set()
+    assert cycles(graph) == set()
+
+
+def test_verdicts_and_report_do_not_import_the_matrix_driver() -> None:
+    assert reproduce_imports(module_graph()) == []
+
+
+def test_an_import_of_the_matrix_driver_by_the_report_is_caught() -> None:
+    known = {"repro.report.report", "repro.reproduce.runner", "repro.experiments"}
+    lazy = "def f():\n    from repro.reproduce.runner import x\n    import repro.experiments\n"
+    graph = {"repro.report.report": imported_modules(lazy, known)}
+    assert reproduce_imports(graph) == ["repro.report.report -> repro.reproduce.runner"]

@@ -22,7 +22,7 @@ MODELS = ("resnet20", "plain20")
 DRIVER = f"""
 import dataclasses, sys
 from pathlib import Path
-from repro.reproduce.presets import PRESETS
+from repro.experiments import PRESETS
 from repro.reproduce.runner import reproduce
 preset = dataclasses.replace(PRESETS["smoke"], max_steps=40, eval_every=2)
 out, data = Path(sys.argv[1]), Path(sys.argv[2])

@@ -25,7 +25,7 @@ from repro.claims import (
     operating_characteristics,
 )
 from repro.errors import ReproError
-from repro.reproduce.summary import refreshed_summary
+from repro.matrix_summary import refreshed_summary
 from repro.train.rundir import load_matrix, read_metrics
 
 RUN_FILES = (

@@ -13,8 +13,8 @@ import torch
 from trainer_helpers import run_cli, tiny_args
 
 from repro.baselines import load_baseline
+from repro.experiments import PRESETS, config_mismatch, get_preset
 from repro.models import build_model
-from repro.reproduce.presets import PRESETS, config_mismatch, get_preset
 from repro.train.components import make_optimizer
 from repro.train.config import config_from_run
 from repro.train.devices import resolve_amp

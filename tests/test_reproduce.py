@@ -12,8 +12,7 @@ from synthetic_runs import write_seed_run
 
 from repro.cli import main
 from repro.errors import ReproError
-from repro.reproduce import runner
-from repro.reproduce.presets import (
+from repro.experiments import (
     EXPERIMENTS,
     MINI_EPOCHS,
     MINI_LR,
@@ -21,6 +20,7 @@ from repro.reproduce.presets import (
     PRESETS,
     get_preset,
 )
+from repro.reproduce import runner
 from repro.reproduce.runner import Job, reproduce, train_command
 
 TESTS = Path(__file__).resolve().parent
@@ -223,7 +223,7 @@ def test_smoke_matrix_end_to_end_trains_reports_and_passes_acceptance(
 def test_a_precision_asked_of_the_matrix_reaches_every_run_and_the_continue_command(
     tmp_path: Path,
 ) -> None:
-    from repro.reproduce.presets import with_amp
+    from repro.experiments import with_amp
     from repro.reproduce.runner import continue_command
 
     job = Job("resnet20", 0, tmp_path / "resnet20" / "seed0", tmp_path / "log")

@@ -13,8 +13,8 @@ from trainer_helpers import run_cli, tiny_args
 
 from repro.cli import main
 from repro.errors import ReproError
+from repro.experiments import EXPERIMENTS, get_preset
 from repro.reproduce import runner
-from repro.reproduce.presets import EXPERIMENTS, get_preset
 from repro.reproduce.runner import Job, child_env, gpu_slots, reproduce, select_gpus
 
 ENV_TRAINER = """

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from data_helpers import write_cifar10
 
+from repro.experiments import get_preset
 from repro.reproduce import runner
-from repro.reproduce.presets import get_preset
 from repro.reproduce.runner import Job, reproduce
 
 MODELS = ("resnet56", "plain56", "resnet20")  # two run at once; the third must not start
@@ -27,7 +27,7 @@ MODELS = ("resnet56", "plain56", "resnet20")  # two run at once; the third must 
 DRIVER = f"""
 import dataclasses, sys
 from pathlib import Path
-from repro.reproduce.presets import PRESETS
+from repro.experiments import PRESETS
 from repro.reproduce.runner import reproduce
 preset = dataclasses.replace(PRESETS["smoke"], max_steps=20, eval_every=2)
 out, data = Path(sys.argv[1]), Path(sys.argv[2])

@@ -14,8 +14,8 @@ from cli_helpers import one_clear_line, reproduce_args, run_repro
 from synthetic_runs import write_seed_run
 
 from repro.errors import ReproError
+from repro.experiments import EXPERIMENTS, get_preset
 from repro.reproduce import runner, slurm
-from repro.reproduce.presets import EXPERIMENTS, get_preset
 from repro.reproduce.slurm import (
     RECORD,
     SlurmOptions,

@@ -24,8 +24,8 @@ from cli_helpers import one_clear_line, reproduce_args, run_repro
 from data_helpers import write_cifar10
 from trainer_helpers import metrics_without_timing
 
+from repro.experiments import PRESETS
 from repro.reproduce import runner
-from repro.reproduce.presets import PRESETS
 from repro.reproduce.slurm import RECORD, SUBMITIT_DIR, SlurmOptions, matrix_status, submit_matrix
 from repro.train.checkpoint import load_checkpoint
 from repro.train.rundir import log_path, seed_dir

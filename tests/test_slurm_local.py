@@ -20,8 +20,8 @@ from data_helpers import write_cifar10
 from trainer_helpers import metrics_without_timing
 
 from repro.cli import main
+from repro.experiments import EXPERIMENTS, PRESETS, get_preset
 from repro.reproduce import runner
-from repro.reproduce.presets import EXPERIMENTS, PRESETS, get_preset
 from repro.reproduce.slurm import RECORD, SlurmOptions, matrix_status, submit_matrix
 from repro.train.checkpoint import load_checkpoint
 from repro.train.rundir import log_path, seed_dir

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from repro.experiments import EXPERIMENTS, PRESETS
 from repro.report.calibration import trust_sections
-from repro.reproduce.presets import EXPERIMENTS, PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from repro.cli.options import add_data_root, add_device
 from repro.errors import ReproError
-from repro.reproduce.presets import (
+from repro.experiments import (
     EXPERIMENTS,
     PRESETS,
     Preset,

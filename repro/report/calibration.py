@@ -15,7 +15,7 @@ from repro.calibration import (
     records_results,
 )
 from repro.claims import operating_characteristics, preset_calibration, preset_policy
-from repro.reproduce.presets import get_experiment
+from repro.experiments import get_experiment
 from repro.tables import markdown_table
 
 

@@ -15,9 +15,9 @@ from repro.calibration import Calibration
 from repro.claims import Verdict, all_verdicts, claim_counts, preset_calibration
 from repro.errors import ReproError
 from repro.fileio import atomic_write
+from repro.matrix_summary import refreshed_summary
 from repro.report.calibration import trust_sections
 from repro.report.plots import plot_curves
-from repro.reproduce.summary import refreshed_summary
 from repro.tables import markdown_table
 from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import (

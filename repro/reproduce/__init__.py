@@ -1,5 +1,5 @@
-"""The reproduction matrix: experiments x presets x seeds, each trained in its own subprocess."""
+"""The reproduction matrix: experiments x presets x seeds, each trained in its own subprocess.
 
-from repro.reproduce.presets import EXPERIMENTS, PRESETS, Preset, get_experiment, get_preset
-
-__all__ = ["EXPERIMENTS", "PRESETS", "Preset", "get_experiment", "get_preset"]
+What an experiment and a preset are lives in :mod:`repro.experiments`; a matrix's summary and
+statistics in :mod:`repro.matrix_summary`.
+"""

@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
+from repro.experiments import get_experiment, get_preset
 from repro.fileio import write_jsonl
+from repro.matrix_summary import build_summary
 from repro.reproduce.caffe_log import caffe_rows, looks_like_caffe
-from repro.reproduce.presets import get_experiment, get_preset
-from repro.reproduce.summary import build_summary
 from repro.train.metrics import METRIC_KEYS
 from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import (

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
+from repro.experiments import Preset, config_mismatch, with_amp
 from repro.fileio import read_json
-from repro.reproduce.presets import Preset, config_mismatch, with_amp
-from repro.reproduce.summary import build_summary
+from repro.matrix_summary import build_summary
 from repro.train.environment import environment
 from repro.train.rundir import (
     CONFIG,

@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
+from repro.experiments import Preset
 from repro.fileio import read_json, write_json
 from repro.reproduce import runner
-from repro.reproduce.presets import Preset
 from repro.tables import text_table
 from repro.train.environment import environment
 from repro.train.rundir import (

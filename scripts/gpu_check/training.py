@@ -134,7 +134,7 @@ def run_matrix(ctx: Context, preset: Any, parallel: int, seconds: float) -> dict
 
 
 def stage_training(ctx: Context) -> None:
-    from repro.reproduce.presets import Preset
+    from repro.experiments import Preset
 
     s = ctx.sizes
     path, flags = fastest_flags(ctx)

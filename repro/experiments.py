@@ -1,4 +1,7 @@
-"""Experiments (which models) and presets (which recipe, how long) of `repro reproduce`.
+"""Experiments (which models) and presets (which recipe, how long) of a reproduction matrix.
+
+What a matrix is, read alike by its launchers (`repro reproduce`, Slurm, import), the claims and
+the report, so it sits below all three (issue 25).
 
 Experiments follow the paper's CIFAR-10 section (He et al. 2016, Sec. 4.2): ``core`` is the
 degradation pair and its residual cure, ``fig6`` the nets of Fig. 6, ``table6`` the ResNets of

@@ -1,5 +1,7 @@
 """Summarise a reproduction matrix: per run and per model, the numbers the report and the claims use.
 
+Below the launchers, the claims and the report, which all read it; it launches nothing.
+
 Headline metric: the final-evaluation test error. Best-on-test is kept only as a labelled
 secondary number (it is selected on the test set); with a validation split (the paper's 45k/5k,
 Sec. 4.2) the test error of the evaluation with the lowest validation error is reported too.
