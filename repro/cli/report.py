@@ -1,6 +1,7 @@
 """Write a Markdown report (curves, Table 6-style results, verdicts, deviations) of a run directory.
 
-`repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote. Exit
+`repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote, or a run
+folder (`repro import-run LOG --out RUN --model M`) or a folder of them. Exit
 status: 0 every check the preset runs passed, 1 a check failed, 3 none failed but one is not
 assessed, partial, inconclusive or not assessable (repro.claims.exit_status).
 """
@@ -17,7 +18,12 @@ from repro.train.rundir import read_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a `repro reproduce` folder")
+    parser.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a `repro reproduce` folder, a run folder or a folder of runs",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default reports/<run id>")
 
 
