@@ -41,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"repro report: warning: {len(waiting)} run(s) have not finished "
             f"({', '.join(waiting[:4])}{', ...' if len(waiting) > 4 else ''}): the verdicts "
-            "that rest on them are inconclusive; finish the matrix and report again",
+            "that rest on them are inconclusive; "
+            + (
+                "if their schedule ended, import them again with --total-iterations N --finished"
+                if summary.get("imported_runs")
+                else "finish the matrix and report again"
+            ),
             file=sys.stderr,
         )
     return exit_status(verdicts)

@@ -426,14 +426,17 @@ def write_report_verdicts(
     verdicts = all_verdicts(matrix)
     out = Path(out) if out else Path("reports") / run_dir.resolve().name
     out.mkdir(parents=True, exist_ok=True)
-    complete = verdicts[0].status == PASS  # completeness
+    completeness = next(v for v in verdicts if v.name == "completeness")
+    complete = completeness.status == PASS
     comparable = bool(summary.get("comparable_to_paper") and complete)
     comparable = comparable and not summary.get("imported_runs")
     short = f"CIFAR-10 {summary['experiment']}, preset {summary['preset']}"
     short += "" if comparable else f" ({summary['preset'].upper()}: not comparable to the paper)"
+    if summary.get("imported_runs"):
+        short = f"imported: {', '.join(summary['models'])} (not comparable to the paper)"
     plot_curves({m: list(s.values()) for m, s in matrix.runs.items()}, out / CURVES_PNG, short)
     configs = [r.config for s in matrix.runs.values() for r in s.values() if r.config]
-    md = header_section(summary, run_dir, comparable, verdicts[0])
+    md = header_section(summary, run_dir, comparable, completeness)
     md += claims_summary_section(verdicts)
     md += imported_section(matrix) + results_and_curves_section(summary, comparable)
     md += verdicts_section(verdicts) + layer_response_section(run_dir, out)
