@@ -626,7 +626,8 @@ def _no_claim_verdict(matrix: Matrix, name: str, of_check: list[dict[str, Any]])
     by design; else NOT ASSESSABLE, naming the nets its defining claims need that are missing."""
     allowed = set(experiment_models(matrix)) if matrix.experiment != RUN_FOLDER else None
     wanted = [c for c in of_check if allowed is None or set(claim_models(c)) <= allowed]
-    if not wanted:
+    imports = any(r.imported for seeds in matrix.runs.values() for r in seeds.values())
+    if not wanted or not (imports or allowed is None):  # our own matrix: completeness says it
         return Verdict(
             name, SKIP, f"experiment {matrix.experiment} has none of the models it compares"
         )
