@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from repro.baselines import load_baseline
@@ -27,17 +28,19 @@ from repro.calibration import (
     tolerance_characteristics,
 )
 from repro.errors import ReproError
-from repro.experiments import config_mismatch, declared_amp, get_experiment, get_preset
+from repro.experiments import PRESETS, config_mismatch, declared_amp, get_experiment, get_preset
 from repro.fileio import NUMBER, wrong_types
 from repro.matrix_summary import mean_std, seed_metrics
 from repro.tables import markdown_table, text_table
 from repro.train.rundir import (
+    CONFIG,
     FINAL,
     LAYER_RESPONSE_JSON,
     Matrix,
     Run,
     expected_end,
     file_digest,
+    load_run,
     read_layer_response,
 )
 
@@ -255,7 +258,73 @@ def claim_models(claim: dict[str, Any]) -> tuple[str, ...]:
 def seed_values(matrix: Matrix, model: str, key: str) -> list[float | None]:
     """One metric for every seed of a model, in seed order (None where missing)."""
     runs = matrix.runs.get(model)
-    return [seed_metrics(runs[s])[key] for s in matrix.seeds] if runs else []
+    return [seed_metrics(runs[s])[key] if s in runs else None for s in matrix.seeds] if runs else []
+
+
+# A run folder, or a folder of them, without a summary.json (`repro import-run --model`): no
+# experiment says which nets it should hold, so the claims its nets allow are judged and every
+# other one is "not assessable". Judged with the preset its runs name, else `common` (the preset
+# `repro import-run --experiment` gives a matrix by default).
+RUN_FOLDER = "run folder"
+RUN_FOLDER_PRESET = "common"
+
+
+def experiment_models(matrix: Matrix) -> tuple[str, ...]:
+    """The nets the matrix should hold: its experiment's, or a run folder's own."""
+    if matrix.experiment == RUN_FOLDER:
+        return tuple(matrix.runs)
+    return get_experiment(matrix.experiment)
+
+
+def run_folders(root: Path) -> list[Path]:
+    """``root`` when it is one run (a config.json), else its ``*/`` and ``*/seed*/`` runs."""
+    if (root / CONFIG).is_file():
+        return [root]
+    found = {p.parent for pat in (f"*/{CONFIG}", f"*/seed*/{CONFIG}") for p in root.glob(pat)}
+    return sorted(found)
+
+
+def run_folder_preset(runs: dict[str, dict[int, Run]]) -> str:
+    """The comparable preset whose recipe every run's stated fields match (a 64k-iteration
+    import is `paper`), else RUN_FOLDER_PRESET."""
+    for name in (RUN_FOLDER_PRESET, *(p for p in PRESETS if p != RUN_FOLDER_PRESET)):
+        if not PRESETS[name].comparable:
+            continue
+        if all(
+            not [m for m in config_mismatch(r.config or {}, PRESETS[name], model, seed)
+                 if not m.startswith("config has no")]
+            for model, seeds in runs.items()
+            for seed, r in seeds.items()
+        ):  # fmt: skip
+            return name
+    return RUN_FOLDER_PRESET
+
+
+def load_run_folder(root: Path) -> Matrix:
+    """A run folder or a folder of runs as a :class:`Matrix` of experiment RUN_FOLDER; one
+    ReproError when it holds no run or two runs of one net and seed."""
+    runs: dict[str, dict[int, Run]] = {}
+    for folder in run_folders(Path(root)):
+        run = load_run(folder)
+        model, seed = (run.config or {}).get("model"), (run.config or {}).get("seed")
+        if not isinstance(model, str) or not isinstance(seed, int):
+            raise ReproError(f"{folder / CONFIG} names no model and seed: {run.problems[:1]}")
+        if seed in runs.get(model, {}):
+            raise ReproError(
+                f"{root} holds two runs of {model} seed {seed} ({runs[model][seed].path} and "
+                f"{folder}): report them one at a time"
+            )
+        runs.setdefault(model, {})[seed] = run
+    if not runs:
+        raise ReproError(
+            f"{Path(root) / 'summary.json'} is missing and {root} holds no config.json or run "
+            "folders: give a `repro reproduce` folder, a run folder (`repro import-run ... "
+            "--model M`) or a folder of them"
+        )
+    preset = run_folder_preset(runs)
+    seeds = sorted({s for m in runs.values() for s in m})
+    summary = {"experiment": RUN_FOLDER, "preset": preset, "seeds": seeds, "models": list(runs)}
+    return Matrix(Path(root), RUN_FOLDER, preset, seeds, runs, summary)
 
 
 def _not_asserted_note(not_asserted: dict[str, str], claim_ids: list[str]) -> str:
@@ -369,6 +438,11 @@ def _metric_problems(run: Run, config: dict[str, Any]) -> list[str]:
     end, last = expected_end(config), run.metrics[-1].get("iteration")
     if end is None and run.imported is None:
         problems.append("config has no total_iterations")
+    elif end is None:
+        problems.append(
+            f"imported without its schedule's end (last evaluation at iteration {last}): "
+            "import again with --total-iterations N"
+        )
     elif last != end:
         problems.append(f"last evaluation at iteration {last}, schedule ends at {end}")
     every, prev = config.get("eval_every"), 0
@@ -381,7 +455,9 @@ def _metric_problems(run: Run, config: dict[str, Any]) -> list[str]:
         elif every and it - prev > every:
             problems.append(f"missing evaluation between iterations {prev} and {it}")
         prev = it
-    if not run.finished:
+    if not run.finished and run.imported is not None:
+        problems.append("the import does not say its schedule finished (import with --finished)")
+    elif not run.finished:
         problems.append("final.pt is missing (schedule not finished)")
     return problems
 
@@ -438,7 +514,7 @@ def check_completeness(matrix: Matrix) -> Verdict:
     preset's config."""
     rows: list[tuple[Any, ...]] = []
     bad = unassessed = 0
-    for model in get_experiment(matrix.experiment):
+    for model in experiment_models(matrix):
         if model not in matrix.runs:
             bad += 1
             rows.append(
@@ -521,15 +597,10 @@ def _ordering_check(matrix: Matrix, name: str) -> Verdict:
         return Verdict(
             name, SKIP, f"not asserted for preset {matrix.preset}: {policy.get('why', '')}"
         )
-    claims = [
-        c
-        for c in load_claims(FIG6, metric=True)
-        if c["check"] == name and all(m in matrix.runs for m in claim_models(c))
-    ]
+    of_check = [c for c in load_claims(FIG6, metric=True) if c["check"] == name]
+    claims = [c for c in of_check if all(m in matrix.runs for m in claim_models(c))]
     if not claims:
-        return Verdict(
-            name, SKIP, f"experiment {matrix.experiment} has none of the models it compares"
-        )
+        return _no_claim_verdict(matrix, name, of_check)
     not_asserted = not_asserted_claims(matrix.preset, claims, len(matrix.seeds))
     rows, failed, outcomes = [], [], []
     for claim in claims:
@@ -542,6 +613,27 @@ def _ordering_check(matrix: Matrix, name: str) -> Verdict:
     defining = defining_claims(FIG6, name)
     result = _ordering_verdict(name, (header, rows), failed, note, outcomes, defining)
     return unless_unfinished(result, matrix, models)
+
+
+def _no_claim_verdict(matrix: Matrix, name: str, of_check: list[dict[str, Any]]) -> Verdict:
+    """No claim of the check has all its nets here: SKIP when the experiment has none of them
+    by design; else NOT ASSESSABLE, naming the nets its defining claims need that are missing."""
+    allowed = set(experiment_models(matrix)) if matrix.experiment != RUN_FOLDER else None
+    wanted = [c for c in of_check if allowed is None or set(claim_models(c)) <= allowed]
+    imports = any(r.imported for seeds in matrix.runs.values() for r in seeds.values())
+    if not wanted or not (imports or allowed is None):  # our own matrix: completeness says it
+        return Verdict(
+            name, SKIP, f"experiment {matrix.experiment} has none of the models it compares"
+        )
+    defining = [c for c in wanted if c.get("defines")] or wanted
+    missing = sorted({m for c in defining for m in claim_models(c) if m not in matrix.runs})
+    what = ", ".join(f"{c['id']} ({' vs '.join(claim_models(c))})" for c in defining)
+    return Verdict(
+        name,
+        NOT_ASSESSABLE,
+        f"{NOT_ASSESSABLE}: {', '.join(missing)} missing; {what} needs them (these runs "
+        f"have {', '.join(matrix.runs) or 'no net'})",
+    )
 
 
 def check_degradation(matrix: Matrix) -> Verdict:

@@ -38,7 +38,8 @@ def seed_metrics(run: Run) -> dict[str, float | None]:
     last = rows[-1]
     out["final_test_error"] = last.get("test_error")
     out["final_train_error"] = last.get("train_error")
-    tests = [r["test_error"] for r in rows if _finite(r.get("test_error"))]
+    # iteration 0 is the untrained net (e.g. Caffe's initial test): never a best-on-test result
+    tests = [r["test_error"] for r in rows if _finite(r.get("test_error")) and r["iteration"] > 0]
     out["best_test_error"] = min(tests) if tests else None
     end = (expected_end(run.config) if run.config else None) or last["iteration"]
     # Last 10% of the schedule: each evaluation's train_error covers the iterations since the

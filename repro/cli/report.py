@@ -1,10 +1,11 @@
 """Write a Markdown report (curves, Table 6-style results, verdicts, deviations) of a run directory.
 
-`repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote. Exit
-status: 0 every check the preset runs passed; 1 a check failed (an unfinished matrix fails
-completeness: the report is written, marked INCOMPLETE); 3 none failed but one is not assessed,
-partial, inconclusive or not assessable (repro.claims.exit_status); 2 no report (bad input, or
---out cannot be written).
+`repro report RUN_DIR [--out reports/<id>]`; RUN_DIR is what `repro reproduce` wrote, or a run
+folder (`repro import-run LOG --out RUN --model M`) or a folder of them. Exit status: 0 every
+check the preset runs passed; 1 a check failed (an unfinished matrix fails completeness: the
+report is written, marked INCOMPLETE); 3 none failed but one is not assessed, partial,
+inconclusive or not assessable (repro.claims.exit_status); 2 no report (bad input, or --out
+cannot be written).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from repro.train.rundir import read_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a `repro reproduce` folder")
+    parser.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a `repro reproduce` folder, a run folder or a folder of runs",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default reports/<run id>")
 
 
@@ -45,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"repro report: INCOMPLETE: {len(waiting)} run(s) have not finished "
             f"({', '.join(waiting[:4])}{', ...' if len(waiting) > 4 else ''}): the verdicts "
-            "that rest on them are inconclusive and the report is marked INCOMPLETE; finish the "
-            "matrix and report again",
+            "that rest on them are inconclusive; "
+            + (
+                "if their schedule ended, import them again with --total-iterations N --finished"
+                if summary.get("imported_runs")
+                else "the report is marked INCOMPLETE; finish the matrix and report again"
+            ),
             file=sys.stderr,
         )
     return exit_status(verdicts)

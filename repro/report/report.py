@@ -12,7 +12,15 @@ from typing import Any
 
 from repro.baselines import load_baseline
 from repro.calibration import Calibration
-from repro.claims import Verdict, all_verdicts, claim_counts, preset_calibration
+from repro.claims import (
+    PASS,
+    RUN_FOLDER,
+    Verdict,
+    all_verdicts,
+    claim_counts,
+    load_run_folder,
+    preset_calibration,
+)
 from repro.errors import ReproError
 from repro.fileio import atomic_write
 from repro.matrix_summary import refreshed_summary
@@ -23,6 +31,7 @@ from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import (
     LAYER_RESPONSE_JSON,
     LAYER_RESPONSE_PNG,
+    SUMMARY,
     Matrix,
     load_matrix,
     read_layer_response,
@@ -45,9 +54,32 @@ RECIPE_KEYS = (
 )
 
 
-def title_of(summary: dict[str, Any]) -> str:
-    """The report title; anything not comparable with the paper says so first."""
+def data_words(official: Any) -> str:
+    """What is known of the data: official, a subset, or unknown (an import that does not say)."""
+    return {True: "official CIFAR-10", False: "a subset of CIFAR-10"}.get(official, "unknown")
+
+
+def imported_title(summary: dict[str, Any], complete: bool) -> str:
+    """The title of imported runs: only what the import knows (data, recipe may be unknown)."""
+    exp = summary["experiment"]
+    if exp == RUN_FOLDER:
+        exp += ": " + ", ".join(summary["models"])
+    what = f"IMPORTED runs ({exp}) from another code base's logs"
+    recipe = "stated" if summary.get("imported_recipe_known") else "unknown"
+    done = "" if complete else ", not shown complete"
+    return (
+        f"{what}; data: {data_words(summary.get('data_official'))}, recipe: {recipe}{done} — "
+        "not this project's reproduction, not comparable to the paper's numbers"
+    )
+
+
+def title_of(summary: dict[str, Any], complete: bool | None = None) -> str:
+    """The report title; anything not comparable with the paper says so first. ``complete``:
+    whether the completeness check passed (default: the summary's every-run-finished)."""
     preset, exp = summary["preset"], summary["experiment"]
+    complete = summary.get("complete") if complete is None else complete
+    if summary.get("imported_runs"):
+        return imported_title(summary, bool(complete))
     counts = summary.get("data_counts") or {}
     n_train = sum(int(counts.get(k) or 0) for k in ("train", "val"))
     subset = summary.get("data_official") is not True
@@ -65,7 +97,7 @@ def title_of(summary: dict[str, Any]) -> str:
             f"FORCED {preset.upper()} run ({exp}) on a SUBSET of CIFAR-10 — "
             "not comparable to the paper's numbers"
         )
-    if not summary.get("complete"):
+    if not complete:
         return f"INCOMPLETE {preset} run ({exp}): not every model finished its schedule"
     return f"Reproduction of He et al. 2016 on CIFAR-10: {exp}, preset {preset}"
 
@@ -159,7 +191,7 @@ def field_deviations(configs: list[dict[str, Any]]) -> list[tuple[str, str, str,
                 want = None  # a plain net has no shortcut
             value = config.get(key, MISSING)
             if value is MISSING:
-                got.add("not recorded")
+                got.add("unknown (not in the import)" if "imported" in config else "not recorded")
             elif value != want:
                 got.add(repr(value))
         if got:
@@ -170,7 +202,9 @@ def field_deviations(configs: list[dict[str, Any]]) -> list[tuple[str, str, str,
 def deviations(configs: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
     """What the field table cannot say: the data, a cut schedule, --force, the headline."""
     out = []
-    if summary.get("data_official") is not True:
+    if summary.get("data_official") is None and summary.get("imported_runs"):
+        out.append("data: unknown (the import does not say; `--set data_official=true|false`)")
+    elif summary.get("data_official") is not True:
         counts = configs[0].get("data_counts") if configs else None
         out.append(f"data: a SUBSET of CIFAR-10 ({counts}), not the official 50k/10k")
     if any(c.get("max_steps") for c in configs):
@@ -238,11 +272,18 @@ def verdicts_section(verdicts: list[Verdict]) -> list[str]:
     return md
 
 
+def data_official_words(summary: dict[str, Any]) -> str:
+    official = summary.get("data_official")
+    if official is None and summary.get("imported_runs"):
+        return "unknown (the import does not say)"
+    return str(official)
+
+
 def data_and_environment_section(summary: dict[str, Any]) -> list[str]:
     md = [
         "## Data",
         "",
-        f"- official CIFAR-10: {summary.get('data_official')}",
+        f"- official CIFAR-10: {data_official_words(summary)}",
         f"- counts: {summary.get('data_counts')}",
         f"- root: {summary.get('data_root')}",
         "",
@@ -257,22 +298,34 @@ def data_and_environment_section(summary: dict[str, Any]) -> list[str]:
     return md + [""]
 
 
-def header_section(summary: dict[str, Any], run_dir: Path, comparable: bool) -> list[str]:
-    """Title, the not-the-paper's-numbers warning where it applies, what the run is."""
-    md = [f"# {title_of(summary)}", ""]
-    if not summary.get("complete"):
+def header_section(
+    summary: dict[str, Any], run_dir: Path, comparable: bool, completeness: Verdict
+) -> list[str]:
+    """Title, the not-the-paper's-numbers warning where it applies, what the run is; complete
+    only when the completeness check passes."""
+    complete = completeness.status == PASS
+    md = [f"# {title_of(summary, complete)}", ""]
+    if not summary.get("complete") and not summary.get("imported_runs"):
         md += ["> **INCOMPLETE.** Not every run of the matrix has finished: a verdict that rests "
                "on an unfinished run is inconclusive, not a result. Finish the matrix (the same "
                "`repro reproduce` command) and report again.", ""]  # fmt: skip
-    if not comparable:
+    if summary.get("imported_runs"):
+        md += [
+            "> **Not the paper's numbers.** Imported from another code base's logs: their "
+            f"recipe is {'stated' if summary.get('imported_recipe_known') else 'unknown'}, "
+            f"their data {data_words(summary.get('data_official'))}; the verdicts use preset "
+            f"`{summary['preset']}`'s references; compare orderings, not values.",
+            "",
+        ]
+    elif not comparable:
         what = summary.get("preset_description", summary["preset"])
         smoke = summary["preset"] == "smoke"
         use = "it proves the plumbing only" if smoke else "compare orderings, not values"
         md += [f"> **Not the paper's numbers.** This run is {what}; {use}.", ""]
+    shown = "yes" if complete else f"no (completeness {completeness.status.upper()})"
     return md + [
         f"Run directory: `{run_dir}` · experiment `{summary['experiment']}` · preset "
-        f"`{summary['preset']}` · seeds {summary['seeds']} · complete: "
-        f"{summary.get('complete')}",
+        f"`{summary['preset']}` · seeds {summary['seeds']} · complete: {shown}",
         "",
     ]
 
@@ -295,7 +348,9 @@ def results_and_curves_section(summary: dict[str, Any], comparable: bool) -> lis
     ]
 
 
-def recipe_section(configs: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+def recipe_section(
+    configs: list[dict[str, Any]], summary: dict[str, Any], interpret: bool = True
+) -> list[str]:
     """The deviations from the paper's recipe, derived field by field from the runs' configs,
     then the recipe as the (first) run resolved it."""
     config = configs[0] if configs else {}
@@ -306,7 +361,7 @@ def recipe_section(configs: list[dict[str, Any]], summary: dict[str, Any]) -> li
         head = ("field", "this run", "paper", "the paper's words")
         md += [markdown_table(head, fields), ""]
     md += [f"- {d}" for d in deviations(configs, summary)] + [""]
-    md += interpretations_section()
+    md += interpretations_section() if interpret else []  # this project's reading, not an import's
     return md + ["## Recipe", "", markdown_table(("field", "value"), rows), ""]
 
 
@@ -342,6 +397,25 @@ def imported_section(matrix: Matrix) -> list[str]:
     return ["## Imported runs", "", intro, "", table, ""]
 
 
+def load_report_matrix(run_dir: Path) -> Matrix:
+    """A `repro reproduce` (or `import-run --experiment`) folder by its summary.json; else a run
+    folder or a folder of runs (`import-run --model`), judged on what its nets allow."""
+    if run_dir.is_dir() and not (run_dir / SUMMARY).is_file():
+        return load_run_folder(run_dir)
+    return load_matrix(run_dir)
+
+
+def report_summary(matrix: Matrix) -> dict[str, Any]:
+    """The refreshed summary, with what imports state: whether runs are imported and whether
+    every import states its recipe (``imported.unknown`` empty)."""
+    summary = refreshed_summary(matrix)
+    records = [r.imported for s in matrix.runs.values() for r in s.values() if r.imported]
+    if records:
+        summary["imported_runs"] = len(records)
+        summary["imported_recipe_known"] = all(not rec.get("unknown") for rec in records)
+    return summary
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md``, ``summary.json`` and the PNGs to ``out``; returns the report path."""
     return write_report_verdicts(run_dir, out)[0]
@@ -352,21 +426,28 @@ def write_report_verdicts(
 ) -> tuple[Path, list[Verdict]]:
     """:func:`write_report`, also returning the verdicts it rendered (for the exit status)."""
     run_dir = Path(run_dir)
-    matrix = load_matrix(run_dir)
-    summary = refreshed_summary(matrix)
+    matrix = load_report_matrix(run_dir)
+    summary = report_summary(matrix)
+    verdicts = all_verdicts(matrix)
     out = Path(out) if out else Path("reports") / run_dir.resolve().name
     out.mkdir(parents=True, exist_ok=True)
-    comparable = bool(summary.get("comparable_to_paper") and summary.get("complete"))
+    completeness = next(v for v in verdicts if v.name == "completeness")
+    complete = completeness.status == PASS
+    comparable = bool(summary.get("comparable_to_paper") and complete)
+    comparable = comparable and not summary.get("imported_runs")
     short = f"CIFAR-10 {summary['experiment']}, preset {summary['preset']}"
     short += "" if comparable else f" ({summary['preset'].upper()}: not comparable to the paper)"
+    if summary.get("imported_runs"):
+        short = f"imported: {', '.join(summary['models'])} (not comparable to the paper)"
     plot_curves({m: list(s.values()) for m, s in matrix.runs.items()}, out / CURVES_PNG, short)
     configs = [r.config for s in matrix.runs.values() for r in s.values() if r.config]
-    verdicts = all_verdicts(matrix)
-    md = header_section(summary, run_dir, comparable) + claims_summary_section(verdicts)
+    md = header_section(summary, run_dir, comparable, completeness)
+    md += claims_summary_section(verdicts)
     md += imported_section(matrix) + results_and_curves_section(summary, comparable)
     md += verdicts_section(verdicts) + layer_response_section(run_dir, out)
-    md += trust_sections(matrix.preset, matrix.experiment)
-    md += recipe_section(configs, summary)
+    if matrix.experiment != RUN_FOLDER:  # the power of an experiment's verdicts (its nets)
+        md += trust_sections(matrix.preset, matrix.experiment)
+    md += recipe_section(configs, summary, interpret=not summary.get("imported_runs"))
     md += data_and_environment_section(summary)
     write_summary(out, summary)
     atomic_write(out / "report.md", lambda tmp: tmp.write_text("\n".join(md), encoding="utf-8"))
