@@ -14,9 +14,10 @@ from cli_helpers import one_clear_line, run_cli
 from torch import nn
 
 from repro.data import CLASSES, get_split, load_cifar10, normalize
+from repro.errors import ReproError
 from repro.models import build_model
 from repro.train.checkpoint import save_checkpoint
-from repro.train.evaluate import EvalResult, evaluate
+from repro.train.evaluate import EvalResult, evaluate, refuse_nan_logits
 
 MEAN = (0.5, 0.4, 0.3)
 STD = (0.2, 0.25, 0.3)
@@ -386,3 +387,16 @@ def test_cuda_evaluation_agrees_with_cpu_and_amp_keeps_the_error_close():
     assert gpu.loss == pytest.approx(cpu.loss, rel=1e-3)
     assert abs(gpu.error_percent - cpu.error_percent) <= 1.0
     assert abs(half.error_percent - cpu.error_percent) <= 2.0
+
+
+def test_weights_that_overflow_to_nan_logits_are_refused_not_measured():
+    """Finite weights can still overflow: a NaN logit is no measurement (issue 21)."""
+    model = trained_looking_resnet()
+    with torch.no_grad():
+        model.fc.weight.fill_(3e38)  # finite, but the logits overflow to inf - inf = NaN
+    images, labels = labelled_images(20)
+    result = evaluate(model, images, labels, MEAN, STD)
+    with pytest.raises(ReproError, match="gives NaN logits"):
+        refuse_nan_logits(result, "the test net")
+    good = evaluate(trained_looking_resnet(), images, labels, MEAN, STD)
+    assert refuse_nan_logits(good, "the test net") is good

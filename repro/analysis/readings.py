@@ -33,7 +33,7 @@ from repro.analysis.structure import (
     weights_problem,
 )
 from repro.errors import ReproError
-from repro.train.evaluate import EvalResult, evaluate
+from repro.train.evaluate import EvalResult, evaluate, refuse_nan_logits
 
 PLAUSIBLE_MAX_ERROR = 50.0  # % test error; chance on CIFAR-10 is 90 %
 CHANCE_MARGIN = (
@@ -181,12 +181,7 @@ def measure(
         )
     except ValueError as exc:
         raise ReproError(f"cannot evaluate {reading.name}: {exc}") from None
-    if math.isnan(result.loss):
-        raise ReproError(
-            f"{reading.name} gives NaN logits on the test images (its weights overflow): a NaN "
-            "logit is no measurement; the file is damaged or not a trained net"
-        )
-    return result
+    return refuse_nan_logits(result, reading.name)
 
 
 def evaluate_all(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,12 @@ from repro.train.akamaster import MODELS as AKAMASTER_MODELS
 from repro.train.akamaster import load_akamaster
 from repro.train.checkpoint import TRUST_FLAG, model_from_checkpoint
 from repro.train.devices import resolve_device
-from repro.train.evaluate import EvalResult, checkpoint_normalization, evaluate
+from repro.train.evaluate import (
+    EvalResult,
+    checkpoint_normalization,
+    evaluate,
+    refuse_nan_logits,
+)
 
 SOURCES = ("repro", "akamaster")
 
@@ -200,11 +204,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ReproError(f"cannot evaluate {args.checkpoint}: {exc}") from None
-    if math.isnan(result.loss):
-        raise ReproError(
-            f"checkpoint {args.checkpoint} gives NaN logits (its weights overflow): a NaN logit "
-            "is no measurement; the file is damaged or not a trained net"
-        )
+    refuse_nan_logits(result, f"checkpoint {args.checkpoint}")
     out = report(args, info, result, data)
     print(json.dumps(out, indent=2) if args.json else format_report(out, data))
     return 0

@@ -7,6 +7,7 @@ until one read at the end, so a training loop can call this at every evaluation 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +145,16 @@ def evaluate(
 
     assert correct is not None and count is not None  # n >= 1 (_check_inputs): the loop ran
     return _result(loss_sum, correct, count, n)
+
+
+def refuse_nan_logits(result: EvalResult, what: str) -> EvalResult:
+    """``result`` unless its loss is NaN: a NaN logit is no measurement, so say so in one line."""
+    if math.isnan(result.loss):
+        raise ReproError(
+            f"{what} gives NaN logits on the test images (its weights overflow): a NaN logit is "
+            "no measurement; the file is damaged or not a trained net"
+        )
+    return result
 
 
 def _check_inputs(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> None:
