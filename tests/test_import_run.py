@@ -188,6 +188,17 @@ def test_an_import_into_a_non_empty_folder_is_refused(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
 
 
+def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine")  # --out under a file: no folder can be made there
+    src = tmp_path / "metrics.json"
+    src.write_text(json.dumps([{"step": 1, "test_error": 9.0}]))
+    out = tmp_path / "afile" / "run"
+    assert main(["import-run", str(src), "--out", str(out), "--model", "resnet20"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "afile" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_a_bad_run_in_a_matrix_writes_nothing(tmp_path, capsys):
     src = write_matrix(tmp_path / "logs")
     (src / "resnet56" / "seed1" / "metrics.json").write_text(

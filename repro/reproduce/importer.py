@@ -49,6 +49,7 @@ from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import (
     CONFIG,
     METRICS,
+    check_writable,
     config_problems,
     load_runs,
     seed_dir,
@@ -391,7 +392,7 @@ def parse_recipe(items: list[str]) -> dict[str, Any]:
 def _prepare_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ReproError(f"--out {out} is not an empty folder; import into a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent)  # one line for a read-only or impossible --out, before any work
 
 
 def _publish(tmp: Path, out: Path) -> None:
