@@ -145,7 +145,9 @@ def test_matrix_with_a_running_and_a_pending_task_cancelled_finishes_on_the_same
     assert reference.wait(timeout=300) == 0
     assert_same_as_reference(seed_dir(out, "resnet20", 0), tmp_path / "ref-resnet20-0")
     rc, _, err = run_repro(capsys, "report", str(out), "--out", str(tmp_path / "report"))
-    assert rc == 0, err
+    # a report is written (2 would be none); its verdicts on 3-step smoke nets are not this
+    # test's subject: since issue 22 the exit status follows them (1 a check failed, 3 not assessed)
+    assert rc in (0, 1, 3), err
     assert "resnet20" in (tmp_path / "report" / "report.md").read_text()
 
 
