@@ -25,7 +25,7 @@ next one still runs. OUT_DIR gets summary.md plus at most 7 other files, flat:
 Planned budgets on one H100 (seconds, python/torch start-up included):
   env 70, ladder 160, memory 40, training 150, bench 70 = 490 s (8 min 10 s), under 9 min with
   the harness. --rehearse: every stage on the CPU with tiny sizes (depth-8 nets, a few steps),
-  budgets env 47, ladder 25, memory 18, training 70, bench 17 = 177 s (2 quiet cores).
+  budgets env 38, ladder 25, memory 18, training 70, bench 26 = 177 s (2 quiet cores).
 
 Data (the GPU machine has no CIFAR-10; carry the 5,085-image subset along):
   mkdir -p .carry && cp -r ../shared/data/cifar-10-mini .carry/
@@ -93,7 +93,7 @@ cd "$ROOT" || die "cannot enter $ROOT"
 
 STAGES=(env ladder memory training bench)
 if [ "$REHEARSE" = 1 ]; then
-    BUDGETS=(47 25 18 70 17)  # CPU rehearsal, 2 quiet cores: 177 s at most
+    BUDGETS=(38 25 18 70 26)  # CPU rehearsal, 2 quiet cores: 177 s at most
     MODE=(--rehearse)
     export OMP_NUM_THREADS=1  # one thread per process: several share 2 cores (reports/performance.md)
 else

@@ -207,19 +207,23 @@ def rehearse(
 
 
 @pytest.mark.slow
-def test_the_rehearsal_records_a_failing_and_an_overrunning_stage_and_goes_on(tmp_path, mini_root):
-    r, out = rehearse(tmp_path, mini_root, "ladder,memory:hang")
+def test_the_rehearsal_records_failing_and_overrunning_stages_and_goes_on(tmp_path, mini_root):
+    """Every stage but the last made to fail (memory to hang past its budget): each is recorded
+    as such, and the benchmarks still run and give their figures. Failing on purpose keeps this
+    test short; the passing stages' figures are the next test's business."""
+    r, out = rehearse(tmp_path, mini_root, "env,ladder,memory:hang,training")
     assert r.returncode == 1, r.stderr
     assert limit_problems(out) == []
     listing = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert len(listing) <= 8 and {"summary.md", "log.txt"} <= {str(p) for p in listing}
     status = {s: read_stage(out, s).get("stage", {}) for s in STAGES}
-    assert status["ladder"]["status"] == "failed"
-    assert "failed on purpose" in status["ladder"]["error"]
+    for stage in ("env", "ladder", "training"):
+        assert status[stage]["status"] == "failed"
+        assert "failed on purpose" in status[stage]["error"]
     assert status["memory"]["status"] == "timed out"
-    # the stages after them ran: each wrote its own figures' keys and got a final status
-    assert "models" in read_stage(out, "training") and "figures" in read_stage(out, "bench")
-    assert all(status[s]["status"] in ("ok", "failed", "timed out") for s in STAGES)
+    # the stage after them ran in full: its figures and a final status
+    assert status["bench"]["status"] == "ok"
+    assert all(f["images_per_s"] > 0 for f in read_stage(out, "bench")["figures"])
     summary = (out / "summary.md").read_text()
     for i, stage in enumerate(STAGES, 1):
         assert f"## {i} {TITLES[stage]}" in summary
