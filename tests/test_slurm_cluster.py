@@ -8,11 +8,13 @@ of an uninterrupted one. Run by ``nox -s slurm``, which stands the cluster up
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -76,6 +78,30 @@ def queue_state(job: str) -> str:
     """squeue's state of one job or array task ('' once it left the queue)."""
     rows = dict(line.split("|") for line in slurm("squeue", "-h", "-r", "-o", "%i|%T").split())
     return rows.get(job, "")
+
+
+def trainer_pid(run: Path) -> int:
+    """The PID of the `repro train` process writing to ``run`` (read from /proc)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # the process ended meanwhile
+            continue
+        if "train" in argv and "--out" in argv and argv[argv.index("--out") + 1] == str(run):
+            return int(cmdline.parent.name)
+    raise AssertionError(f"no `repro train --out {run}` process")
+
+
+def signalled_or_gone(pid: int) -> bool:
+    """Has the held process ``pid`` a SIGTERM waiting (from /proc/PID/status), or has it gone on
+    and ended (slurmstepd may send SIGCONT with the signals it delivers)?"""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    fields = dict(line.split(":", 1) for line in status.splitlines())
+    bit = 1 << (signal.SIGTERM - 1)
+    return any(int(fields[key].strip(), 16) & bit for key in ("SigPnd", "ShdPnd"))
 
 
 def job_ids(out: Path) -> dict[str, str]:
@@ -198,10 +224,19 @@ def test_a_time_limit_reached_stops_checkpoints_requeues_and_resumes(
     (job,) = submit_matrix("core", ("resnet20",), preset, out, 1, data, OPTIONS, "cpu")
     run, log = seed_dir(out, "resnet20", 0), log_path(out, "resnet20", 0)
     wait_until("a checkpoint", lambda: (run / "last.pt").is_file())
-    # the limit, lowered for the test so that USR2 (SIGNAL_DELAY_S = 120 s before it) is due now
-    elapsed = int(slurm("squeue", "-h", "-j", str(job.job_id), "-o", "%M").split(":")[-2])
-    slurm("scontrol", "update", f"jobid={job.job_id}", f"TimeLimit={elapsed + 2}")
-    wait_until("the stop at the limit", lambda: "requeued" in log.read_text(), timeout=180)
+    # Slurm's signal timer may fire up to a minute late: the trainer is held (SIGSTOP) so that it
+    # cannot finish first; it goes on as soon as the job's handler has sent it SIGTERM.
+    trainer = trainer_pid(run)
+    os.kill(trainer, signal.SIGSTOP)
+    try:
+        # the limit, lowered so that USR2 (SIGNAL_DELAY_S = 120 s before it) is due now
+        elapsed = int(slurm("squeue", "-h", "-j", str(job.job_id), "-o", "%M").split(":")[-2])
+        slurm("scontrol", "update", f"jobid={job.job_id}", f"TimeLimit={elapsed + 2}")
+        wait_until("SIGTERM to the trainer", lambda: signalled_or_gone(trainer), timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(trainer, signal.SIGCONT)
+    wait_until("the stop at the limit", lambda: "requeued" in log.read_text(), timeout=120)
     slurm("scontrol", "update", f"jobid={job.job_id}", "TimeLimit=10")  # the resumed attempt
     wait_until("the resumed run", lambda: all_done(out), timeout=400)
 
