@@ -13,9 +13,10 @@ the convolution without bias and a BN with unit scale, zero mean, unit variance 
 its shift: the same function, so the error and the layer responses of Fig. 7 (the BN outputs)
 are unchanged. A BN's ``epsilon`` other than PyTorch's 1e-5 is moved into its variance.
 
-The graph is read with the ``onnx`` package (``pip install 'resnet-repro[onnx]'``), imported only
-here; the converters to PyTorch modules (onnx2torch, onnx2pytorch) are not needed and no graph
-code is run: only the weights are read.
+The graph is read with the ``onnx`` package (``pip install 'resnet-repro[onnx]'``), imported
+only here. No graph code is run and no converter to PyTorch modules is needed (onnx2torch 1.5.15
+and onnx2pytorch 0.6.0 each failed on a ResNet-20 exported by torch 2.15; see the README): only
+the weights are read.
 """
 
 from __future__ import annotations
