@@ -180,3 +180,25 @@ def test_caffe_files_are_refused_saying_why_and_what_to_do(tmp_path, capsys, nam
     line = one_clear_line(*run_repro(capsys, "verify", *argv))
     assert what in line and "OpenCV's dnn" in line and "torch.save" in line
     assert "truncated or corrupt" not in line and "Keras" not in line and "CIFAR" not in line
+
+
+class Normalised(nn.Module):
+    """A net that normalises its own input, as some exported models do."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(COMMON_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def test_a_normalisation_inside_the_graph_is_noted(tmp_path) -> None:
+    torch.manual_seed(4)
+    theirs = TheirNet(8, "B").eval()
+    plain = load_foreign(exported(theirs, tmp_path / "plain.onnx", fold=True))
+    inside = load_foreign(exported(Normalised(theirs), tmp_path / "inside.onnx", fold=True))
+    assert not any("before its first Conv" in n for n in plain.notes)
+    assert any("computes Sub, Div with constants before its first Conv" in n for n in inside.notes)

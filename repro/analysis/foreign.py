@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from repro.analysis.normalizations import recorded_normalization
-from repro.analysis.onnx_weights import load_onnx_graph, onnx_state_dict
+from repro.analysis.onnx_weights import input_preprocessing, load_onnx_graph, onnx_state_dict
 from repro.errors import ReproError
 from repro.train.checkpoint import FORMAT, read_torch_file, strip_wrapper_prefixes
 
@@ -218,8 +218,15 @@ def other_framework(path: Path) -> str | None:
 
 def load_onnx(path: Path) -> Foreign:
     """An ONNX model's weights (:mod:`repro.analysis.onnx_weights`), noted as such."""
-    state, unfolded = onnx_state_dict(load_onnx_graph(path), path)
+    graph = load_onnx_graph(path)
+    state, unfolded = onnx_state_dict(graph, path)
     foreign = Foreign(state, "an ONNX graph's weights in graph order, read with the onnx package")
+    if ops := input_preprocessing(graph):
+        foreign.notes.append(
+            f"the ONNX graph computes {', '.join(ops)} with constants before its first Conv (a "
+            "built-in input normalisation?): verify does not run it and applies only the "
+            "normalisation it is given; give the one those constants make"
+        )
     if unfolded:
         foreign.notes.append(
             f"{unfolded} ONNX convolutions carry a BN the exporter folded into them (conv with "

@@ -174,6 +174,25 @@ class GraphWeights:
         return None
 
 
+PREPROCESSING_OPS = ("Sub", "Div", "Mul", "Add")
+
+
+def input_preprocessing(graph: Any) -> list[str]:
+    """The arithmetic with constants that the graph does before its first ``Conv``: a
+    normalisation built into the model (``Sub`` mean, ``Div`` std), which `repro verify` does not
+    run (it applies the normalisation it is given)."""
+    consts = {t.name for t in graph.initializer} | {
+        n.output[0] for n in graph.node if n.op_type == "Constant"
+    }
+    found = []
+    for node in graph.node:
+        if node.op_type == "Conv":
+            break
+        if node.op_type in PREPROCESSING_OPS and any(i in consts for i in node.input):
+            found.append(node.op_type)
+    return found
+
+
 def onnx_state_dict(graph: Any, path: Path) -> tuple[dict[str, torch.Tensor], int]:
     """(the graph's layers as a state_dict in graph order, how many convolutions carried a BN
     that the exporter had folded into them and were read back as conv + BN)."""
