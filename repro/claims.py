@@ -255,10 +255,31 @@ def claim_models(claim: dict[str, Any]) -> tuple[str, ...]:
     return (claim["higher"], claim["lower"])
 
 
+def model_seeds(matrix: Matrix, model: str) -> list[int]:
+    """The seeds that stand for ``model``, in order. In a matrix, the matrix's seeds: nets are
+    compared seed by seed. In a run folder (imported runs, ``RUN_FOLDER``) each net's own seeds:
+    another code base's seeds are labels, which may differ between nets, so compared nets are
+    paired by rank (a folder of plain56 seed 1 and plain20 seed 0 compares the two)."""
+    if matrix.experiment == RUN_FOLDER:
+        return sorted(matrix.runs.get(model, {}))
+    return list(matrix.seeds)
+
+
+def seeds_per_net(matrix: Matrix) -> int:
+    """The number of seeds a comparison rests on (what the calibration's power is computed for):
+    the matrix's seeds, or in a run folder the fewest runs of any one net."""
+    if matrix.experiment == RUN_FOLDER:
+        return min((len(runs) for runs in matrix.runs.values()), default=0)
+    return len(matrix.seeds)
+
+
 def seed_values(matrix: Matrix, model: str, key: str) -> list[float | None]:
-    """One metric for every seed of a model, in seed order (None where missing)."""
+    """One metric for every seed of a model (:func:`model_seeds`), in order (None where
+    missing)."""
     runs = matrix.runs.get(model)
-    return [seed_metrics(runs[s])[key] if s in runs else None for s in matrix.seeds] if runs else []
+    if not runs:
+        return []
+    return [seed_metrics(runs[s])[key] if s in runs else None for s in model_seeds(matrix, model)]
 
 
 # A run folder, or a folder of them, without a summary.json (`repro import-run --model`): no
@@ -601,7 +622,7 @@ def _ordering_check(matrix: Matrix, name: str) -> Verdict:
     claims = [c for c in of_check if all(m in matrix.runs for m in claim_models(c))]
     if not claims:
         return _no_claim_verdict(matrix, name, of_check)
-    not_asserted = not_asserted_claims(matrix.preset, claims, len(matrix.seeds))
+    not_asserted = not_asserted_claims(matrix.preset, claims, seeds_per_net(matrix))
     rows, failed, outcomes = [], [], []
     for claim in claims:
         claim_rows, claim_failed, outcome = _claim_rows(matrix, claim, not_asserted)
@@ -794,7 +815,7 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         and c["higher"] in matrix.runs
         and c["lower"] in matrix.runs
     ]
-    not_asserted = not_asserted_claims(matrix.preset, claims, len(matrix.seeds))
+    not_asserted = not_asserted_claims(matrix.preset, claims, seeds_per_net(matrix))
     stale = stale_responses(matrix, doc, {m for c in claims for m in (c["higher"], c["lower"])})
     if stale:
         return Verdict(
@@ -811,8 +832,8 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         hi, lo = claim["higher"], claim["lower"]
         means = (models.get(hi, {}).get("mean_std"), models.get(lo, {}).get("mean_std"))
         c = compare(
-            _response_values(models, hi, matrix.seeds),
-            _response_values(models, lo, matrix.seeds),
+            _response_values(models, hi, model_seeds(matrix, hi)),
+            _response_values(models, lo, model_seeds(matrix, lo)),
             means,
         )
         verdict = claim_verdict(claim["id"], c.holds, not_asserted)

@@ -127,6 +127,9 @@ def test_missing_columns_name_the_file_the_columns_found_and_the_map_to_use(tmp_
     err = refused(tmp_path, capsys, src)
     assert "no test error or accuracy column among loss, step, top1_val_acc" in err
     assert "--map test_acc=top1_val_acc" in err
+    src = write(tmp_path, "log.csv", "iteration,top1,val_loss,train_err\n100,50,1.0,40\n")
+    err = refused(tmp_path, capsys, src)  # a loss or a training column is never suggested
+    assert err.rstrip().endswith("pass --map test_acc=top1 (an accuracy: error = 100 - acc)")
 
 
 def test_a_percent_log_whose_train_error_falls_below_1_stays_percent(tmp_path, capsys):

@@ -10,7 +10,15 @@ from pathlib import Path
 from test_import_caffe import CAFFE
 from test_import_run import ERRORS, epochs
 
-from repro.claims import NOT_ASSESSABLE, PASS, SKIP, all_verdicts, load_run_folder
+from repro.claims import (
+    NOT_ASSESSABLE,
+    PASS,
+    SKIP,
+    all_verdicts,
+    load_run_folder,
+    model_seeds,
+    seeds_per_net,
+)
 from repro.cli import main
 from repro.fileio import write_jsonl
 from repro.matrix_summary import seed_metrics
@@ -148,3 +156,46 @@ def test_best_on_test_never_counts_iteration_0(tmp_path):
     write_jsonl(folder / METRICS, rows)
     metrics = seed_metrics(load_run(folder))
     assert metrics["best_test_error"] == 7.0 and metrics["final_test_error"] == 7.0
+
+
+def seeded_folder(tmp_path: Path, seeds: dict[str, list[int]], errors=ERRORS) -> Path:
+    """A folder of imported runs (`import-run --model M --seed K`), each net with its seeds."""
+    folder = tmp_path / "runs"
+    tmp_path.mkdir(exist_ok=True)
+    for model, model_seeds_ in seeds.items():
+        for seed in model_seeds_:
+            src = tmp_path / f"{model}-{seed}.json"
+            src.write_text(json.dumps(epochs(*errors[model])))
+            argv = ["--model", model, "--seed", str(seed), "--iterations-per-epoch", "391", "--map"]
+            argv.append("train_acc=acc")
+            out = folder / f"{model}-seed{seed}"
+            assert main(["import-run", str(src), "--out", str(out), *argv, "--finished"]) == 0
+    return folder
+
+
+def ordering_rows(folder: Path) -> dict[tuple[str, str], tuple]:
+    verdicts = {v.name: v for v in all_verdicts(load_run_folder(folder))}
+    rows = verdicts["degradation"].rows + verdicts["residual"].rows
+    return {(r[0], r[1]): r[2:] for r in rows}
+
+
+def test_a_folder_of_runs_with_different_seeds_per_net_is_still_compared(tmp_path, capsys):
+    """Imported runs of plain20 seed 0, plain56 seed 1, resnet20 seed 2, resnet56 seed 3 are
+    compared as if their seeds were equal (another code base's seeds are labels), not failed as
+    'missing' seeds 0/4."""
+    nets = ("plain20", "plain56", "resnet20", "resnet56")
+    same = ordering_rows(seeded_folder(tmp_path / "same", {m: [0] for m in nets}))
+    differ = ordering_rows(seeded_folder(tmp_path / "differ", {m: [i] for i, m in enumerate(nets)}))
+    assert differ == same
+    assert differ[("plain56 > plain20", "final_test_error")] == (13.5, 9.5, "1/1", "ok")
+    assert differ[("resnet20 > resnet56", "final_test_error")][2:] == ("1/1", "ok")
+
+
+def test_different_seeds_per_net_can_still_fail_and_count_the_fewest_runs(tmp_path, capsys):
+    swapped = {**ERRORS, "plain20": ERRORS["plain56"], "plain56": ERRORS["plain20"]}
+    seeds = {"plain20": [3, 4], "plain56": [7, 9], "resnet20": [0], "resnet56": [1]}
+    folder = seeded_folder(tmp_path, seeds, swapped)
+    rows = ordering_rows(folder)
+    assert rows[("plain56 > plain20", "final_test_error")] == (9.5, 13.5, "0/2", "FAIL")
+    matrix = load_run_folder(folder)
+    assert model_seeds(matrix, "plain56") == [7, 9] and seeds_per_net(matrix) == 1

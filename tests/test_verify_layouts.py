@@ -171,6 +171,8 @@ def test_mean_and_std_on_either_scale_and_a_warning_for_a_worse_choice(tmp_path,
     for mean, std, scale in (
         ("0.4914,0.4822,0.4465", "0.2023,0.1994,0.2010", "0-1 scale"),
         ("125.307,122.961,113.857", "51.587,50.847,51.255", "0-255 scale"),
+        # each flag has its own scale: a 0-255 mean beside a 0-1 std (was read as 85 % error)
+        ("125.307,122.961,113.857", "0.2023,0.1994,0.2010", "mean on the 0-255 scale"),
     ):
         rc, out, _ = run_repro(capsys, *base, "--mean", mean, "--std", std)
         result = json.loads(out)

@@ -4,7 +4,9 @@ and the files of other frameworks, named as such.
 The file is read without running its code (:func:`repro.train.checkpoint.read_torch_file`); its
 state_dict is found bare, or under ``state_dict`` / ``model`` / ``net`` / ``model_state_dict``
 (``module.`` and ``_orig_mod.`` prefixes dropped; a pickled module only with ``trust_pickle``).
-A Keras/TensorFlow HDF5 file is recognised by its signature and refused with what to do.
+A Keras/TensorFlow HDF5 file is recognised by its signature, a Caffe ``.caffemodel`` /
+``.solverstate`` by its name, and each is refused with what to do; an ``.onnx`` file's weights are
+read with the onnx package (:mod:`repro.analysis.onnx_weights`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from repro.analysis.normalizations import recorded_normalization
+from repro.analysis.onnx_weights import input_preprocessing, load_onnx_graph, onnx_state_dict
 from repro.errors import ReproError
 from repro.train.checkpoint import FORMAT, read_torch_file, strip_wrapper_prefixes
 
@@ -30,6 +33,7 @@ CIFAR10_TRAIN_IMAGES = 50_000
 PAPER_BATCH = 128  # Sec. 4.2: a mini-batch size of 128
 EPOCH_KEYS = ("epoch", "epochs", "last_epoch")
 BEST_KEYS = ("best_prec1", "best_acc", "best_acc1", "acc", "accuracy")
+ONNX_SUFFIX = ".onnx"
 OPTIMIZER_KEYS = ("optimizer", "optimizer_state_dict", "optim", "opt")
 
 
@@ -43,6 +47,7 @@ class Foreign:
     recorded: Any = None  # the Normalization a resnet-repro checkpoint says it trained with
     extras: dict[str, Any] = field(default_factory=dict)
     named: tuple[str, str | None] | None = None  # (net, shortcut) a resnet-repro file records
+    notes: list[str] = field(default_factory=list)  # how the file was read, when not by torch
 
 
 def _tensor_dict(value: Any) -> bool:
@@ -139,7 +144,7 @@ def bn_batches(state: Mapping[str, torch.Tensor]) -> int | None:
 
 def training_notes(foreign: Foreign) -> list[str]:
     """Lines on how far the file's training went, from its BN counters and wrapper keys."""
-    notes = []
+    notes = list(foreign.notes)
     batches = bn_batches(foreign.state)
     if batches == 0:
         notes.append("BN statistics from 0 batches: the running statistics were never updated")
@@ -166,8 +171,35 @@ def training_notes(foreign: Foreign) -> list[str]:
     return notes
 
 
+CAFFE_CONVERT = (
+    "no maintained reader of Caffe weights was found besides OpenCV's dnn module (Caffe itself "
+    "had its last release in 2017), so repro verify reads none: load the net with Caffe (or cv2.dnn.readNetFromCaffe with its .prototxt), "
+    "save each layer's blobs as a PyTorch state_dict (Convolution -> weight [out, in, kh, kw]; "
+    "BatchNorm blobs mean and variance divided by its third blob, the scale factor, -> "
+    "running_mean/running_var; the Scale layer after it -> weight/bias; InnerProduct -> linear "
+    "weight/bias) with torch.save, and verify that file"
+)
+
+
+def caffe_file(path: Path) -> str | None:
+    """A refusal for Caffe's weights (``.caffemodel``) and solver states (``.solverstate``),
+    named by their suffix (protobuf has no signature; Caffe's HDF5 variants end in ``.h5``)."""
+    name = path.name.lower()
+    if ".caffemodel" in name:
+        return f"checkpoint {path} is a Caffe model, not a PyTorch file: {CAFFE_CONVERT}"
+    if ".solverstate" in name:
+        return (
+            f"checkpoint {path} is a Caffe solver state (the solver's iteration and momentum "
+            "history, no weights): verify the .caffemodel it was saved with; "
+            f"{CAFFE_CONVERT}"
+        )
+    return None
+
+
 def other_framework(path: Path) -> str | None:
-    """What framework's file this is when it is not PyTorch's and says so in its bytes."""
+    """What framework's file this is when it is not PyTorch's and says so in its name or bytes."""
+    if caffe := caffe_file(path):
+        return caffe
     try:
         with path.open("rb") as f:
             head = f.read(max(HDF5_OFFSETS) + len(HDF5_SIGNATURE))
@@ -182,6 +214,26 @@ def other_framework(path: Path) -> str | None:
             "weight/bias/running_mean/running_var) with torch.save, and verify that file"
         )
     return None
+
+
+def load_onnx(path: Path) -> Foreign:
+    """An ONNX model's weights (:mod:`repro.analysis.onnx_weights`), noted as such."""
+    graph = load_onnx_graph(path)
+    state, unfolded = onnx_state_dict(graph, path)
+    foreign = Foreign(state, "an ONNX graph's weights in graph order, read with the onnx package")
+    if ops := input_preprocessing(graph):
+        foreign.notes.append(
+            f"the ONNX graph computes {', '.join(ops)} with constants before its first Conv (a "
+            "built-in input normalisation?): verify does not run it and applies only the "
+            "normalisation it is given; give the one those constants make"
+        )
+    if unfolded:
+        foreign.notes.append(
+            f"{unfolded} ONNX convolutions carry a BN the exporter folded into them (conv with "
+            "bias, no BatchNormalization node): read as conv + BN with unit statistics and the "
+            "bias as BN's shift (exact: the outputs and the BN outputs of Fig. 7 are unchanged)"
+        )
+    return foreign
 
 
 def recorded_net(name: Any, kwargs: Any) -> tuple[str, str | None] | None:
@@ -202,6 +254,8 @@ def load_foreign(path: str | os.PathLike, trust_pickle: bool = False) -> Foreign
     path = Path(path)
     if path.is_file() and (why := other_framework(path)):
         raise ReproError(why)
+    if path.is_file() and path.suffix.lower() == ONNX_SUFFIX:
+        return load_onnx(path)
     obj = read_torch_file(
         path,
         "cpu",

@@ -6,7 +6,8 @@ which that was; so it is never guessed. It comes from (first that says):
 * ``--normalize NAME``: one of :data:`PRESETS` (per-channel constants, ``x / 255`` first) or
   ``per-pixel-mean`` (the paper's, Sec. 3.4/4.2: the training images' mean image subtracted);
 * ``--mean R,G,B --std R,G,B``: any per-channel constants, on the 0-1 scale or the 0-255 scale
-  (values above 1 are read as 0-255 and divided by 255; the report says which);
+  (values above 1 are read as 0-255 and divided by 255, for mean and std each; the report says
+  which);
 * ``CHECKPOINT.json`` beside the file: ``{"normalize": NAME}`` or ``{"mean": [R, G, B],
   "std": [R, G, B]}`` (the same scales);
 * a resnet-repro checkpoint records its own.
@@ -76,18 +77,31 @@ def _numbers(values: Any) -> bool:
     )
 
 
+def _scale(values: Any) -> float:
+    """255 for constants on the 0-255 scale (any value above 1), else 1 (the 0-1 scale)."""
+    return 255.0 if max(values) > 1.0 else 1.0
+
+
 def custom(mean: Any, std: Any, where: str) -> Normalization:
-    """Per-channel constants given by a user, on the 0-1 or the 0-255 scale (said in ``source``)."""
+    """Per-channel constants given by a user, on the 0-1 or the 0-255 scale (said in ``source``).
+    Each of mean and std has its own scale: a CIFAR std is about 0.2 on the 0-1 scale and about
+    50 on the 0-255 one, a mean about 0.5 or 120, so a mean copied as ``125.3, 123.0, 113.9``
+    beside a std of ``0.2023, 0.1994, 0.2010`` is read as both code bases meant it."""
     if not (_numbers(mean) and _numbers(std)):
         raise ReproError(f"{where}: mean and std must be 3 finite numbers each (R, G, B)")
     if any(s <= 0 for s in std) or any(m < 0 for m in mean):
         raise ReproError(f"{where}: every std must be > 0 and every mean >= 0, got {mean} / {std}")
-    big = max(*mean, *std) > 1.0
-    if big and max(*mean, *std) > 255:
+    if max(*mean, *std) > 255:
         raise ReproError(f"{where}: values above 255 are on no pixel scale, got {mean} / {std}")
-    scale = 255.0 if big else 1.0
-    said = "0-255 scale, divided by 255" if big else "0-1 scale"
-    m, s = tuple(float(v) / scale for v in mean), tuple(float(v) / scale for v in std)
+    mean_scale, std_scale = _scale(mean), _scale(std)
+    scales = {255.0: "0-255 scale, divided by 255", 1.0: "0-1 scale"}
+    said = (
+        scales[mean_scale]
+        if mean_scale == std_scale
+        else f"mean on the {scales[mean_scale]}, std on the {scales[std_scale]}"
+    )
+    m = tuple(float(v) / mean_scale for v in mean)
+    s = tuple(float(v) / std_scale for v in std)
     return Normalization(CUSTOM, f"{where} ({said})", m, s)
 
 

@@ -209,6 +209,29 @@ def suggest(present: set, wanted: str, hints: tuple[str, ...]) -> str:
     return f"; pass --map {wanted}={close[0]}" if close else f"; pass --map {wanted}=COLUMN"
 
 
+ACCURACY_HINTS = ("acc", "top1", "top-1", "top_1", "prec")
+
+
+def test_column_hint(present: set) -> str:
+    """The ``--map`` for a log without a test error or accuracy column: an error-like column
+    (``err``) as ``test_error``, else an accuracy-like one (``acc``, ``top1``, ``prec``) as
+    ``test_acc``, those naming test/val first; a loss or a training column never."""
+    names = [
+        c for c in sorted(map(str, present)) if "loss" not in c.lower() and "train" not in c.lower()
+    ]
+
+    def first(hints: tuple[str, ...]) -> str | None:
+        found = [c for c in names if any(h in c.lower() for h in hints)]
+        found.sort(key=lambda c: not any(h in c.lower() for h in ("test", "val")))
+        return found[0] if found else None
+
+    if error := first(("err",)):
+        return f"; pass --map test_error={error}"
+    if accuracy := first(ACCURACY_HINTS):
+        return f"; pass --map test_acc={accuracy} (an accuracy: error = 100 - acc)"
+    return "; pass --map test_error=COLUMN (or --map test_acc=COLUMN for an accuracy)"
+
+
 def _check_ranges(table: dict[str, list[float]], columns: dict[str, str], where: str) -> None:
     """Errors and accuracies within 0-100 % (after scaling), iterations and epochs >= 0 and
     whole; ReproError naming the file, column and row of the first that is not."""
@@ -295,15 +318,9 @@ def convert(
     present = set().union(*(r.keys() for r in rows))
     columns = _columns(rows, mapping, where)
     if "test_error" not in columns and "test_acc" not in columns:
-        hint = suggest(present, "test_error", ("test", "val", "err", "acc"))
-        column = hint.rpartition("=")[2]
-        if "acc" in column.lower():
-            hint = f"; pass --map test_acc={column} (an accuracy: error = 100 - acc)"
-        elif column == "COLUMN":
-            hint += " (or --map test_acc=COLUMN for an accuracy)"
         raise ReproError(
             f"{where}: no test error or accuracy column among "
-            f"{', '.join(sorted(map(str, present)))}{hint}"
+            f"{', '.join(sorted(map(str, present)))}{test_column_hint(present)}"
         )
     rows, dropped = _without_iteration_0(rows, columns.get("iteration"))
     if not rows:

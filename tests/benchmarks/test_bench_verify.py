@@ -27,3 +27,32 @@ def test_bench_verify_refusal(benchmark, tmp_path, capsys) -> None:
     rc = benchmark.pedantic(refuse, rounds=5, iterations=1, warmup_rounds=1)
     benchmark.extra_info["cpu_s_per_round"] = (time.process_time() - cpu) / 6
     assert rc == 2 and "matches no reference net" in capsys.readouterr().err
+
+
+def onnx_conv_only(path) -> None:
+    """An ONNX graph of one 3x3 convolution: no ResNet of the paper."""
+    onnx = __import__("pytest").importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(torch.randn(16, 3, 3, 3).numpy(), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv")
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [], [], [weight])), str(path))
+
+
+def test_bench_verify_refuses_other_frameworks_files(benchmark, tmp_path, capsys) -> None:
+    """A Caffe model (refused by its name) and an ONNX graph that is no ResNet (its weights read
+    with the onnx package, then refused by structure), neither reading the data set."""
+    caffe = tmp_path / "r20.caffemodel"
+    caffe.write_bytes(b"\n\x04r20" + bytes(64))
+    graph = tmp_path / "conv.onnx"
+    onnx_conv_only(graph)
+    rest = ["--normalize", "imagenet", "--data-root", str(tmp_path / "none")]
+
+    def refuse() -> tuple[int, int]:
+        return main(["verify", str(caffe), *rest]), main(["verify", str(graph), *rest])
+
+    cpu = time.process_time()
+    rcs = benchmark.pedantic(refuse, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["cpu_s_per_round"] = (time.process_time() - cpu) / 6
+    err = capsys.readouterr().err
+    assert rcs == (2, 2) and "is a Caffe model" in err and "matches no reference net" in err
