@@ -250,7 +250,8 @@ def policy_for(preset: str) -> Policy:
     """The :class:`Policy` of a preset from ``baselines/tolerances.json``, its calibration and
     the claims files (each read once)."""
     raw = preset_policy(preset)
-    cal, target = preset_calibration(preset) if "calibration" in raw else (None, 1.0)
+    cal = calibration_for(preset, raw["calibration"]) if "calibration" in raw else None
+    target = float(raw["pass_probability"]) if cal is not None else 1.0
     claims = {name: tuple(load_claims(name, metric=name == FIG6)) for name in CLAIM_FILES}
     return Policy(
         preset,

@@ -282,17 +282,17 @@ def test_acceptance_suite_passes_faithful_fails_doctored_and_skips_without_run_d
 def calibrated_fig7(monkeypatch: pytest.MonkeyPatch) -> None:
     """Full-scale response-std references (what a record of real multi-seed runs would add)
     under which every Fig. 7 claim is asserted: the shipped records have none."""
-    real = claims.preset_calibration
+    real = claims.calibration_for
 
-    def with_responses(preset: str):
-        cal, target = real(preset)
+    def with_responses(preset: str, basis: str):
+        cal = real(preset, basis)
         refs = dict(cal.references)
         stds = {"plain20": 1.0, "plain56": 1.4, "resnet20": 0.7, "resnet56": 0.45}
         for m, v in stds.items():
             refs[(m, "response_std")] = Reference(m, "response_std", v, 0.02, 0, 1e-4, 1e-4, ())
-        return replace(cal, references=refs), target
+        return replace(cal, references=refs)
 
-    monkeypatch.setattr(claims, "preset_calibration", with_responses)
+    monkeypatch.setattr(claims, "calibration_for", with_responses)
 
 
 def test_without_a_full_scale_response_reference_fig7_is_shown_not_asserted(
