@@ -671,9 +671,16 @@ class Claim(TypedDict, total=False):
     lower: str
     kind: str
     model: str
+    like: str
     above: float
     below: float
 
+
+# Claims shown beside the measurements and never asserted, with why (issue 22 item 6).
+SHOWN_KINDS = {
+    "similar": "a similarity: the paper gives no bound that would make it testable",
+    "unrun": "needs a run this preset does not train",
+}
 
 NORMAL = statistics.NormalDist()
 SEEDS_SHOWN = (1, 5)  # the K at which `repro calibration` shows each claim by default
@@ -824,8 +831,10 @@ def pass_probability(claim: Claim, cal: Calibration, k: int) -> float:
 
 def claim_models_of(claim: Claim) -> list[str]:
     """The nets a claim is about."""
-    if claim.get("kind") == "threshold":
+    if claim.get("kind") in ("threshold", "unrun"):
         return [claim["model"]]
+    if claim.get("kind") == "similar":
+        return [claim["model"], claim["like"]]
     return [claim["higher"], claim["lower"]]
 
 
@@ -844,6 +853,8 @@ def characterise(
     """A claim's operating characteristics at one preset and each K of ``seeds``; asserted
     only when a faithful run passes with at least ``target`` at every K of ``seeds``."""
     metric, label = claim_metric(claim), claim_label(claim)
+    if claim.get("kind") in SHOWN_KINDS:
+        return Characteristic(claim["id"], label, False, SHOWN_KINDS[claim["kind"]], seeds=seeds)
     missing = _missing_reference(cal, claim_models_of(claim), metric)
     if missing or cal is None:
         return Characteristic(claim["id"], label, False, missing, seeds=seeds)
@@ -859,6 +870,10 @@ def characterise(
 def claim_label(claim: Claim) -> str:
     """'plain56 > plain20 (test error)' or 'plain110 test error > 60'."""
     metric = claim_metric(claim).replace("_", " ")
+    if claim.get("kind") == "similar":
+        return f"{claim['model']} ≈ {claim['like']} ({metric})"
+    if claim.get("kind") == "unrun":
+        return f"{claim['model']}: {claim.get('text', claim['id'])}"
     if claim.get("kind") == "threshold":
         side = ">" if "above" in claim else "<"
         return f"{claim['model']} {metric} {side} {claim.get('above', claim.get('below'))}"

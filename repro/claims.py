@@ -20,12 +20,14 @@ from typing import Any
 from repro.baselines import load_baseline
 from repro.calibration import (
     SEEDS_SHOWN,
+    SHOWN_KINDS,
     Calibration,
     Characteristic,
     Claim,
     band_z,
     calibration_for,
     characterise,
+    claim_label,
     claim_models_of,
     tolerance_characteristics,
 )
@@ -141,7 +143,18 @@ POLICY_TYPES: dict[str, tuple[Any, ...]] = {
 }
 CLAIM_TYPES: dict[str, tuple[Any, ...]] = {
     k: (str,)
-    for k in ("id", "higher", "lower", "metric", "model", "kind", "quote", "figure", "check")
+    for k in (
+        "id",
+        "higher",
+        "lower",
+        "metric",
+        "model",
+        "like",
+        "kind",
+        "quote",
+        "figure",
+        "check",
+    )
 } | {"above": (NUMBER,), "below": (NUMBER,), "defines": (bool,)}
 
 
@@ -271,8 +284,11 @@ def not_asserted_claims(preset: str, claims: list[Claim], k: int) -> dict[str, s
 
 
 def _claim_needs(claim: Any) -> tuple[str, ...]:
-    if isinstance(claim, dict) and claim.get("kind") == "threshold":
+    kind = claim.get("kind") if isinstance(claim, dict) else None
+    if kind in ("threshold", "unrun"):
         return ("id", "check", "model", "metric")
+    if kind == "similar":
+        return ("id", "check", "model", "like", "metric")
     return ("id", "check", "higher", "lower")
 
 
@@ -608,9 +624,22 @@ def _threshold_row(matrix: Matrix, claim: Claim, key: str) -> tuple[tuple, bool]
     return (label, key, mean, bound, f"{len(inside)}/{len(values)}"), holds
 
 
+def _shown_rows(matrix: Matrix, claim: Claim, not_asserted: dict[str, str]):
+    """(rows, failed, outcome) of a claim that is shown, never asserted (SHOWN_KINDS): the
+    measured means beside the reason; it counts as shown only."""
+    key = "final_train_error" if claim["metric"] == "train_error" else "final_test_error"
+    means = [mean_std(seed_values(matrix, m, key))["mean"] for m in claim_models(claim)]
+    label = claim_label(claim)
+    why = not_asserted.get(claim["id"], "shown only")
+    row = (label, key, means[0], means[1] if len(means) > 1 else None, "-", f"shown: {why}")
+    return [row], [], ClaimOutcome(claim["id"], bool(claim.get("defines")), False, None)
+
+
 def _claim_rows(matrix: Matrix, claim: Claim, not_asserted: dict[str, str]):
     """(rows, failed, outcome) of one Fig. 6 claim, one row per metric key it is read from; the
     claim holds when it holds on every key."""
+    if claim.get("kind") in SHOWN_KINDS:
+        return _shown_rows(matrix, claim, not_asserted)
     metric = "train_error" if claim["metric"] == "train_error" else "test_error"
     missing = lacking(matrix, claim_models(claim), metric)
     rows, failed, held = [], [], []
