@@ -754,7 +754,7 @@ def smallest_shift(fails: Callable[[float], float]) -> float | None:
     if fails(MAX_SHIFT) < POWER:
         return None
     lo, hi = 0.0, MAX_SHIFT
-    for _ in range(40):
+    for _ in range(30):  # 20 / 2^30 pp: far below any printed digit
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if fails(mid) >= POWER else (mid, hi)
     return hi
