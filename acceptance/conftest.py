@@ -25,3 +25,11 @@ def matrix(request: pytest.FixtureRequest):
     if not (Path(run_dir) / "summary.json").is_file():
         pytest.fail(f"--run-dir {run_dir} has no summary.json: not a `repro reproduce` run")
     return load_matrix(run_dir)
+
+
+@pytest.fixture(scope="session")
+def policy(matrix):
+    """The run's preset policy (checks, calibration, claims), built once for every test."""
+    from repro.claims import policy_for
+
+    return policy_for(matrix.preset)

@@ -28,26 +28,26 @@ def assert_verdict(v: Verdict) -> None:
         pytest.fail(f"\n{v}", pytrace=False)  # expected vs measured, without the traceback
 
 
-def test_every_model_finished_its_schedule_with_finite_metrics(matrix) -> None:
-    assert_verdict(check_completeness(matrix))
+def test_every_model_finished_its_schedule_with_finite_metrics(matrix, policy) -> None:
+    assert_verdict(check_completeness(matrix, policy))
 
 
-def test_deep_plain_nets_degrade_plain56_worse_than_plain20(matrix) -> None:
+def test_deep_plain_nets_degrade_plain56_worse_than_plain20(matrix, policy) -> None:
     """Fig. 6 left: plain-56 *trains* worse than plain-20 (the defining claim), error rises
     with plain depth; plain-110 above 60 % (where calibrated)."""
-    assert_verdict(check_degradation(matrix))
+    assert_verdict(check_degradation(matrix, policy))
 
 
-def test_resnets_cure_the_degradation_and_gain_accuracy_with_depth(matrix) -> None:
+def test_resnets_cure_the_degradation_and_gain_accuracy_with_depth(matrix, policy) -> None:
     """Fig. 6 middle/right: ResNet-56 trains better than plain-56 (the defining claim), beats
     ResNet-20; 1202 overfits."""
-    assert_verdict(check_residual(matrix))
+    assert_verdict(check_residual(matrix, policy))
 
 
-def test_final_test_error_within_the_calibrated_band_of_the_reruns(matrix) -> None:
+def test_final_test_error_within_the_calibrated_band_of_the_reruns(matrix, policy) -> None:
     """Table 6: each net within the band docs/tolerance-model.md derives from the reruns."""
-    assert_verdict(check_tolerance(matrix))
+    assert_verdict(check_tolerance(matrix, policy))
 
 
-def test_residual_responses_are_smaller_than_plain_and_shrink_with_depth(matrix) -> None:
-    assert_verdict(check_layer_response(matrix))
+def test_residual_responses_are_smaller_than_plain_and_shrink_with_depth(matrix, policy) -> None:
+    assert_verdict(check_layer_response(matrix, policy))

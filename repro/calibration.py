@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict
 
 from repro.baselines import load_baseline
 from repro.errors import ReproError
@@ -563,15 +564,130 @@ def calibration_for(preset: str, basis: str) -> Calibration:
             f"baselines/tolerances.json: preset {preset!r} has calibration {basis!r}; expected "
             "'published:<recipe>' or 'mini_calibration'"
         )
-    return published_calibration(preset, recipe, load_results())
+    results = load_results()
+    cal = published_calibration(preset, recipe, results)
+    sigma = pooled_run_sigma([r for r in results if r.metric == "test_error"])[0]
+    evidence = final_evaluation_evidence(curve_noise(load_baseline(A_MARTYN_CURVES)), sigma)
+    return replace(cal, derivation=(*cal.derivation, evidence))
+
+
+# --- why the final evaluation, not an average of the last epochs (issue 22 item 4) ------------
+
+A_MARTYN_CURVES = "a_martyn_curves"
+LAST_PHASE_FROM = 124  # a-martyn's first epoch at lr 0.001 (after the drop at epoch 123, 48k it.)
+AVERAGED_EPOCHS = 10  # the average considered: the last 10 evaluations of a run
+
+
+@dataclass(frozen=True)
+class CurveNoise:
+    """Epoch-to-epoch noise of the test error in the last lr phase of published curves: the sd
+    of the residuals around each curve's linear trend (pp, pooled), and their lag-1
+    autocorrelation (pooled), over ``nets`` curves of ``epochs`` evaluations each."""
+
+    sigma_epoch: float
+    lag1: float
+    nets: int
+    epochs: int
+
+
+def _last_phase(doc: dict[str, Any]) -> dict[str, list[float]]:
+    """Each net's test error (pp) from LAST_PHASE_FROM on; one ReproError for a damaged file."""
+    models = doc.get("models")
+    entries = list(models.values()) if isinstance(models, dict) else []
+    curves: list[Any] = [e.get("test_err") if isinstance(e, dict) else None for e in entries]
+    if curves and all(_fractions(c) for c in curves):
+        assert isinstance(models, dict)
+        return {name: [100 * v for v in c[LAST_PHASE_FROM:]] for name, c in zip(models, curves)}
+    raise ReproError(
+        f"baselines/{A_MARTYN_CURVES}.json has no 'models' with test_err curves of fractions "
+        f"longer than {LAST_PHASE_FROM + 2} epochs; restore the file from the repository "
+        "(git checkout baselines/)"
+    )
+
+
+def _fractions(curve: Any) -> bool:
+    """A list of finite numbers in [0, 1] that reaches past the last lr phase's start."""
+    if not isinstance(curve, list) or len(curve) <= LAST_PHASE_FROM + 2:
+        return False
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in curve)
+    return numbers and all(math.isfinite(v) and 0 <= v <= 1 for v in curve)
+
+
+def curve_noise(doc: dict[str, Any]) -> CurveNoise:
+    """:class:`CurveNoise` of the curves of ``baselines/a_martyn_curves.json``."""
+    squares = lagged = dof = 0.0
+    phases = _last_phase(doc)
+    for y in phases.values():
+        xs = range(len(y))
+        xm, ym = statistics.fmean(xs), statistics.fmean(y)
+        slope = sum((x - xm) * (v - ym) for x, v in zip(xs, y)) / sum((x - xm) ** 2 for x in xs)
+        res = [v - ym - slope * (x - xm) for x, v in zip(xs, y)]
+        squares += sum(e * e for e in res)
+        lagged += sum(a * b for a, b in zip(res, res[1:]))
+        dof += len(y) - 2
+    epochs = len(next(iter(phases.values())))
+    return CurveNoise(math.sqrt(squares / dof), lagged / squares, len(phases), epochs)
+
+
+def averaged_sigma_run(sigma_run: float, noise: CurveNoise, m: int = AVERAGED_EPOCHS) -> float:
+    """sigma_run if a run's error were the mean of its last ``m`` evaluations: only the
+    epoch-to-epoch part of the spread (sigma_epoch^2 of it) shrinks, by the AR(1) variance
+    factor of a mean of ``m`` values with lag-1 autocorrelation ``noise.lag1``."""
+    rho = noise.lag1
+    factor = (1 + 2 * sum((1 - j / m) * rho**j for j in range(1, m))) / m
+    seeds = max(0.0, sigma_run**2 - noise.sigma_epoch**2)
+    return math.sqrt(seeds + noise.sigma_epoch**2 * factor)
+
+
+def final_evaluation_evidence(noise: CurveNoise, sigma_run: float) -> str:
+    """The derivation line that says why verdicts use the final evaluation (issue 22 item 4)."""
+    averaged = averaged_sigma_run(sigma_run, noise)
+    return (
+        f"the final evaluation is used, not a mean of the last {AVERAGED_EPOCHS}: in the last "
+        f"lr phase of {noise.nets} published curves ({A_MARTYN_CURVES}.json, {noise.epochs} "
+        f"epochs each) the test error moves {noise.sigma_epoch:.3f} pp from epoch to epoch "
+        f"around its trend, lag-1 autocorrelation {noise.lag1:.2f}; averaging would lower "
+        f"sigma_run only from {sigma_run:.3f} to {averaged:.3f} pp (the seeds' spread is not "
+        "epoch noise), and the references are final-epoch numbers"
+    )
 
 
 # --- operating characteristics ----------------------------------------------------------------
 
+
+class Claim(TypedDict, total=False):
+    """One claim of ``baselines/he2016_fig6_claims.json`` / ``he2016_fig7_claims.json``: an
+    ordering (``higher`` > ``lower`` in ``metric``) or a threshold (``model``'s ``metric``
+    ``above`` / ``below`` a bound), with the check it belongs to and whether it defines it."""
+
+    id: str
+    check: str
+    defines: bool
+    figure: str
+    quote: str
+    text: str
+    metric: str
+    higher: str
+    lower: str
+    kind: str
+    model: str
+    like: str
+    above: float
+    below: float
+
+
+# Claims shown beside the measurements and never asserted, with why (issue 22 item 6).
+SHOWN_KINDS = {
+    "similar": "a similarity: the paper gives no bound that would make it testable",
+    "unrun": "needs a run this preset does not train",
+}
+
 NORMAL = statistics.NormalDist()
-SEEDS_SHOWN = (1, 5)  # the K at which every claim's operating characteristics are shown
+SEEDS_SHOWN = (1, 5)  # the K at which `repro calibration` shows each claim by default
 WORSE_PP = 1.0  # "a run whose mean error is 1 pp worse" (issue 12)
 TRIALS = 20_000  # Monte Carlo draws per ordering claim (standard error <= 0.0036)
+POWER = 0.8  # "the smallest shift each verdict detects with 80 % power" (issue 22)
+MAX_SHIFT = 20.0  # pp: a shift not detected with POWER below this is reported as none
 
 
 def band_z(target: float, nets: int) -> float:
@@ -584,7 +700,10 @@ def band_z(target: float, nets: int) -> float:
 def tolerance_pass_probability(
     ref: Reference, k: int, z: float, shift: float = 0.0, deviations: int = 0
 ) -> float:
-    """P(|mean of k seeds - expected| <= z * sd) when the run's true mean is expected + shift."""
+    """P(|mean of k seeds - expected| <= z * sd) when the run's true mean is expected + shift.
+    The band is two-sided on purpose: a run far *better* than every faithful reproduction
+    (a leak of the test set into training, a different data split) is as suspect as a worse
+    one (docs/tolerance-model.md section 3)."""
     sd = ref.sd(k, deviations)
     return NORMAL.cdf(z - shift / sd) - NORMAL.cdf(-z - shift / sd)
 
@@ -592,9 +711,29 @@ def tolerance_pass_probability(
 def threshold_pass_probability(
     ref: Reference, k: int, bound: float, above: bool, shift: float = 0.0
 ) -> float:
-    """P(the K-seed mean lies on the claimed side of ``bound``)."""
+    """P(the K-seed mean lies on the claimed side of ``bound``) when the run's true mean is
+    the reference's plus ``shift``."""
     p_above = 1 - NORMAL.cdf((bound - ref.mean - shift) / ref.sd(k))
     return p_above if above else 1 - p_above
+
+
+def _ordering_draws(higher: Reference, lower: Reference, k: int, seed: int) -> tuple[Any, Any]:
+    """TRIALS x k seeds of both nets of one implementation (module docstring of the offsets)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def draw(ref: Reference) -> Any:
+        offset = rng.normal(0.0, math.sqrt(ref.mean_var_run), (TRIALS, 1))
+        return ref.mean + offset + rng.normal(0.0, ref.sigma_run, (TRIALS, k))
+
+    return draw(higher), draw(lower)
+
+
+def _ordering_holds(a: Any, b: Any, k: int) -> float:
+    """The fraction of draws in which repro.claims.compare holds (mean and most seeds)."""
+    holds = (a.mean(axis=1) > b.mean(axis=1)) & ((a > b).sum(axis=1) * 2 > k)
+    return float(holds.mean())
 
 
 def ordering_pass_probability(
@@ -605,23 +744,35 @@ def ordering_pass_probability(
     that much worse). Both nets come from one implementation, whose offset (sigma_impl) they
     share and which cancels: what remains is the uncertainty of the two expected values
     (their sources' run noise) and the seeds' noise."""
-    import numpy as np
+    a, b = _ordering_draws(higher, lower, k, seed)
+    return _ordering_holds(a, b + shift, k)
 
-    rng = np.random.default_rng(seed)
 
-    def draw(ref: Reference, extra: float) -> Any:
-        offset = rng.normal(0.0, math.sqrt(ref.mean_var_run), (TRIALS, 1))
-        return ref.mean + extra + offset + rng.normal(0.0, ref.sigma_run, (TRIALS, k))
+def smallest_shift(fails: Callable[[float], float]) -> float | None:
+    """The smallest shift (pp, towards failing) at which ``fails`` reaches POWER, by bisection
+    (``fails`` rises with the shift); None when not even MAX_SHIFT reaches it."""
+    if fails(MAX_SHIFT) < POWER:
+        return None
+    lo, hi = 0.0, MAX_SHIFT
+    for _ in range(30):  # 20 / 2^30 pp: far below any printed digit
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if fails(mid) >= POWER else (mid, hi)
+    return hi
 
-    a, b = draw(higher, 0.0), draw(lower, shift)
-    holds = (a.mean(axis=1) > b.mean(axis=1)) & ((a > b).sum(axis=1) * 2 > k)
-    return float(holds.mean())
+
+def detectable_shift(ref: Reference, k: int, z: float, deviations: int = 0) -> float:
+    """The smallest shift of a net's true mean error (pp, worse) that its tolerance check
+    fails with probability POWER at ``k`` seeds."""
+    shift = smallest_shift(lambda s: 1 - tolerance_pass_probability(ref, k, z, s, deviations))
+    return MAX_SHIFT if shift is None else shift
 
 
 @dataclass(frozen=True)
 class Characteristic:
-    """What one claim's verdict can detect at one preset: P(pass | faithful) and
-    P(fail | 1 pp worse) at K = 1 and 5 seeds, and whether the preset asserts it."""
+    """What one claim's verdict can detect at one preset, at each K of ``seeds``: P(pass |
+    faithful), P(fail | 1 pp worse), the shift failed with POWER; asserted when a faithful run
+    passes with the preset's probability at every K of ``seeds`` (a run is judged at its own K:
+    ``seeds`` = (K,))."""
 
     claim: str
     label: str
@@ -629,12 +780,17 @@ class Characteristic:
     reason: str
     pass_faithful: tuple[float, ...] = ()
     fail_worse: tuple[float | None, ...] = ()
-    detectable: tuple[float, ...] = ()  # the shift (pp) failed with POWER, at each K shown
+    detectable: tuple[float | None, ...] = ()  # the shift (pp) failed with POWER, at each K
+    seeds: tuple[int, ...] = SEEDS_SHOWN
 
     def contradicted(self, target: float) -> bool:
         """A faithful run *fails* it with at least ``target`` at every K shown: the mirror image
         of an asserted claim, i.e. its direction contradicts its own calibration (issue 21)."""
         return bool(self.pass_faithful) and all(p <= 1 - target for p in self.pass_faithful)
+
+    def asserted_at(self, target: float) -> tuple[int, ...]:
+        """The K of ``seeds`` at which a faithful run passes with at least ``target``."""
+        return tuple(k for k, p in zip(self.seeds, self.pass_faithful) if p >= target)
 
 
 def _missing_reference(cal: Calibration | None, models: list[str], metric: str) -> str:
@@ -646,77 +802,90 @@ def _missing_reference(cal: Calibration | None, models: list[str], metric: str) 
     return f"no reference {metric.replace('_', ' ')} for {', '.join(missing)} in {cal.basis}"
 
 
-def claim_metric(claim: dict[str, Any]) -> str:
+def claim_metric(claim: Claim | dict[str, Any]) -> str:
     """The metric a claim compares: Fig. 7 claims compare response std."""
     return str(claim.get("metric", "response_std"))
 
 
-def _probabilities(claim: dict[str, Any], cal: Calibration, k: int, shift: float) -> float:
+def claim_fails(claim: Claim, cal: Calibration, k: int) -> Callable[[float], float]:
+    """P(a run of ``k`` seeds fails the claim) as a function of a shift *towards failing*: the
+    lower net of an ordering, or the net of a 'below' bound, that many pp worse (higher);
+    the net of an 'above' bound that many pp lower. One set of draws per ordering (common
+    random numbers), so the probability rises with the shift."""
     metric = claim_metric(claim)
     if claim.get("kind") == "threshold":
         ref = cal.references[(claim["model"], metric)]
         above = "above" in claim
         bound = float(claim["above"] if above else claim["below"])
-        return threshold_pass_probability(ref, k, bound, above, shift if above else -shift)
-    hi = cal.references[(claim["higher"], metric)]
-    lo = cal.references[(claim["lower"], metric)]
-    return ordering_pass_probability(hi, lo, k, shift)
+        return lambda s: 1 - threshold_pass_probability(ref, k, bound, above, -s if above else s)
+    a, b = _ordering_draws(
+        cal.references[(claim["higher"], metric)], cal.references[(claim["lower"], metric)], k, 0
+    )
+    return lambda s: 1 - _ordering_holds(a, b + s, k)
 
 
-def pass_probability(claim: dict[str, Any], cal: Calibration, k: int) -> float:
+def pass_probability(claim: Claim, cal: Calibration, k: int) -> float:
     """P(a faithful run of ``k`` seeds passes the claim)."""
-    return _probabilities(claim, cal, k, 0.0)
+    return 1 - claim_fails(claim, cal, k)(0.0)
 
 
-def characterise(claim: dict[str, Any], cal: Calibration | None, target: float) -> Characteristic:
-    """A claim's operating characteristics at one preset; asserted only when a faithful run
-    passes with at least ``target`` at every K shown."""
-    models = (
-        [claim["model"]] if claim.get("kind") == "threshold" else [claim["higher"], claim["lower"]]
-    )
-    metric = claim_metric(claim)
-    label = claim_label(claim)
-    missing = _missing_reference(cal, models, metric)
+def claim_models_of(claim: Claim) -> list[str]:
+    """The nets a claim is about."""
+    if claim.get("kind") in ("threshold", "unrun"):
+        return [claim["model"]]
+    if claim.get("kind") == "similar":
+        return [claim["model"], claim["like"]]
+    return [claim["higher"], claim["lower"]]
+
+
+def _not_asserted_reason(seeds: tuple[int, ...], passes: tuple[float, ...], target: float) -> str:
+    low = [f"K={k}: {p:.3f}" for k, p in zip(seeds, passes) if p < target]
+    high = [f"K={k}" for k, p in zip(seeds, passes) if p >= target]
+    if not low:
+        return ""
+    reason = f"a faithful run passes with P < {target} ({', '.join(low)})"
+    return f"asserted on runs of {', '.join(high)} seeds only: {reason}" if high else reason
+
+
+def characterise(
+    claim: Claim, cal: Calibration | None, target: float, seeds: tuple[int, ...] = SEEDS_SHOWN
+) -> Characteristic:
+    """A claim's operating characteristics at one preset and each K of ``seeds``; asserted
+    only when a faithful run passes with at least ``target`` at every K of ``seeds``."""
+    metric, label = claim_metric(claim), claim_label(claim)
+    if claim.get("kind") in SHOWN_KINDS:
+        return Characteristic(claim["id"], label, False, SHOWN_KINDS[claim["kind"]], seeds=seeds)
+    missing = _missing_reference(cal, claim_models_of(claim), metric)
     if missing or cal is None:
-        return Characteristic(claim["id"], label, False, missing)
-    passes = tuple(_probabilities(claim, cal, k, 0.0) for k in SEEDS_SHOWN)
+        return Characteristic(claim["id"], label, False, missing, seeds=seeds)
+    fails = [claim_fails(claim, cal, k) for k in seeds]
+    passes = tuple(1 - f(0.0) for f in fails)
     is_error = metric.endswith("_error")
-    worse = tuple(
-        (1 - _probabilities(claim, cal, k, WORSE_PP)) if is_error else None for k in SEEDS_SHOWN
-    )
-    low = [f"K={k}: {p:.3f}" for k, p in zip(SEEDS_SHOWN, passes) if p < target]
-    high = [f"K={k}" for k, p in zip(SEEDS_SHOWN, passes) if p >= target]
-    reason = f"a faithful run passes with P < {target} ({', '.join(low)})" if low else ""
-    if low and high:
-        reason = f"asserted on runs of {', '.join(high)} seeds only: " + reason
-    return Characteristic(claim["id"], label, not low, reason, passes, worse)
+    worse = tuple(f(WORSE_PP) if is_error else None for f in fails)
+    shifts = tuple(smallest_shift(f) for f in fails) if is_error else ()
+    reason = _not_asserted_reason(seeds, passes, target)
+    return Characteristic(claim["id"], label, not reason, reason, passes, worse, shifts, seeds)
 
 
-def claim_label(claim: dict[str, Any]) -> str:
+def claim_label(claim: Claim) -> str:
     """'plain56 > plain20 (test error)' or 'plain110 test error > 60'."""
     metric = claim_metric(claim).replace("_", " ")
+    if claim.get("kind") == "similar":
+        return f"{claim['model']} ≈ {claim['like']} ({metric})"
+    if claim.get("kind") == "unrun":
+        return f"{claim['model']}: {claim.get('text', claim['id'])}"
     if claim.get("kind") == "threshold":
         side = ">" if "above" in claim else "<"
         return f"{claim['model']} {metric} {side} {claim.get('above', claim.get('below'))}"
     return f"{claim['higher']} > {claim['lower']} ({metric})"
 
 
-POWER = 0.8  # "the smallest shift each verdict detects with 80 % power" (issue 22)
-
-
-def detectable_shift(ref: Reference, k: int, z: float, deviations: int = 0) -> float:
-    """The smallest shift of a net's true mean error (pp, worse) that its tolerance check
-    fails with probability POWER at ``k`` seeds (bisection; the probability rises with it)."""
-    lo, hi = 0.0, 20.0
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        failed = 1 - tolerance_pass_probability(ref, k, z, mid, deviations)
-        lo, hi = (lo, mid) if failed >= POWER else (mid, hi)
-    return hi
-
-
 def tolerance_characteristics(
-    cal: Calibration | None, models: list[str], target: float, deviations: int = 0
+    cal: Calibration | None,
+    models: list[str],
+    target: float,
+    deviations: int = 0,
+    seeds: tuple[int, ...] = SEEDS_SHOWN,
 ) -> list[Characteristic]:
     """Table 6-style tolerance per net: the band passes all compared nets together with
     ``target``; P(fail) when one net's mean error is 1 pp worse. ``deviations``: declared."""
@@ -727,12 +896,40 @@ def tolerance_characteristics(
         label = f"{model} test error within the band"
         if ref is None:
             reason = _missing_reference(cal, [model], "test_error")
-            out.append(Characteristic(f"tolerance_{model}", label, False, reason))
+            out.append(Characteristic(f"tolerance_{model}", label, False, reason, seeds=seeds))
             continue
-        passes = tuple(tolerance_pass_probability(ref, k, z, 0.0, deviations) for k in SEEDS_SHOWN)
+        passes = tuple(tolerance_pass_probability(ref, k, z, 0.0, deviations) for k in seeds)
         worse = tuple(
-            1 - tolerance_pass_probability(ref, k, z, WORSE_PP, deviations) for k in SEEDS_SHOWN
+            1 - tolerance_pass_probability(ref, k, z, WORSE_PP, deviations) for k in seeds
         )
-        shifts = tuple(detectable_shift(ref, k, z, deviations) for k in SEEDS_SHOWN)
-        out.append(Characteristic(f"tolerance_{model}", label, True, "", passes, worse, shifts))
+        shifts = tuple(detectable_shift(ref, k, z, deviations) for k in seeds)
+        out.append(
+            Characteristic(f"tolerance_{model}", label, True, "", passes, worse, shifts, seeds)
+        )
     return out
+
+
+@dataclass(frozen=True)
+class PowerBudget:
+    """Why a tolerance check detects what it does: the variance of a faithful K-seed mean
+    around the expected value, term by term (pp^2), and P(fail | WORSE_PP worse) at K and in
+    the limit of infinitely many seeds (only the seeds' term shrinks with K)."""
+
+    seeds: float
+    impl: float
+    expected: float
+    fail_worse: float
+    fail_worse_limit: float
+
+
+def power_budget(ref: Reference, k: int, z: float, deviations: int = 0) -> PowerBudget:
+    """The variance terms of ``ref``'s band at ``k`` seeds and what they let the check detect."""
+    seeds, impl = ref.sigma_run**2 / k, ref.sigma_impl**2 * (1 + deviations)
+    limit = Reference(ref.model, ref.metric, ref.mean, 0.0, ref.sigma_impl, ref.mean_var, 0.0, ())
+    return PowerBudget(
+        seeds,
+        impl,
+        ref.mean_var,
+        1 - tolerance_pass_probability(ref, k, z, WORSE_PP, deviations),
+        1 - tolerance_pass_probability(limit, 1, z, WORSE_PP, deviations),
+    )

@@ -11,20 +11,24 @@ them a preset asserts, and with what tolerance, from ``baselines/tolerances.json
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from repro.baselines import load_baseline
 from repro.calibration import (
     SEEDS_SHOWN,
+    SHOWN_KINDS,
     Calibration,
     Characteristic,
+    Claim,
     band_z,
     calibration_for,
     characterise,
-    pass_probability,
+    claim_label,
+    claim_models_of,
     tolerance_characteristics,
 )
 from repro.errors import ReproError
@@ -52,6 +56,7 @@ NOT_ASSESSABLE = "not assessable"
 # a pass (issue 22): "degradation" means plain-56 *trains* worse than plain-20, whatever else holds.
 NOT_ASSESSED, PARTIAL = "not assessed", "partial"
 FIG6, FIG7 = "he2016_fig6_claims", "he2016_fig7_claims"
+CLAIM_FILES = (FIG6, FIG7)
 REQUIRED_FIELDS = ("iteration", "train_error", "test_error")
 TRAIN_KEYS = ("final_train_error", "last10_train_error")
 TEST_KEYS = ("final_test_error",)
@@ -138,7 +143,18 @@ POLICY_TYPES: dict[str, tuple[Any, ...]] = {
 }
 CLAIM_TYPES: dict[str, tuple[Any, ...]] = {
     k: (str,)
-    for k in ("id", "higher", "lower", "metric", "model", "kind", "quote", "figure", "check")
+    for k in (
+        "id",
+        "higher",
+        "lower",
+        "metric",
+        "model",
+        "like",
+        "kind",
+        "quote",
+        "figure",
+        "check",
+    )
 } | {"above": (NUMBER,), "below": (NUMBER,), "defines": (bool,)}
 
 
@@ -187,13 +203,15 @@ def preset_calibration(preset: str) -> tuple[Calibration | None, float]:
     return calibration_for(preset, policy["calibration"]), float(policy["pass_probability"])
 
 
-def checked_characteristic(claim: dict[str, Any], cal: Calibration | None, target: float):
-    """The claim's operating characteristics; one ReproError when a faithful full-scale run
-    (a published calibration) would fail it with at least ``target`` at every K: then the
-    claims data, not the run, is wrong (a direction flipped), and quietly not asserting it
-    would hide that. The `mini` subset's short schedule may truly reverse a claim (ResNet-56
-    trains worse than ResNet-20 there): shown as not asserted, not an error."""
-    ch = characterise(claim, cal, target)
+def checked_characteristic(
+    claim: Claim, cal: Calibration | None, target: float, seeds: tuple[int, ...] = SEEDS_SHOWN
+) -> Characteristic:
+    """The claim's operating characteristics at each K of ``seeds``; one ReproError when a
+    faithful full-scale run (a published calibration) would fail it with at least ``target``
+    at every K: then the claims data, not the run, is wrong (a direction flipped), and quietly
+    not asserting it would hide that. The `mini` subset's short schedule may truly reverse a
+    claim (ResNet-56 trains worse than ResNet-20 there): shown as not asserted, not an error."""
+    ch = characterise(claim, cal, target, seeds)
     if cal is not None and cal.basis.startswith("published") and ch.contradicted(target):
         where = "baselines/he2016_fig6_claims.json or he2016_fig7_claims.json"
         probabilities = ", ".join(f"{p:.3f}" for p in ch.pass_faithful)
@@ -206,32 +224,75 @@ def checked_characteristic(claim: dict[str, Any], cal: Calibration | None, targe
     return ch
 
 
-def not_asserted_claims(preset: str, claims: list[dict[str, Any]], k: int) -> dict[str, str]:
-    """Claim id -> why the preset shows it without asserting it on a run of ``k`` seeds (a
-    faithful ``k``-seed run would pass it with less than the pass probability, or there is no
-    reference); the claims it asserts at ``k`` are absent."""
-    cal, target = preset_calibration(preset)
-    out = {}
-    for claim in claims:
-        ch = checked_characteristic(claim, cal, target)
-        if not ch.pass_faithful or cal is None:
-            out[claim["id"]] = ch.reason
-            continue
-        k = max(1, k)
-        shown = dict(zip(SEEDS_SHOWN, ch.pass_faithful))
-        p = shown[k] if k in shown else pass_probability(claim, cal, k)
-        if p < target:
-            out[claim["id"]] = f"a faithful run passes with P < {target} (K={k}: {p:.3f})"
-    return out
+@dataclass(frozen=True)
+class Policy:
+    """Everything one preset's verdicts rest on, built once (:func:`policy_for`) and handed to
+    every check and to the report (issue 22 item 7): the checks it runs, its calibration and
+    pass probability, its declared deviations, and the claims of each check."""
+
+    preset: str
+    checks: tuple[str, ...]
+    calibration: Calibration | None
+    target: float
+    why: str = ""
+    layer_response_why: str = ""
+    declared: tuple[str, ...] = ()
+    claims: Mapping[str, tuple[Claim, ...]] = field(default_factory=dict)  # by claims file
+
+    def of_check(self, name: str, check: str) -> list[Claim]:
+        """The claims of ``baselines/<name>.json`` that belong to ``check``."""
+        return [c for c in self.claims.get(name, ()) if c["check"] == check]
+
+    def defining(self, name: str, check: str) -> list[str]:
+        """Ids of the claims that define ``check`` (``"defines": true`` in the claims data)."""
+        return [c["id"] for c in self.of_check(name, check) if c.get("defines")]
+
+    def not_asserted(self, claims: list[Claim], k: int) -> dict[str, str]:
+        """Claim id -> why the preset shows it without asserting it on a run of ``k`` seeds (a
+        faithful ``k``-seed run would pass with less than the pass probability, or there is no
+        reference); the claims it asserts at ``k`` are absent."""
+        out = {}
+        for claim in claims:
+            ch = checked_characteristic(claim, self.calibration, self.target, (max(1, k),))
+            if not ch.asserted:
+                out[claim["id"]] = ch.reason
+        return out
+
+
+def policy_for(preset: str) -> Policy:
+    """The :class:`Policy` of a preset from ``baselines/tolerances.json``, its calibration and
+    the claims files (each read once)."""
+    raw = preset_policy(preset)
+    cal = calibration_for(preset, raw["calibration"]) if "calibration" in raw else None
+    target = float(raw["pass_probability"]) if cal is not None else 1.0
+    claims = {name: tuple(load_claims(name, metric=name == FIG6)) for name in CLAIM_FILES}
+    return Policy(
+        preset,
+        tuple(raw["checks"]),
+        cal,
+        target,
+        str(raw.get("why", "")),
+        str(raw.get("layer_response_why", raw.get("why", ""))),
+        tuple(str(d) for d in raw.get("declared_deviations", [])),
+        MappingProxyType(claims),
+    )
+
+
+def not_asserted_claims(preset: str, claims: list[Claim], k: int) -> dict[str, str]:
+    """:meth:`Policy.not_asserted` of the preset's policy."""
+    return policy_for(preset).not_asserted(claims, k)
 
 
 def _claim_needs(claim: Any) -> tuple[str, ...]:
-    if isinstance(claim, dict) and claim.get("kind") == "threshold":
+    kind = claim.get("kind") if isinstance(claim, dict) else None
+    if kind in ("threshold", "unrun"):
         return ("id", "check", "model", "metric")
+    if kind == "similar":
+        return ("id", "check", "model", "like", "metric")
     return ("id", "check", "higher", "lower")
 
 
-def load_claims(name: str, metric: bool = False) -> list[dict[str, Any]]:
+def load_claims(name: str, metric: bool = False) -> list[Claim]:
     """The claims of ``baselines/<name>.json``: orderings (id, higher, lower) and thresholds
     (id, model, metric, above or below); Fig. 6's claims also name their ``metric``."""
     claims = _checked(name, "the file", load_baseline(name), {"claims": (list,)}, ("claims",))
@@ -248,11 +309,9 @@ def load_claims(name: str, metric: bool = False) -> list[dict[str, Any]]:
     return out
 
 
-def claim_models(claim: dict[str, Any]) -> tuple[str, ...]:
+def claim_models(claim: Claim) -> tuple[str, ...]:
     """The nets a claim is about."""
-    if claim.get("kind") == "threshold":
-        return (claim["model"],)
-    return (claim["higher"], claim["lower"])
+    return tuple(claim_models_of(claim))
 
 
 def model_seeds(matrix: Matrix, model: str) -> list[int]:
@@ -418,6 +477,12 @@ def _ordering_verdict(
         return verdict(NOT_ASSESSABLE, "; ".join(missing))
     held = [o.claim for o in outcomes if o.asserted]
     unasserted = [c for c in defining if c not in held]
+    if not defining:
+        return verdict(
+            PARTIAL if held else NOT_ASSESSED,
+            'the claims data names no claim that defines this check ("defines": true); '
+            f"asserted and holding: {', '.join(held) or 'none'}",
+        )
     if not held:
         return verdict(
             NOT_ASSESSED,
@@ -530,9 +595,10 @@ def lr_problems(run: Run) -> list[str]:
     return []
 
 
-def check_completeness(matrix: Matrix) -> Verdict:
+def check_completeness(matrix: Matrix, policy: Policy | None = None) -> Verdict:
     """Every model of the experiment and seed finished its schedule, with finite metrics and the
-    preset's config."""
+    preset's config (``policy``: unused, the signature every check shares)."""
+    del policy
     rows: list[tuple[Any, ...]] = []
     bad = unassessed = 0
     for model in experiment_models(matrix):
@@ -567,7 +633,7 @@ def check_completeness(matrix: Matrix) -> Verdict:
 # --- orderings (Fig. 6 claims) -------------------------------------------------------------
 
 
-def _threshold_row(matrix: Matrix, claim: dict[str, Any], key: str) -> tuple[tuple, bool]:
+def _threshold_row(matrix: Matrix, claim: Claim, key: str) -> tuple[tuple, bool]:
     """One row for 'model's metric above/below a bound' (mean over seeds, every seed present)."""
     values = seed_values(matrix, claim["model"], key)
     mean = mean_std(values)["mean"]
@@ -579,9 +645,22 @@ def _threshold_row(matrix: Matrix, claim: dict[str, Any], key: str) -> tuple[tup
     return (label, key, mean, bound, f"{len(inside)}/{len(values)}"), holds
 
 
-def _claim_rows(matrix: Matrix, claim: dict[str, Any], not_asserted: dict[str, str]):
+def _shown_rows(matrix: Matrix, claim: Claim, not_asserted: dict[str, str]):
+    """(rows, failed, outcome) of a claim that is shown, never asserted (SHOWN_KINDS): the
+    measured means beside the reason; it counts as shown only."""
+    key = "final_train_error" if claim["metric"] == "train_error" else "final_test_error"
+    means = [mean_std(seed_values(matrix, m, key))["mean"] for m in claim_models(claim)]
+    label = claim_label(claim)
+    why = not_asserted.get(claim["id"], "shown only")
+    row = (label, key, means[0], means[1] if len(means) > 1 else None, "-", f"shown: {why}")
+    return [row], [], ClaimOutcome(claim["id"], bool(claim.get("defines")), False, None)
+
+
+def _claim_rows(matrix: Matrix, claim: Claim, not_asserted: dict[str, str]):
     """(rows, failed, outcome) of one Fig. 6 claim, one row per metric key it is read from; the
     claim holds when it holds on every key."""
+    if claim.get("kind") in SHOWN_KINDS:
+        return _shown_rows(matrix, claim, not_asserted)
     metric = "train_error" if claim["metric"] == "train_error" else "test_error"
     missing = lacking(matrix, claim_models(claim), metric)
     rows, failed, held = [], [], []
@@ -606,23 +685,21 @@ def _claim_rows(matrix: Matrix, claim: dict[str, Any], not_asserted: dict[str, s
     return rows, failed, outcome
 
 
-def _outcome(claim: dict[str, Any], holds: bool | None, not_asserted: dict[str, str]):
+def _outcome(claim: Claim, holds: bool | None, not_asserted: dict[str, str]):
     asserted = claim["id"] not in not_asserted
     return ClaimOutcome(claim["id"], bool(claim.get("defines")), asserted, holds)
 
 
-def _ordering_check(matrix: Matrix, name: str) -> Verdict:
+def _ordering_check(matrix: Matrix, name: str, policy: Policy | None) -> Verdict:
     header = ("claim", "metric", "higher / value", "lower / bound", "seeds holding", "verdict")
-    policy = preset_policy(matrix.preset)
-    if name not in policy["checks"]:
-        return Verdict(
-            name, SKIP, f"not asserted for preset {matrix.preset}: {policy.get('why', '')}"
-        )
-    of_check = [c for c in load_claims(FIG6, metric=True) if c["check"] == name]
+    policy = policy or policy_for(matrix.preset)
+    if name not in policy.checks:
+        return Verdict(name, SKIP, f"not asserted for preset {matrix.preset}: {policy.why}")
+    of_check = policy.of_check(FIG6, name)
     claims = [c for c in of_check if all(m in matrix.runs for m in claim_models(c))]
     if not claims:
         return _no_claim_verdict(matrix, name, of_check)
-    not_asserted = not_asserted_claims(matrix.preset, claims, seeds_per_net(matrix))
+    not_asserted = policy.not_asserted(claims, seeds_per_net(matrix))
     rows, failed, outcomes = [], [], []
     for claim in claims:
         claim_rows, claim_failed, outcome = _claim_rows(matrix, claim, not_asserted)
@@ -631,12 +708,12 @@ def _ordering_check(matrix: Matrix, name: str) -> Verdict:
         outcomes.append(outcome)
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
     models = {m for c in claims for m in claim_models(c)}
-    defining = defining_claims(FIG6, name)
+    defining = policy.defining(FIG6, name)
     result = _ordering_verdict(name, (header, rows), failed, note, outcomes, defining)
     return unless_unfinished(result, matrix, models)
 
 
-def _no_claim_verdict(matrix: Matrix, name: str, of_check: list[dict[str, Any]]) -> Verdict:
+def _no_claim_verdict(matrix: Matrix, name: str, of_check: list[Claim]) -> Verdict:
     """No claim of the check has all its nets here: SKIP when the experiment has none of them
     by design; else NOT ASSESSABLE, naming the nets its defining claims need that are missing."""
     allowed = set(experiment_models(matrix)) if matrix.experiment != RUN_FOLDER else None
@@ -657,27 +734,27 @@ def _no_claim_verdict(matrix: Matrix, name: str, of_check: list[dict[str, Any]])
     )
 
 
-def check_degradation(matrix: Matrix) -> Verdict:
+def check_degradation(matrix: Matrix, policy: Policy | None = None) -> Verdict:
     """Plain nets' training error rises with depth (defining: plain-56 trains worse than
     plain-20), plain-56 tests worse than plain-20, plain-110 errs above 60 % (Fig. 6 left)."""
-    return _ordering_check(matrix, "degradation")
+    return _ordering_check(matrix, "degradation", policy)
 
 
-def check_residual(matrix: Matrix) -> Verdict:
+def check_residual(matrix: Matrix, policy: Policy | None = None) -> Verdict:
     """ResNets cure the degradation (defining: ResNet-56 trains better than plain-56) and gain
     accuracy with depth up to 110; ResNet-1202 trains below 0.1 % yet tests worse than
     ResNet-110 (Fig. 6 middle and right)."""
-    return _ordering_check(matrix, "residual")
+    return _ordering_check(matrix, "residual", policy)
 
 
 # --- tolerance -----------------------------------------------------------------------------
 
 
-def declared_deviations(matrix: Matrix, model: str) -> list[str]:
+def declared_deviations(matrix: Matrix, model: str, policy: Policy | None = None) -> list[str]:
     """The deviations from the calibrating recipe that the preset (``declared_deviations`` in
     baselines/tolerances.json) or a run of ``model`` (a precision asked for explicitly)
     declares: each widens the band by one more between-implementation variance."""
-    out = [str(d) for d in preset_policy(matrix.preset).get("declared_deviations", [])]
+    out = list((policy or policy_for(matrix.preset)).declared)
     asked = {
         f"amp={run.config.get('amp')} asked for"
         if declared_amp(run.config)
@@ -720,15 +797,15 @@ TOLERANCE_HEADER = (
 
 
 def _tolerance_row(
-    matrix: Matrix, model: str, cal: Calibration, z: float
+    matrix: Matrix, model: str, policy: Policy, z: float
 ) -> tuple[tuple[Any, ...], bool | None]:
     """One net's row and whether it is inside its band (None: no reference to compare with)."""
     vals = [v for v in seed_values(matrix, model, "final_test_error") if v is not None]
     measured = mean_std(vals)["mean"]
-    ref = cal.reference(model, "test_error")
+    ref = policy.calibration.reference(model, "test_error") if policy.calibration else None
     if ref is None:
         return (model, measured, len(vals), None, "no reference", None, None, "-"), None
-    band = z * ref.sd(max(1, len(vals)), len(declared_deviations(matrix, model)))
+    band = z * ref.sd(max(1, len(vals)), len(declared_deviations(matrix, model, policy)))
     delta = abs(measured - ref.mean) if measured is not None else None
     ok = delta is not None and delta <= band
     sources = ", ".join(ref.sources)
@@ -736,25 +813,24 @@ def _tolerance_row(
     return row, ok
 
 
-def check_tolerance(matrix: Matrix) -> Verdict:
+def check_tolerance(matrix: Matrix, policy: Policy | None = None) -> Verdict:
     """|mean final test error - expected| within the band derived from the reruns (Table 6;
     repro/calibration.py): all compared nets of a faithful run pass together with the
-    preset's pass probability."""
-    policy = preset_policy(matrix.preset)
-    if "tolerance" not in policy["checks"]:
-        return Verdict(
-            "tolerance", SKIP, f"not asserted for preset {matrix.preset}: {policy.get('why', '')}"
-        )
+    preset's pass probability. Two-sided: a run far better than every faithful reproduction
+    is as suspect as a worse one (docs/tolerance-model.md section 3)."""
+    policy = policy or policy_for(matrix.preset)
+    if "tolerance" not in policy.checks:
+        return Verdict("tolerance", SKIP, f"not asserted for preset {matrix.preset}: {policy.why}")
     unstated = _unstated_data_or_recipe(matrix)
     if unstated is not None:
         return unstated
-    cal, target = preset_calibration(matrix.preset)
+    cal, target = policy.calibration, policy.target
     assert cal is not None  # preset_policy requires a calibration with a tolerance check
     compared = [m for m in matrix.runs if cal.reference(m, "test_error") is not None]
     z = band_z(target, len(compared))
     rows, failed, outcomes = [], [], []
     for model in matrix.runs:
-        row, ok = _tolerance_row(matrix, model, cal, z)
+        row, ok = _tolerance_row(matrix, model, policy, z)
         rows.append(row)
         if ok is not None:
             outcomes.append(ClaimOutcome(f"tolerance_{model}", False, True, ok))
@@ -788,11 +864,11 @@ def _response_values(models: dict[str, Any], model: str, seeds: list[int]) -> li
     return [per_seed.get(f"seed{s}", {}).get("mean_std") for s in seeds]
 
 
-def check_layer_response(matrix: Matrix) -> Verdict:
+def check_layer_response(matrix: Matrix, policy: Policy | None = None) -> Verdict:
     """Mean response std: ResNet < plain at equal depth, ResNet-56 < ResNet-20 (Fig. 7)."""
-    policy = preset_policy(matrix.preset)
-    if "layer_response" not in policy["checks"]:
-        why = policy.get("layer_response_why", policy.get("why", ""))
+    policy = policy or policy_for(matrix.preset)
+    if "layer_response" not in policy.checks:
+        why = policy.layer_response_why
         return Verdict("layer_response", SKIP, f"not asserted for preset {matrix.preset}: {why}")
     doc = read_layer_response(matrix.root)
     missing = lacking(matrix, matrix.runs, "checkpoint")
@@ -810,12 +886,10 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         )
     claims = [
         c
-        for c in load_claims(FIG7)
-        if c["check"] == "layer_response"
-        and c["higher"] in matrix.runs
-        and c["lower"] in matrix.runs
+        for c in policy.of_check(FIG7, "layer_response")
+        if c["higher"] in matrix.runs and c["lower"] in matrix.runs
     ]
-    not_asserted = not_asserted_claims(matrix.preset, claims, seeds_per_net(matrix))
+    not_asserted = policy.not_asserted(claims, seeds_per_net(matrix))
     stale = stale_responses(matrix, doc, {m for c in claims for m in (c["higher"], c["lower"])})
     if stale:
         return Verdict(
@@ -845,7 +919,7 @@ def check_layer_response(matrix: Matrix) -> Verdict:
         return Verdict("layer_response", SKIP, f"experiment {matrix.experiment} compares no pair")
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
     involved = {m for c in claims for m in (c["higher"], c["lower"]) if m in matrix.runs}
-    defining = defining_claims(FIG7, "layer_response")
+    defining = policy.defining(FIG7, "layer_response")
     result = _ordering_verdict("layer_response", (header, rows), failed, note, outcomes, defining)
     return unless_unfinished(result, matrix, involved)
 
@@ -877,9 +951,10 @@ CHECKS = (
 )
 
 
-def all_verdicts(matrix: Matrix) -> list[Verdict]:
-    """Every check, in order."""
-    return [check(matrix) for check in CHECKS]
+def all_verdicts(matrix: Matrix, policy: Policy | None = None) -> list[Verdict]:
+    """Every check, in order, all under one policy (built here once when not given)."""
+    policy = policy or policy_for(matrix.preset)
+    return [check(matrix, policy) for check in CHECKS]
 
 
 def claim_counts(verdicts: list[Verdict]) -> tuple[int, int, int]:
@@ -909,26 +984,33 @@ def exit_status(verdicts: list[Verdict]) -> int:
 
 # --- what the verdicts can detect (issue 12: operating characteristics) ----------------------
 
-CLAIM_FILES = (FIG6, FIG7)
 
-
-def operating_characteristics(preset: str, experiment: str) -> list[tuple[str, Characteristic]]:
-    """(check, characteristics) of every claim the experiment's nets allow, at this preset:
-    asserted or not (and why), P(pass | faithful) and P(fail | 1 pp worse) at K = 1 and 5."""
-    policy, models = preset_policy(preset), set(get_experiment(experiment))
-    cal, target = preset_calibration(preset)
+def operating_characteristics(
+    preset: str,
+    experiment: str,
+    seeds: tuple[int, ...] = SEEDS_SHOWN,
+    policy: Policy | None = None,
+) -> list[tuple[str, Characteristic]]:
+    """(check, characteristics) of every claim the experiment's nets allow, at this preset and
+    each K of ``seeds``: asserted or not (and why; a run is judged at its own K), P(pass |
+    faithful), P(fail | 1 pp worse) and the shift failed with 80 % power."""
+    policy = policy or policy_for(preset)
+    models = set(get_experiment(experiment))
+    cal, target = policy.calibration, policy.target
     out = []
     for name in CLAIM_FILES:
-        for claim in load_claims(name, metric=name == FIG6):
+        for claim in policy.claims[name]:
             if not set(claim_models(claim)) <= models:
                 continue
             check = claim["check"]
-            ch = checked_characteristic(claim, cal, target)
-            if check not in policy["checks"]:
+            ch = checked_characteristic(claim, cal, target, seeds)
+            if check not in policy.checks:
                 ch = replace(ch, asserted=False, reason=f"preset {preset} does not run {check}")
             out.append((check, ch))
-    if "tolerance" in policy["checks"]:
-        nets, declared = list(get_experiment(experiment)), policy.get("declared_deviations", [])
-        tolerance = tolerance_characteristics(cal, nets, target, len(declared))
-        out += [("tolerance", ch) for ch in tolerance]
+    if "tolerance" in policy.checks:
+        nets = list(get_experiment(experiment))
+        out += [
+            ("tolerance", ch)
+            for ch in tolerance_characteristics(cal, nets, target, len(policy.declared), seeds)
+        ]
     return out

@@ -31,6 +31,7 @@ from repro.claims import (
     check_tolerance,
     compare,
     operating_characteristics,
+    policy_for,
     preset_calibration,
 )
 from repro.errors import ReproError
@@ -208,7 +209,9 @@ def faithful_draw(rng: random.Random, ref: Reference, k: int, shift: float = 0.0
 @pytest.mark.parametrize("preset", ["common", "paper"])
 @pytest.mark.parametrize("k", [1, 5])
 def test_a_faithful_run_passes_the_tolerance_check_with_at_least_95_percent(preset, k) -> None:
-    cal, target = preset_calibration(preset)
+    policy = policy_for(preset)  # built once, as a report does: 600 verdicts share it
+    cal, target = policy.calibration, policy.target
+    assert cal is not None
     models = [m for m in get_experiment("core") if cal.reference(m, "test_error")]
     rng, n = random.Random(k), 600
     passed = sum(
@@ -216,7 +219,8 @@ def test_a_faithful_run_passes_the_tolerance_check_with_at_least_95_percent(pres
             matrix_of(
                 preset,
                 {m: faithful_draw(rng, cal.references[(m, "test_error")], k) for m in models},
-            )
+            ),
+            policy,
         ).status
         == PASS
         for _ in range(n)
@@ -236,6 +240,7 @@ def test_the_printed_chance_of_failing_a_run_1pp_worse_is_what_the_check_does(k)
     ref = cal.references[("resnet56", "test_error")]
     rng, n = random.Random(10 + k), 600
     failed = 0
+    policy = policy_for("common")
     for _ in range(n):  # only ResNet-56 is worse; the verdict for that net alone is compared
         v = check_tolerance(
             matrix_of(
@@ -244,7 +249,8 @@ def test_the_printed_chance_of_failing_a_run_1pp_worse_is_what_the_check_does(k)
                     "resnet56": faithful_draw(rng, ref, k, 1.0),
                     "resnet20": faithful_draw(rng, cal.references[("resnet20", "test_error")], k),
                 },
-            )
+            ),
+            policy,
         )
         failed += v.status == FAIL and "resnet56" in v.reason
     # the band here is for 2 nets, the printed one for the 4 of core: compute the 2-net figure

@@ -30,7 +30,10 @@ def test_faithful_common_run_report_has_table_verdicts_and_curves(tmp_path: Path
     assert f"| 6.97 | -0.40 | {cell} |" in text  # paper, Δ, expected at `common`
     for section in ("Operating characteristics", "Tolerance model", "Reference runs"):
         assert f"## {section}" in text
-    assert "| tolerance | resnet56 test error within the band | 0.99 | 0.99 |" in text
+    # judged at the run's K = 2: the operating characteristics are printed for K = 2 only
+    assert "| P(pass), faithful, K=2 | P(fail), 1 pp worse, K=2 |" in text
+    assert "K=1 |" not in text and "K=5 |" not in text
+    assert "| tolerance | resnet56 test error within the band | 0.99 | 0." in text
     for name in ("completeness", "tolerance"):
         assert f"### {name}: PASS" in text
     for name in ("degradation", "residual"):  # no published training errors at `common`

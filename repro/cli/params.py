@@ -12,7 +12,14 @@ from dataclasses import asdict
 
 from repro.cli.options import add_json
 from repro.errors import ReproError
-from repro.models.complexity import PARAMS_MODELS, Complexity, complexity, paper_figures
+from repro.models.complexity import (
+    PARAMS_MODELS,
+    Complexity,
+    ParamsClaim,
+    complexity,
+    paper_figures,
+    params_claims,
+)
 from repro.tables import text_table
 
 
@@ -68,7 +75,18 @@ def run(args: argparse.Namespace) -> int:
             "MACs: forward multiply-adds per image (32x32 CIFAR, 224x224 ImageNet) vs Table 1"
         )
     mismatched = [r.model for r in rows if r.params_match is False or r.macs_match is False]
+    claims = [c for c in params_claims() if c.model in names]
+    if not args.json:
+        print(*(claim_line(c) for c in claims), sep="\n")
+    mismatched += [c.claim for c in claims if not c.holds]
     if mismatched:
         print(f"repro params: disagrees with the paper: {', '.join(mismatched)}")
         return 1
     return 0
+
+
+def claim_line(c: ParamsClaim) -> str:
+    """'claim resnet110_fewer_params: resnet110 1,727,962 < FitNet [35] ... 2.5M, ...: holds'."""
+    others = ", ".join(f"{label} {millions:g}M" for label, millions in c.others)
+    verdict = "holds" if c.holds else "FAILS"
+    return f"Table 6 claim {c.claim}: {c.model} {c.params:,} params < {others}: {verdict}"

@@ -4,12 +4,14 @@ comparison with the figures the paper prints (`repro params`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from repro.baselines import load_baseline
+from repro.errors import ReproError
 from repro.models import CIFAR_DEPTHS, IMAGENET_DEPTHS, PLAIN_CIFAR_DEPTHS, build_model
 
 
@@ -84,3 +86,49 @@ def complexity(name: str, figures: dict[str, dict]) -> Complexity:
         params_match=None if paper_params is None else params_agree(params, paper_params),
         macs_match=None if paper_macs is None else abs(macs / paper_macs - 1) <= MACS_TOLERANCE,
     )
+
+
+@dataclass(frozen=True)
+class ParamsClaim:
+    """One parameter claim of Table 6's text (he2016_table6.json ``claims``): ``model``'s exact
+    count below every named method's printed count."""
+
+    claim: str
+    model: str
+    params: int
+    others: tuple[tuple[str, float], ...]  # (label, millions as printed)
+    holds: bool
+
+
+def _table6_claims(doc: dict[str, Any]) -> list[tuple[str, str, list[tuple[str, float]]]]:
+    """(id, model, [(label, params_m)]) of every parameter claim; one ReproError if malformed."""
+    methods: Any = doc.get("other_methods")
+    claims: Any = doc.get("claims") if isinstance(doc.get("claims"), list) else [None]
+    out = []
+    try:
+        for c in claims:
+            others = []
+            for key in c["fewer_params_than"]:
+                m = methods[key]
+                label = f"{m['label']} ({m['layers']} layers)" if "layers" in m else m["label"]
+                others.append((str(label), float(m["params_m"])))
+            out.append((str(c["id"]), str(c["model"]), others))
+    except (KeyError, TypeError, ValueError):
+        raise ReproError(
+            "baselines/he2016_table6.json: its 'claims' need an id, a model and "
+            "'fewer_params_than' naming 'other_methods' with params_m; restore the file from "
+            "the repository (git checkout baselines/)"
+        ) from None
+    return out
+
+
+def params_claims(doc: dict[str, Any] | None = None) -> list[ParamsClaim]:
+    """Table 6's parameter claims checked on our nets' exact counts: "[ResNet-110] has fewer
+    parameters than other deep and thin networks such as FitNet and Highway" (Sec. 4.2)."""
+    doc = doc if doc is not None else load_baseline("he2016_table6")
+    out = []
+    for claim, model, others in _table6_claims(doc):
+        params = count_params(build_model(model))
+        holds = all(params < millions * 1e6 for _, millions in others)
+        out.append(ParamsClaim(claim, model, params, tuple(others), holds))
+    return out

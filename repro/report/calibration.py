@@ -7,14 +7,16 @@ from typing import Any
 
 from repro.baselines import load_baseline
 from repro.calibration import (
+    MAX_SHIFT,
     POWER,
     REFERENCE_RUNS,
     SEEDS_SHOWN,
     WORSE_PP,
     band_z,
+    power_budget,
     records_results,
 )
-from repro.claims import operating_characteristics, preset_calibration, preset_policy
+from repro.claims import Policy, operating_characteristics, policy_for
 from repro.experiments import get_experiment
 from repro.tables import markdown_table
 
@@ -59,26 +61,33 @@ def references_section() -> list[str]:
     return ["## Reference runs", "", intro, "", markdown_table(head, rows), ""]
 
 
-def tolerance_model_section(preset: str, experiment: str) -> list[str]:
-    """How the expected values and bands of this preset were derived, and the bands at K=1, 5."""
-    cal, target = preset_calibration(preset)
+def tolerance_model_section(
+    preset: str,
+    experiment: str,
+    seeds: tuple[int, ...] = SEEDS_SHOWN,
+    policy: Policy | None = None,
+) -> list[str]:
+    """How the expected values and bands of this preset were derived, and the bands at each K
+    of ``seeds``, with the variance terms that limit what the check detects."""
+    policy = policy or policy_for(preset)
+    cal, target = policy.calibration, policy.target
     if cal is None:
         return ["## Tolerance model", "", f"Preset `{preset}` asserts no calibrated claim.", ""]
     md = ["## Tolerance model", "", f"Calibration: {cal.basis}.", ""]
     md += [f"- {line}" for line in cal.derivation] + [""]
     nets = [m for m in get_experiment(experiment) if cal.reference(m, "test_error")]
-    if "tolerance" not in preset_policy(preset)["checks"] or not nets:
+    if "tolerance" not in policy.checks or not nets:
         return md
     z = band_z(target, len(nets))
-    declared = preset_policy(preset).get("declared_deviations", [])
+    declared = policy.declared
     rows = []
     for model in nets:
         ref = cal.references[(model, "test_error")]
-        bands = [f"± {z * ref.sd(k, len(declared)):.2f}" for k in SEEDS_SHOWN]
+        bands = [f"± {z * ref.sd(k, len(declared)):.2f}" for k in seeds]
         rows.append(
             (model, f"{ref.mean:.2f}", f"{ref.sigma_run:.2f}", f"{ref.sigma_impl:.2f}", *bands)
         )
-    head = ("net", "expected %", "sigma_run", "sigma_impl", *(f"band K={k}" for k in SEEDS_SHOWN))
+    head = ("net", "expected %", "sigma_run", "sigma_impl", *(f"band K={k}" for k in seeds))
     md += [
         f"Bands for the final test error (z = {z:.2f}, so that a faithful run passes all "
         f"{len(nets)} nets together with P = {target}); each declared deviation adds one "
@@ -88,40 +97,91 @@ def tolerance_model_section(preset: str, experiment: str) -> list[str]:
         "",
         markdown_table(head, rows),
         "",
+        *power_budget_lines(nets, policy, z, seeds),
     ]
     return md
 
 
-def characteristics_section(preset: str, experiment: str) -> list[str]:
-    """Each claim: asserted or why not, P(pass | faithful) and P(fail | 1 pp worse)."""
+def power_budget_lines(
+    nets: list[str], policy: Policy, z: float, seeds: tuple[int, ...]
+) -> list[str]:
+    """Why the tolerance check detects no more: its variance, term by term, at each K, and
+    P(fail | 1 pp worse) with infinitely many seeds (only the seeds' term shrinks)."""
+    assert policy.calibration is not None
     rows = []
-    for check, ch in operating_characteristics(preset, experiment):
-        passes = [_p(p) for p in ch.pass_faithful] or ["-"] * len(SEEDS_SHOWN)
-        worse = [_p(p) for p in ch.fail_worse] or ["-"] * len(SEEDS_SHOWN)
-        shifts = [_p(x) for x in ch.detectable] or ["-"] * len(SEEDS_SHOWN)
+    for model in nets:
+        ref = policy.calibration.references[(model, "test_error")]
+        for k in seeds:
+            b = power_budget(ref, k, z, len(policy.declared))
+            rows.append(
+                (model, k, *(f"{x:.3f}" for x in (b.seeds, b.impl, b.expected)),
+                 _p(b.fail_worse), _p(b.fail_worse_limit))
+            )  # fmt: skip
+    head = (
+        "net",
+        "K",
+        "sigma_run²/K",
+        "sigma_impl²·(1+D)",
+        "Var(expected)",
+        f"P(fail), {WORSE_PP:g} pp worse",
+        "same, K = ∞",
+    )
+    intro = (
+        "What limits the check (pp²): more seeds shrink only the first term; the spread "
+        "between implementations and the uncertainty of the expected value stay, so a run "
+        f"{WORSE_PP:g} pp worse is failed at most with the probability of the last column."
+    )
+    return [intro, "", markdown_table(head, rows), ""]
+
+
+def characteristics_section(
+    preset: str,
+    experiment: str,
+    seeds: tuple[int, ...] = SEEDS_SHOWN,
+    policy: Policy | None = None,
+) -> list[str]:
+    """Each claim: asserted or why not, P(pass | faithful), P(fail | 1 pp worse) and the
+    shift failed with 80 % power, at each K of ``seeds``."""
+    rows = []
+    for check, ch in operating_characteristics(preset, experiment, seeds, policy):
+        passes = [_p(p) for p in ch.pass_faithful] or ["-"] * len(seeds)
+        worse = [_p(p) for p in ch.fail_worse] or ["-"] * len(seeds)
+        shifts = [_shift(x) for x in ch.detectable] or ["-"] * len(seeds)
         status = "asserted" if ch.asserted else f"not asserted: {ch.reason}"
         rows.append((check, ch.label, *passes, *worse, *shifts, status))
     head = (
         "check",
         "claim",
-        *(f"P(pass), faithful, K={k}" for k in SEEDS_SHOWN),
-        *(f"P(fail), {WORSE_PP:g} pp worse, K={k}" for k in SEEDS_SHOWN),
-        *(f"pp worse failed with {POWER:.0%} power, K={k}" for k in SEEDS_SHOWN),
+        *(f"P(pass), faithful, K={k}" for k in seeds),
+        *(f"P(fail), {WORSE_PP:g} pp worse, K={k}" for k in seeds),
+        *(f"pp worse failed with {POWER:.0%} power, K={k}" for k in seeds),
         "status",
     )
     intro = (
         "What each verdict can detect at this preset: the probability that a faithful run "
-        "passes, and that a run whose lower (better) net is 1 pp worse fails, with K seeds. "
-        "A claim is asserted only where a faithful run passes with the preset's pass "
-        "probability at every K shown; '-' where no reference makes it computable."
+        "passes, that a run 1 pp worse fails (its lower net, or the net of a bound, moved "
+        "towards failing), and the smallest such shift failed with 80 % power, with K seeds. "
+        "A claim is asserted on a run of K seeds only where a faithful run of K seeds passes "
+        "with the preset's pass probability; '-' where no reference makes it computable, "
+        f"'> {MAX_SHIFT:g}' where no shift up to that is detected."
     )
     return ["## Operating characteristics", "", intro, "", markdown_table(head, rows), ""]
 
 
-def trust_sections(preset: str, experiment: str) -> list[str]:
-    """The three sections above, for the report."""
+def _shift(x: float | None) -> str:
+    return f"> {MAX_SHIFT:g}" if x is None else f"{x:.2f}"
+
+
+def trust_sections(
+    preset: str,
+    experiment: str,
+    seeds: tuple[int, ...] = SEEDS_SHOWN,
+    policy: Policy | None = None,
+) -> list[str]:
+    """The three sections above, for the report (at the run's K) or `repro calibration`."""
+    policy = policy or policy_for(preset)
     return (
-        characteristics_section(preset, experiment)
-        + tolerance_model_section(preset, experiment)
+        characteristics_section(preset, experiment, seeds, policy)
+        + tolerance_model_section(preset, experiment, seeds, policy)
         + references_section()
     )

@@ -19,7 +19,7 @@ from repro.claims import (
     all_verdicts,
     claim_counts,
     load_run_folder,
-    preset_calibration,
+    policy_for,
 )
 from repro.errors import ReproError
 from repro.fileio import atomic_write
@@ -39,6 +39,7 @@ from repro.train.rundir import (
 )
 
 CURVES_PNG = "curves.png"
+MISSING = object()
 # The recipe table: every recipe field (repro.train.recipes.Recipe), then how the run used it.
 RECIPE_KEYS = (
     "recipe",
@@ -134,11 +135,10 @@ def expected_cell(cal: Calibration | None, model: str) -> str:
     return f"{ref.mean:.2f} ({len(ref.sources)} source{'s' if len(ref.sources) > 1 else ''})"
 
 
-def results_table(summary: dict[str, Any], comparable: bool) -> str:
+def results_table(summary: dict[str, Any], comparable: bool, cal: Calibration | None) -> str:
     """Table 6-style: measured (final test error, mean ± std, every seed) vs the paper, and vs
-    the value this preset's calibration expects (docs/tolerance-model.md)."""
+    the value the preset's calibration ``cal`` expects (docs/tolerance-model.md)."""
     paper = load_baseline("he2016_table6")["models"]
-    cal, _ = preset_calibration(summary["preset"])
     has_val = any(
         m["val_selected_test_error"]["mean"] is not None for m in summary["models"].values()
     )
@@ -172,14 +172,14 @@ def results_table(summary: dict[str, Any], comparable: bool) -> str:
     return markdown_table(head, rows)
 
 
-MISSING = object()
-
-
-def field_deviations(configs: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+def field_deviations(
+    configs: list[dict[str, Any]], recipe: dict[str, Any] | None = None
+) -> list[tuple[str, str, str, str]]:
     """(field, this run, paper, paper's words) for every config field of the paper's recipe
-    record (baselines/he2016_recipe.json) that some run departs from, field by field."""
+    record (``recipe``, default baselines/he2016_recipe.json) that some run departs from."""
     rows = []
-    for key, entry in load_baseline("he2016_recipe")["fields"].items():
+    recipe = recipe or load_baseline("he2016_recipe")
+    for key, entry in recipe["fields"].items():
         if entry.get("config") is False:
             continue
         got = set()
@@ -330,14 +330,16 @@ def header_section(
     ]
 
 
-def results_and_curves_section(summary: dict[str, Any], comparable: bool) -> list[str]:
+def results_and_curves_section(
+    summary: dict[str, Any], comparable: bool, cal: Calibration | None
+) -> list[str]:
     return [
         "## Results (Table 6 style)",
         "",
         "Errors in %. Headline: **final-evaluation test error**; 'best-on-test' is the lowest "
         "test error seen during training, selected on the test set, so it is optimistic.",
         "",
-        results_table(summary, comparable),
+        results_table(summary, comparable, cal),
         "",
         "## Training curves (Fig. 6 style)",
         "",
@@ -356,18 +358,19 @@ def recipe_section(
     config = configs[0] if configs else {}
     rows = [(k, str(config[k])) for k in RECIPE_KEYS if k in config]
     md = ["## Deviations from the paper", ""]
-    fields = field_deviations(configs)
+    recipe = load_baseline("he2016_recipe")
+    fields = field_deviations(configs, recipe)
     if fields:
         head = ("field", "this run", "paper", "the paper's words")
         md += [markdown_table(head, fields), ""]
     md += [f"- {d}" for d in deviations(configs, summary)] + [""]
-    md += interpretations_section() if interpret else []  # this project's reading, not an import's
+    md += interpretations_section(recipe) if interpret else []  # ours, not an import's
     return md + ["## Recipe", "", markdown_table(("field", "value"), rows), ""]
 
 
-def interpretations_section() -> list[str]:
+def interpretations_section(recipe: dict[str, Any] | None = None) -> list[str]:
     """How the recipe reads what the paper leaves open (he2016_recipe.json interpretations)."""
-    notes = load_baseline("he2016_recipe").get("interpretations", {})
+    notes = (recipe or load_baseline("he2016_recipe")).get("interpretations", {})
     lines = [f"- {key.replace('_', ' ')}: {text}" for key, text in notes.items() if key != "note"]
     if not lines:
         return []
@@ -428,7 +431,8 @@ def write_report_verdicts(
     run_dir = Path(run_dir)
     matrix = load_report_matrix(run_dir)
     summary = report_summary(matrix)
-    verdicts = all_verdicts(matrix)
+    policy = policy_for(matrix.preset)  # once: every check and section uses it
+    verdicts = all_verdicts(matrix, policy)
     out = Path(out) if out else Path("reports") / run_dir.resolve().name
     out.mkdir(parents=True, exist_ok=True)
     completeness = next(v for v in verdicts if v.name == "completeness")
@@ -443,10 +447,12 @@ def write_report_verdicts(
     configs = [r.config for s in matrix.runs.values() for r in s.values() if r.config]
     md = header_section(summary, run_dir, comparable, completeness)
     md += claims_summary_section(verdicts)
-    md += imported_section(matrix) + results_and_curves_section(summary, comparable)
+    md += imported_section(matrix)
+    md += results_and_curves_section(summary, comparable, policy.calibration)
     md += verdicts_section(verdicts) + layer_response_section(run_dir, out)
-    if matrix.experiment != RUN_FOLDER:  # the power of an experiment's verdicts (its nets)
-        md += trust_sections(matrix.preset, matrix.experiment)
+    if matrix.experiment != RUN_FOLDER:  # the power of the verdicts at the run's K (its nets)
+        seeds = (max(1, len(matrix.seeds)),)
+        md += trust_sections(matrix.preset, matrix.experiment, seeds, policy)
     md += recipe_section(configs, summary, interpret=not summary.get("imported_runs"))
     md += data_and_environment_section(summary)
     write_summary(out, summary)
