@@ -80,7 +80,7 @@ def declared_amp(config: dict[str, Any]) -> bool:
 
 def config_mismatch(config: dict[str, Any], preset: Preset, model: str, seed: int) -> list[str]:
     """How an existing run's config.json differs from what this preset trains for model/seed."""
-    from repro.train.recipes import LEGACY_VALUES
+    from repro.run_config import LEGACY_VALUES
 
     want = {"model": model, "seed": seed, **preset.expected_config()}
     # Sec. 4.2 trains the CIFAR ResNets with option A (identity, zero-padded); plain nets have no

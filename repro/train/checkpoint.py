@@ -29,6 +29,7 @@ from repro.data.normalization import NORMALIZATIONS
 from repro.errors import ReproError
 from repro.fileio import atomic_write, path_problem
 from repro.models import build_model
+from repro.run_config import run_config_problems
 
 FORMAT = "resnet-repro/1"
 TRUST_FLAG = "--trust-pickle"
@@ -292,13 +293,11 @@ def _three_positive(values: Any, key: str) -> bool:
 def record_problem(state: dict[str, Any]) -> str | None:
     """What makes a checkpoint's ``config`` or ``mean_image`` unusable for every reader (type,
     shape, range), or None: one check before any reader (evaluate, analyze, resume) uses them."""
-    from repro.train.rundir import config_problems  # rundir owns the config's types
-
     config = state.get("config")
     if config is not None and not isinstance(config, dict):
         return f"'config' is a {type(config).__name__}, expected an object of the run's settings"
     config = config or {}
-    problems = config_problems(config, "'config'")
+    problems = run_config_problems(config, "'config'")
     if problems:
         return problems[0]
     name = config.get("normalize")

@@ -185,7 +185,7 @@ def estimate(
     channels_last: bool = False,
     model_kwargs: dict[str, Any] | None = None,
     eval_batch_size: int = 1000,
-    compile: bool | str = "off",
+    compile: str = "off",
     compile_mode: str = "default",
 ) -> Estimate:
     """Time ``steps`` training steps (after ``warmup_steps``) and project the full schedule.

@@ -8,20 +8,9 @@ from typing import Any
 
 import torch
 
-METRIC_KEYS: tuple[str, ...] = (
-    "epoch",
-    "iteration",
-    "lr",
-    "train_loss",
-    "train_error",
-    "val_loss",
-    "val_error",
-    "test_loss",
-    "test_error",
-    "seconds",
-    "images_per_s",
-)
-TIMING_KEYS: tuple[str, ...] = ("seconds", "images_per_s")
+from repro.run_config import METRIC_KEYS, TIMING_KEYS  # a metrics.jsonl record: EvalRecord
+
+__all__ = ["METRIC_KEYS", "TIMING_KEYS", "Meter"]
 
 
 class Meter:
