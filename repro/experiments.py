@@ -11,6 +11,7 @@ Table 6.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,14 +72,16 @@ class Preset:
 REQUIRED_CONFIG = ("model", "seed", "recipe", "epochs", "iterations", "milestones", "max_steps")
 
 
-def declared_amp(config: dict[str, Any]) -> bool:
+def declared_amp(config: Mapping[str, object]) -> bool:
     """Whether the run's precision was asked for explicitly (``--amp bf16``, not ``auto``): a
     declared deviation, listed as such, not a mismatch."""
     asked = config.get("amp_requested")
     return asked not in (None, "auto") and asked == config.get("amp")
 
 
-def config_mismatch(config: dict[str, Any], preset: Preset, model: str, seed: int) -> list[str]:
+def config_mismatch(
+    config: Mapping[str, object], preset: Preset, model: str, seed: int
+) -> list[str]:
     """How an existing run's config.json differs from what this preset trains for model/seed."""
     from repro.run_config import LEGACY_VALUES
 

@@ -36,8 +36,8 @@ class TrainConfig:
     model: str
     out: str | os.PathLike
     recipe: str = "paper"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)  # recipe field -> value
+    model_kwargs: dict[str, object] = field(default_factory=dict)
+    overrides: dict[str, object] = field(default_factory=dict)  # recipe field -> value
     seed: int = _option(0)
     split_seed: int = _option(0)  # which images form the validation split (fixed across seeds)
     data_root: str | os.PathLike | None = _option(None)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from repro.data.normalization import NORMALIZATIONS
 from repro.errors import ReproError
@@ -360,6 +360,14 @@ def lr_at(schedule: Schedule, iteration: int, in_warmup: bool = False) -> float:
     return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002
 
 
+class WarmupState(TypedDict):
+    """A :class:`Warmup` in a checkpoint."""
+
+    enabled: bool
+    active: bool
+    ended_at: int | None
+
+
 class Warmup:
     """Tracks the warm-up: on from step 0 (if the schedule has one) until a check finds the
     training error of the last ``warmup_check_every`` steps below ``warmup_until_error``, or
@@ -396,10 +404,10 @@ class Warmup:
             return True
         return False
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> WarmupState:
         return {"enabled": self.enabled, "active": self.active, "ended_at": self.ended_at}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: WarmupState) -> None:
         self.enabled = bool(state["enabled"])
         self.active = bool(state["active"])
         self.ended_at = state["ended_at"]

@@ -27,10 +27,10 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from repro.errors import ReproError
 from repro.fileio import (
@@ -52,7 +52,7 @@ from repro.run_config import (
     read_run_config,
     run_config_problems,
 )
-from repro.train.checkpoint import load_checkpoint
+from repro.train.checkpoint import Checkpoint, load_checkpoint
 from repro.train.recipes import RECIPE_FIELDS
 
 METRICS, LAST, BEST, FINAL = (
@@ -161,7 +161,7 @@ def truncate_metrics(run: Path, iteration: int) -> int:
     return len(kept)
 
 
-def expected_end(config: RunConfig | dict[str, Any]) -> int | None:
+def expected_end(config: RunConfig | Mapping[str, object]) -> int | None:
     """The iteration the schedule ends at: ``total_iterations``, cut by ``max_steps`` if set
     (of a record, or of a config.json object as :class:`Run` keeps it)."""
     typed = config if isinstance(config, RunConfig) else parse_run_config(config)
@@ -246,7 +246,7 @@ class RunState:
     """What the run directory holds: a checkpoint to resume from, whether it is finished, and
     what the trainer should tell the user about it."""
 
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: Checkpoint | None = None
     complete: bool = False
     extend_final: bool = False  # final.pt of a --max-steps run that this run continues
     notes: list[str] = field(default_factory=list)
@@ -299,7 +299,10 @@ def recorded_config(out: Path) -> tuple[RunConfig | None, str | None]:
     return None, None
 
 
-def _check_checkpoint(ckpt: dict[str, Any], path: Path, config: RunConfig) -> None:
+def _training_checkpoint(path: Path, config: RunConfig) -> Checkpoint:
+    """The checkpoint at ``path``, checked to be a training state of this run's model and
+    config (ReproError otherwise)."""
+    ckpt = load_checkpoint(path)
     if ckpt["model_name"] != config.model or ckpt["model_kwargs"] != config.model_kwargs:
         raise ReproError(
             f"{path} holds a checkpoint of {ckpt['model_name']} {ckpt['model_kwargs']}, but this "
@@ -311,6 +314,7 @@ def _check_checkpoint(ckpt: dict[str, Any], path: Path, config: RunConfig) -> No
     diffs = config_differences(parse_run_config(ckpt["config"], f"{path} 'config'"), config)
     if diffs:
         raise ReproError(f"{path} was written by a different run ({'; '.join(diffs[:4])})")
+    return cast(Checkpoint, ckpt)  # its keys checked above, their contents by load_checkpoint
 
 
 def _new_run(out: Path, resume: bool) -> RunState:
@@ -368,8 +372,7 @@ def inspect_run_dir(out: Path, config: RunConfig, target: int, resume: bool) -> 
         )
     state = RunState(notes=[note] if note else [])
     if (out / FINAL).is_file():
-        final = load_checkpoint(out / FINAL)
-        _check_checkpoint(final, out / FINAL, config)
+        final = _training_checkpoint(out / FINAL, config)
         if (
             final.get("stop_reason") in ("schedule", "early_stopping")
             or final["iteration"] >= target
@@ -382,8 +385,7 @@ def inspect_run_dir(out: Path, config: RunConfig, target: int, resume: bool) -> 
         )
     _check_last_is_there(out, recorded)
     if (out / LAST).is_file():
-        state.checkpoint = load_checkpoint(out / LAST)
-        _check_checkpoint(state.checkpoint, out / LAST, config)
+        state.checkpoint = _training_checkpoint(out / LAST, config)
         it = state.checkpoint["iteration"]
         if not (out / METRICS).is_file():
             raise ReproError(
@@ -497,7 +499,7 @@ def read_summary(root: Path) -> dict[str, Any]:
     return summary
 
 
-def write_summary(root: Path, summary: dict[str, Any]) -> None:
+def write_summary(root: Path, summary: Mapping[str, object]) -> None:
     write_json(Path(root) / SUMMARY, summary)
 
 
@@ -545,7 +547,7 @@ def read_layer_response(root: Path) -> dict[str, Any] | None:
     return doc
 
 
-def _layer_response_problem(doc: dict[str, Any]) -> str | None:
+def _layer_response_problem(doc: Mapping[str, object]) -> str | None:
     """What makes a layer_response.json unusable (None when it is sound)."""
     models = doc.get("models")
     if not isinstance(models, dict):
@@ -564,5 +566,5 @@ def _layer_response_problem(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def write_layer_response(root: Path, doc: dict[str, Any]) -> None:
+def write_layer_response(root: Path, doc: Mapping[str, object]) -> None:
     write_json(Path(root) / LAYER_RESPONSE_JSON, doc)

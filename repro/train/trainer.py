@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -41,7 +41,13 @@ from repro.run_config import (
     write_run_config,
 )
 from repro.train import ddp
-from repro.train.checkpoint import save_checkpoint
+from repro.train.checkpoint import (
+    Checkpoint,
+    CheckpointExtras,
+    DDPAgreement,
+    TrainingState,
+    save_checkpoint,
+)
 from repro.train.components import (
     Components,
     build_components,
@@ -95,6 +101,45 @@ class LoopState:
 
 # Set by `repro reproduce --gpus`: where the matrix placed this run (config.json "placement").
 PLACEMENT_ENV = "REPRO_PLACEMENT"
+
+
+class RuntimeKeys(TypedDict):
+    """config.json's runtime keys, as the trainer resolved them (RunConfig's fields)."""
+
+    seed: int
+    split_seed: int
+    deterministic: bool
+    device: str
+    device_requested: str
+    amp: str
+    tf32_matmul: bool
+    tf32_cudnn: bool
+    amp_requested: str | None
+    channels_last: bool
+    compile: bool
+    compile_mode: str | None
+    threads: int | None
+    world_size: int
+    per_rank_batch_size: int
+    sync_bn: bool
+    eval_batch_size: int
+    log_every: int
+    cuda_visible_devices: str | None
+    placement: str | None
+
+
+class NormalizationKeys(TypedDict):
+    """config.json's input normalisation: per-channel mean/std, or the mean image's summary."""
+
+    mean: list[float] | None
+    std: list[float] | None
+    mean_image: dict[str, object] | None
+
+
+class DataKeys(TypedDict):
+    data_root: str
+    data_official: bool
+    data_counts: dict[str, int]
 
 
 @dataclass
@@ -461,7 +506,7 @@ class Trainer:
             self.progress.write(format_record(record, self.target))
             log_scalars(self.tensorboard, record)
             if improved:
-                best = self.checkpoint(best_value=value, metrics=record.to_dict())
+                best = self.checkpoint({"best_value": value, "metrics": record.to_dict()})
                 save_checkpoint(best, self.out / BEST)
         self.clock.mark()
         return loop.stop_reason == "early_stopping"
@@ -513,8 +558,10 @@ class Trainer:
         ddp.broadcast_buffers(self.parts.model, self.dist)
         difference = ddp.max_rank_difference(self.parts.model, self.dist)
         if self.dist.is_main:
-            agreement = {"world_size": self.dist.world_size, "max_rank_difference": difference}
-            final = self.checkpoint(stop_reason=loop.stop_reason, ddp=agreement)
+            agreement = DDPAgreement(
+                world_size=self.dist.world_size, max_rank_difference=difference
+            )
+            final = self.checkpoint({"stop_reason": loop.stop_reason, "ddp": agreement})
             save_checkpoint(final, self.out / FINAL)
             if self.tensorboard is not None:
                 self.tensorboard.close()
@@ -531,7 +578,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the training state
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> TrainingState:
         """Everything that resuming needs to continue bit-identically (the checkpoint format)."""
         parts, loop, it = self.parts, self.loop, self.loop.iteration
         return {
@@ -562,7 +609,7 @@ class Trainer:
             "mean_image": self.input_mean if isinstance(self.input_mean, torch.Tensor) else None,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: TrainingState) -> None:
         """Restore :meth:`state_dict` (a ReproError if it does not fit this run's model)."""
         parts = self.parts
         try:
@@ -574,8 +621,9 @@ class Trainer:
                 f"{self.out / LAST} does not fit this run "
                 f"({str(exc).splitlines()[0][:160]}); use a new --out folder"
             ) from None
-        if parts.scaler is not None and state.get("scaler") is not None:
-            parts.scaler.load_state_dict(state["scaler"])
+        scaler = state.get("scaler")
+        if parts.scaler is not None and scaler is not None:
+            parts.scaler.load_state_dict(scaler)
         self._check_mean_image(state.get("mean_image"))
         self.warmup.load_state_dict(state["scheduler"]["warmup"])
         saved = state["metrics_state"]
@@ -602,9 +650,9 @@ class Trainer:
                 "differs from this data's); resume with the run's --data-root"
             )
 
-    def checkpoint(self, **extra: Any) -> dict[str, Any]:
+    def checkpoint(self, extra: CheckpointExtras | None = None) -> Checkpoint:
         """What last.pt (no extras), best.pt and final.pt hold: the training state plus ``extra``."""
-        return {**self.state_dict(), **extra}
+        return {**self.state_dict(), **(extra or {})}
 
     def _run_config(self, shortcut: str | None) -> RunConfig:
         """config.json: the resolved recipe, schedule, runtime, data and environment, in full."""
@@ -635,7 +683,7 @@ class Trainer:
             absent=TRAINER_NEVER_WRITES,
         )
 
-    def _runtime_config(self) -> dict[str, Any]:
+    def _runtime_config(self) -> RuntimeKeys:
         """config.json's runtime keys (RunConfig's fields of the same names)."""
         config = self.config
         return {
@@ -678,7 +726,7 @@ def model_shortcut(model: torch.nn.Module) -> str | None:
     return getattr(model, "shortcut_option", None)
 
 
-def normalization_config(mean: Mean, std: Sequence[float]) -> dict[str, Any]:
+def normalization_config(mean: Mean, std: Sequence[float]) -> NormalizationKeys:
     """config.json's record of the input normalisation (its name is the recipe's ``normalize``):
     per-channel ``mean``/``std``, or for a mean image null mean/std and the image's per-channel
     averages and SHA-256 (the image itself is in every checkpoint, ``mean_image``)."""
@@ -696,7 +744,7 @@ def normalization_config(mean: Mean, std: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def data_config(splits: Splits) -> dict[str, Any]:
+def data_config(splits: Splits) -> DataKeys:
     """Where the data came from and how many images each split holds."""
     root = splits.root.parent if splits.root.name == "cifar-10-batches-py" else splits.root
     return {
