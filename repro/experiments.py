@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from repro.errors import ReproError
 
@@ -52,13 +51,13 @@ class Preset:
     eval_every: int | None = None
     train_flags: tuple[str, ...] = field(default_factory=tuple)
 
-    def expected_config(self) -> dict[str, Any]:
+    def expected_config(self) -> dict[str, object]:
         """The config.json fields every run of this preset must have (recipe + overrides; the
         precision ``amp`` too where the recipe fixes it: fp32 for the paper's)."""
         from repro.train.recipes import get_recipe
 
         recipe = get_recipe(self.recipe, epochs=self.epochs, milestones=self.milestones, lr=self.lr)
-        out = recipe.to_dict()
+        out: dict[str, object] = recipe.to_dict()
         out.pop("source", None)
         out["recipe"] = out.pop("name")
         out["max_steps"] = self.max_steps

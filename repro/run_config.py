@@ -131,7 +131,7 @@ class RunConfig:
     data_root: str | None = _key((str, None))
     data_official: bool | None = _key((bool, None))
     data_counts: dict[str, int] | None = _key((dict, None))
-    environment: dict[str, object] | None = _key((dict, None))
+    environment: Mapping[str, object] | None = _key((dict, None))
     # `repro import-run`: what the import is, where from, what it lacks (absent for our runs)
     imported: dict[str, object] | None = _key((dict, None))
     # keys config.json had that this record does not know (kept, in order), and keys it lacked

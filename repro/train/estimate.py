@@ -13,8 +13,8 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 
@@ -69,7 +69,7 @@ class Estimate:
     def projected_seconds(self) -> float:
         return self.projected_train_seconds + self.projected_eval_seconds
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Every field and derived figure (the `repro estimate --json` record)."""
         derived = ("images_per_s", "projected_train_seconds", "projected_seconds")
         return {**asdict(self), **{k: getattr(self, k) for k in derived}}
@@ -183,7 +183,7 @@ def estimate(
     batch_size: int | None = None,
     amp: str = "auto",
     channels_last: bool = False,
-    model_kwargs: dict[str, Any] | None = None,
+    model_kwargs: Mapping[str, object] | None = None,
     eval_batch_size: int = 1000,
     compile: str = "off",
     compile_mode: str = "default",
@@ -203,12 +203,17 @@ def estimate(
     schedule = build_schedule(recipe, OFFICIAL_TRAIN - n_val, model_depth(model, model_name))
     memory = PeakMemory(dev)
     images, labels = random_images(recipe.batch_size * 4)
-    opts: dict[str, Any] = {
-        "amp_dtype": amp_dtype,
-        "channels_last": channels_last,
-        "compile_mode": mode,
-    }
-    parts = build_components(model, recipe, images, labels, device=dev, drop_last=True, **opts)
+    parts = build_components(
+        model,
+        recipe,
+        images,
+        labels,
+        device=dev,
+        drop_last=True,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        compile_mode=mode,
+    )
     set_lr(parts.optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
     step_s = _time_steps(parts, dev, steps, warmup_steps, model_name)
     eval_ips = _eval_throughput(parts.model, images, dev, amp_dtype, channels_last, eval_batch_size)
