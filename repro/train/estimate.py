@@ -28,7 +28,7 @@ from repro.train.components import (
     set_lr,
 )
 from repro.train.devices import amp_name, resolve_amp, resolve_device
-from repro.train.recipes import build_schedule, get_recipe
+from repro.train.recipes import Recipe, build_schedule, get_recipe
 from repro.train.switches import resolve_compile
 
 OFFICIAL_TRAIN = 50_000
@@ -174,6 +174,32 @@ def _eval_throughput(
     return eval_n / statistics.median(eval_times)
 
 
+def _on_random_images(
+    model: torch.nn.Module,
+    recipe: Recipe,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+    compile_mode: str | None,
+) -> tuple[Components, torch.Tensor]:
+    """The training components on random images (a step costs the same on any images), and the
+    images; the lr is cut a thousandfold to keep random-data steps tame."""
+    images, labels = random_images(recipe.batch_size * 4)
+    parts = build_components(
+        model,
+        recipe,
+        images,
+        labels,
+        device=device,
+        drop_last=True,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        compile_mode=compile_mode,
+    )
+    set_lr(parts.optimizer, recipe.lr * 1e-3)
+    return parts, images
+
+
 def estimate(
     model_name: str,
     recipe_name: str = "paper",
@@ -202,19 +228,7 @@ def estimate(
     n_val = round(OFFICIAL_TRAIN * recipe.val_fraction)
     schedule = build_schedule(recipe, OFFICIAL_TRAIN - n_val, model_depth(model, model_name))
     memory = PeakMemory(dev)
-    images, labels = random_images(recipe.batch_size * 4)
-    parts = build_components(
-        model,
-        recipe,
-        images,
-        labels,
-        device=dev,
-        drop_last=True,
-        amp_dtype=amp_dtype,
-        channels_last=channels_last,
-        compile_mode=mode,
-    )
-    set_lr(parts.optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
+    parts, images = _on_random_images(model, recipe, dev, amp_dtype, channels_last, mode)
     step_s = _time_steps(parts, dev, steps, warmup_steps, model_name)
     eval_ips = _eval_throughput(parts.model, images, dev, amp_dtype, channels_last, eval_batch_size)
     peak, kind = memory.read()
