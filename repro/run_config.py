@@ -134,18 +134,27 @@ class RunConfig:
     environment: Mapping[str, object] | None = _key((dict, None))
     # `repro import-run`: what the import is, where from, what it lacks (absent for our runs)
     imported: dict[str, object] | None = _key((dict, None))
-    # keys config.json had that this record does not know (kept, in order), and keys it lacked
+    # keys config.json had that this record does not know (kept, in order), the keys it lacked,
+    # and the order of its keys (empty for a record the trainer built: the fields' order)
     extra: dict[str, object] = field(default_factory=dict, compare=False)
     absent: frozenset[str] = field(default=frozenset(), compare=False)
+    order: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, object]:
-        """config.json's object: every known key the record holds, then the unknown ones."""
-        out = {k: getattr(self, k) for k in RUN_CONFIG_KEYS if k not in self.absent}
-        return {**out, **self.extra}
+        """config.json's object: every key the record holds (a key the file lacked stays out
+        while it keeps its default), then the unknown ones; in the file's order when it was
+        read from one, so that a file read and written back is unchanged."""
+        out = {k: getattr(self, k) for k in RUN_CONFIG_KEYS if self.recorded(k)}
+        out |= self.extra
+        rank = {k: i for i, k in enumerate(self.order)}
+        return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
     def recorded(self, key: str) -> bool:
-        """Whether config.json holds ``key`` (not left absent)."""
-        return key in self.extra if key not in RUN_CONFIG_KEYS else key not in self.absent
+        """Whether config.json holds ``key`` (absent from the file and still at its default:
+        not)."""
+        if key not in RUN_CONFIG_KEYS:
+            return key in self.extra
+        return key not in self.absent or getattr(self, key) != _DEFAULTS[key]
 
     def expected_end(self) -> int | None:
         """The iteration the schedule ends at: ``total_iterations``, cut by ``max_steps``."""
@@ -166,6 +175,16 @@ _KINDS: dict[str, Kinds] = {
 _ITEMS: dict[str, object] = {
     f.name: f.metadata["items"] for f in dataclasses.fields(RunConfig) if f.metadata.get("items")
 }
+
+
+def _default(f: dataclasses.Field[object]) -> object:
+    """The value an absent key takes (a field's default, or a fresh one from its factory)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if callable(f.default_factory) else None
+
+
+_DEFAULTS = {f.name: _default(f) for f in dataclasses.fields(RunConfig) if "kinds" in f.metadata}
 _COUNTS = {k: (INTEGER,) for k in ("train", "val", "test")}
 
 
@@ -196,7 +215,8 @@ def parse_run_config(obj: Mapping[str, object], where: str = CONFIG) -> RunConfi
     known = {k: v for k, v in obj.items() if k in _KINDS}
     extra = {k: v for k, v in obj.items() if k not in _KINDS}
     absent = frozenset(k for k in RUN_CONFIG_KEYS if k not in obj)
-    return RunConfig(**known, extra=extra, absent=absent)  # type: ignore[arg-type]
+    order = tuple(obj)
+    return RunConfig(**known, extra=extra, absent=absent, order=order)  # type: ignore[arg-type]
 
 
 def write_run_config(run: str | os.PathLike, config: RunConfig) -> None:

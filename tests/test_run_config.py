@@ -71,11 +71,14 @@ def test_an_unknown_key_is_kept_in_order_and_written_back(tmp_path: Path) -> Non
 
 
 def test_an_import_like_sparse_config_keeps_only_what_it_has() -> None:
-    obj = {"model": "resnet56", "seed": 0, "total_iterations": 64000, "imported": {"x": 1}}
+    obj = {"model": "resnet56", "seed": 0, "lr": 0.1, "total_iterations": 64000, "imported": {}}
     config = parse_run_config(obj)
-    assert config.to_dict() == obj
-    assert config.expected_end() == 64000 and config.imported == {"x": 1}
-    assert dataclasses.replace(config, max_steps=10).expected_end() == 10
+    assert config.to_dict() == obj and list(config.to_dict()) == list(obj)  # the file's order
+    assert config.expected_end() == 64000 and config.imported == {}
+    assert config.batch_size is None and not config.recorded("batch_size")
+    cut = dataclasses.replace(config, max_steps=10)  # a key the file lacked, now set: written
+    assert cut.expected_end() == 10 and cut.recorded("max_steps")
+    assert list(cut.to_dict()) == [*obj, "max_steps"]
 
 
 @pytest.mark.parametrize(
