@@ -11,8 +11,8 @@ Table 6.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from repro.errors import ReproError
 
@@ -51,13 +51,13 @@ class Preset:
     eval_every: int | None = None
     train_flags: tuple[str, ...] = field(default_factory=tuple)
 
-    def expected_config(self) -> dict[str, Any]:
+    def expected_config(self) -> dict[str, object]:
         """The config.json fields every run of this preset must have (recipe + overrides; the
         precision ``amp`` too where the recipe fixes it: fp32 for the paper's)."""
         from repro.train.recipes import get_recipe
 
         recipe = get_recipe(self.recipe, epochs=self.epochs, milestones=self.milestones, lr=self.lr)
-        out = recipe.to_dict()
+        out: dict[str, object] = recipe.to_dict()
         out.pop("source", None)
         out["recipe"] = out.pop("name")
         out["max_steps"] = self.max_steps
@@ -71,16 +71,18 @@ class Preset:
 REQUIRED_CONFIG = ("model", "seed", "recipe", "epochs", "iterations", "milestones", "max_steps")
 
 
-def declared_amp(config: dict[str, Any]) -> bool:
+def declared_amp(config: Mapping[str, object]) -> bool:
     """Whether the run's precision was asked for explicitly (``--amp bf16``, not ``auto``): a
     declared deviation, listed as such, not a mismatch."""
     asked = config.get("amp_requested")
     return asked not in (None, "auto") and asked == config.get("amp")
 
 
-def config_mismatch(config: dict[str, Any], preset: Preset, model: str, seed: int) -> list[str]:
+def config_mismatch(
+    config: Mapping[str, object], preset: Preset, model: str, seed: int
+) -> list[str]:
     """How an existing run's config.json differs from what this preset trains for model/seed."""
-    from repro.train.recipes import LEGACY_VALUES
+    from repro.run_config import LEGACY_VALUES
 
     want = {"model": model, "seed": seed, **preset.expected_config()}
     # Sec. 4.2 trains the CIFAR ResNets with option A (identity, zero-padded); plain nets have no

@@ -14,7 +14,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]
     return rows, problems
 
 
-def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+def append_jsonl(path: str | os.PathLike, record: Mapping[str, object]) -> None:
     """Append one JSON line and fsync, so a kill leaves at most one torn last line; a full disk
     is one ReproError, with the file cut back to the records it held before."""
     data = memoryview((json.dumps(record, allow_nan=True) + "\n").encode("utf-8"))
@@ -178,7 +178,7 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
+def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, object]]) -> None:
     """Replace ``path`` with ``records``, one JSON line each, atomically."""
     text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in records)
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -202,7 +202,9 @@ def _name(kind: Any) -> str:
     return "null" if kind is None else kind if isinstance(kind, str) else kind.__name__
 
 
-def wrong_types(obj: dict[str, Any], spec: dict[str, tuple[Any, ...]], where: str) -> list[str]:
+def wrong_types(
+    obj: Mapping[str, object], spec: Mapping[str, tuple[Any, ...]], where: str
+) -> list[str]:
     """``where: 'key' is a <type>, expected <types>`` for every key of ``spec`` that ``obj`` holds
     with a value of another type (a missing key is not this function's business)."""
     return [

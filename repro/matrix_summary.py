@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 from repro.train.rundir import Matrix, Run, expected_end
@@ -72,20 +72,21 @@ def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
     }
 
 
-def summarize_model(runs: dict[int, Run]) -> dict[str, Any]:
+def summarize_model(runs: dict[int, Run]) -> dict[str, object]:
     """Per-seed values and mean/std of every metric for one model."""
-    per_seed: dict[str, dict[str, Any]] = {}
+    metrics = {seed: seed_metrics(run) for seed, run in sorted(runs.items())}
+    per_seed: dict[str, dict[str, object]] = {}
     for seed, run in sorted(runs.items()):
         last = run.metrics[-1] if run.metrics else {}
         per_seed[str(seed)] = {
             "finished": run.finished,
             "iteration": last.get("iteration"),
-            "total_iterations": expected_end(run.config) if run.config else None,
+            "total_iterations": run.run_config.expected_end() if run.run_config else None,
             "seconds": last.get("seconds"),
             "problems": run.problems,
-            **seed_metrics(run),
+            **metrics[seed],
         }
-    stats = {k: mean_std([s[k] for s in per_seed.values()]) for k in METRIC_KEYS}
+    stats = {k: mean_std([m[k] for m in metrics.values()]) for k in METRIC_KEYS}
     return {"seeds": per_seed, **stats}
 
 
@@ -94,7 +95,7 @@ def build_summary(
     preset: str,
     seeds: list[int] | range,
     runs: dict[str, dict[int, Run]],
-    extra: dict[str, Any] | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
     """The summary.json dict of a matrix from its runs (:func:`repro.train.rundir.load_runs`)."""
     configs = [r.config for m in runs.values() for r in m.values() if r.config]

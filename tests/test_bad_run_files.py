@@ -14,6 +14,7 @@ import pytest
 
 from repro.errors import ReproError
 from repro.fileio import append_jsonl, path_problem, read_json, write_json
+from repro.run_config import parse_run_config
 from repro.train.rundir import (
     BEST,
     CONFIG,
@@ -91,7 +92,7 @@ def test_resume_without_a_readable_last_pt_refuses_and_keeps_the_history(tmp_pat
     elif how == "fifo":
         os.mkfifo(last)
     with pytest.raises(ReproError, match=r"last\.pt .*restore it, or start over") as info:
-        inspect_run_dir(run, CONFIG_DOC, target=36, resume=True)
+        inspect_run_dir(run, parse_run_config(CONFIG_DOC), target=36, resume=True)
     assert "\n" not in str(info.value)
     assert len(read_metrics(run)) == 3 and (run / BEST).read_bytes() == b"best"
 
@@ -101,7 +102,7 @@ def test_a_run_killed_before_its_first_checkpoint_still_starts_again(tmp_path):
     run.mkdir()
     write_json(run / CONFIG, CONFIG_DOC)
     append_jsonl(run / METRICS, {"iteration": 6, "test_error": 50.0})  # killed before last.pt
-    state = inspect_run_dir(run, CONFIG_DOC, target=36, resume=True)
+    state = inspect_run_dir(run, parse_run_config(CONFIG_DOC), target=36, resume=True)
     assert state.checkpoint is None and "starting it from iteration 0" in state.notes[-1]
 
 

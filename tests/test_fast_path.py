@@ -16,7 +16,7 @@ import repro.train.trainer as trainer_mod
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
 from repro.errors import ReproError
 from repro.train.components import build_components, make_model, make_optimizer, make_step, set_lr
-from repro.train.config import TrainConfig, fast_path, log_interval
+from repro.train.config import FastPath, TrainConfig, fast_path, log_interval
 from repro.train.devices import resolve_amp
 from repro.train.metrics import Meter
 from repro.train.recipes import get_recipe
@@ -91,8 +91,9 @@ CUDA_DEVICE, CPU_DEVICE = torch.device("cuda"), torch.device("cpu")  # no CUDA n
 
 def test_fast_path_is_the_default_on_cuda_and_compile_stays_off_on_the_cpu() -> None:
     config = TrainConfig(model="resnet20", out="unused")
-    assert fast_path(config, CUDA_DEVICE) == (True, "default")
-    assert fast_path(config, CPU_DEVICE) == (True, None)
+    assert fast_path(config, CUDA_DEVICE) == FastPath(True, "default")
+    assert fast_path(config, CPU_DEVICE) == FastPath(True, None)
+    assert config.channels_last == config.compile == "auto"  # the request is left as asked
 
 
 @pytest.mark.parametrize(
@@ -100,8 +101,7 @@ def test_fast_path_is_the_default_on_cuda_and_compile_stays_off_on_the_cpu() -> 
     [
         ("off", "off", "default", (False, None)),
         ("on", "on", "max-autotune", (True, "max-autotune")),
-        # the bools an older config.json recorded
-        (False, True, "reduce-overhead", (False, "reduce-overhead")),
+        ("off", "on", "reduce-overhead", (False, "reduce-overhead")),
         ("auto", "auto", "max-autotune-no-cudagraphs", (True, "max-autotune-no-cudagraphs")),
     ],
 )
@@ -109,7 +109,7 @@ def test_explicit_switches_override_auto(channels_last, compile, mode, want) -> 
     config = TrainConfig(
         "resnet20", "unused", channels_last=channels_last, compile=compile, compile_mode=mode
     )
-    assert fast_path(config, CUDA_DEVICE) == want
+    assert fast_path(config, CUDA_DEVICE) == FastPath(*want)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.train.rundir import read_config, read_metrics
+from repro.run_config import read_run_config
+from repro.train.rundir import read_metrics
 
 CAFFE = """\
 I0115 10:00:00.000000  1234 solver.cpp:404] Iteration 0, Testing net (#0)
@@ -49,7 +50,7 @@ def test_a_caffe_log_imports_without_conversion_and_drops_the_test_at_iteration_
     assert records[-1]["test_error"] == pytest.approx(6.97)
     assert records[0]["train_loss"] == pytest.approx(1.52) and records[0]["lr"] == 0.1
     assert records[-1]["lr"] == 0.01 and records[-1]["test_loss"] == pytest.approx(0.29)
-    imported = read_config(tmp_path / "run")["imported"]
+    imported = read_run_config(tmp_path / "run").to_dict()["imported"]
     assert imported["format"] == "caffe" and "iteration 0" in imported["dropped"]
     # an iteration schedule needs no epochs
     assert "epochs" not in imported["unknown"] and "iterations" not in imported["unknown"]

@@ -22,7 +22,8 @@ from repro.claims import (
 from repro.cli import main
 from repro.fileio import write_jsonl
 from repro.matrix_summary import seed_metrics
-from repro.train.rundir import METRICS, load_matrix, load_run, write_config
+from repro.run_config import parse_run_config, write_run_config
+from repro.train.rundir import METRICS, load_matrix, load_run
 
 STATED = [
     "--set", "iterations=64000", "--total-iterations", "64000", "--finished",
@@ -147,7 +148,8 @@ def test_complete_is_shown_only_when_completeness_passes(tmp_path, capsys):
 def test_best_on_test_never_counts_iteration_0(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
-    write_config(folder, {"model": "resnet56", "seed": 0, "total_iterations": 64000})
+    config = {"model": "resnet56", "seed": 0, "total_iterations": 64000}
+    write_run_config(folder, parse_run_config(config))
     rows = [
         {"iteration": 0, "test_error": 0.1, "train_error": 90.0},  # the untrained net, misread
         {"iteration": 32000, "test_error": 8.0, "train_error": 3.0},

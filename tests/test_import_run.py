@@ -12,7 +12,8 @@ import pytest
 from repro.claims import NOT_ASSESSABLE, PARTIAL, all_verdicts, check_tolerance
 from repro.cli import main
 from repro.reproduce.importer import tensorboard_available
-from repro.train.rundir import load_matrix, read_config, read_metrics
+from repro.run_config import read_run_config
+from repro.train.rundir import load_matrix, read_metrics
 
 # final test / train error (%) per model: the paper's orderings hold
 ERRORS = {
@@ -71,7 +72,7 @@ def test_an_imported_metrics_json_matrix_reports_and_its_claims_evaluate(tmp_pat
     assert "have not finished" not in capsys.readouterr().err  # --finished imports are finished
     status = verdicts(out)
     assert status["degradation"] == PARTIAL and status["residual"] == PARTIAL
-    config = read_config(out / "resnet56" / "seed0")
+    config = read_run_config(out / "resnet56" / "seed0").to_dict()
     assert config["imported"]["format"] == "json" and config["imported"]["finished"] is True
     assert "checkpoint" in config["imported"]["lacks"]
     assert not (out / "resnet56" / "seed0" / "final.pt").exists()  # never faked
@@ -96,7 +97,9 @@ def test_an_import_without_training_error_makes_the_train_claims_not_assessable(
             assert verdict.status == NOT_ASSESSABLE, verdict
             train_rows = [r for r in verdict.rows if "train" in r[1]]
             assert train_rows and all(str(r[-1]).startswith(NOT_ASSESSABLE) for r in train_rows)
-    assert "train_error" in read_config(out / "plain20" / "seed0")["imported"]["lacks"]
+    assert (
+        "train_error" in read_run_config(out / "plain20" / "seed0").to_dict()["imported"]["lacks"]
+    )
 
 
 def test_fig7_of_an_import_without_checkpoints_is_not_assessable(tmp_path):
@@ -125,7 +128,7 @@ def test_a_csv_with_a_column_mapping_and_accuracy_fractions_becomes_percent_erro
     assert [r["iteration"] for r in records] == [391, 782]
     assert records[0]["test_error"] == pytest.approx(20.0)
     assert records[1]["train_error"] == pytest.approx(20.0)  # 100 - 100 * 0.8
-    assert read_config(tmp_path / "run")["imported"]["format"] == "csv"
+    assert read_run_config(tmp_path / "run").to_dict()["imported"]["format"] == "csv"
 
 
 def test_the_scale_can_be_stated_instead_of_detected(tmp_path):
@@ -254,4 +257,4 @@ def test_tensorboard_event_files_import_as_metrics(tmp_path):
     rows = read_metrics(out)
     assert [r["iteration"] for r in rows] == [391, 782]
     assert rows[-1]["test_error"] == pytest.approx(60_000 / 782)
-    assert read_config(out)["imported"]["format"] == "tensorboard"
+    assert read_run_config(out).to_dict()["imported"]["format"] == "tensorboard"

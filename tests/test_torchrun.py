@@ -5,6 +5,7 @@ the BatchNorm batch (batch / world size images per process) and would change the
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from cli_helpers import one_clear_line, run_repro
 from trainer_helpers import metrics_without_timing, torchrun_train
 
 from repro.errors import ReproError
+from repro.run_config import parse_run_config
 from repro.train import ddp
 from repro.train.checkpoint import load_checkpoint
 
@@ -80,14 +82,18 @@ def test_resuming_a_two_process_run_in_one_process_is_refused_naming_both_world_
 
 
 def test_a_one_process_run_is_refused_by_two_processes_and_allowed_where_bn_is_the_same() -> None:
-    recorded = {"world_size": 1, "batch_size": 128, "sync_bn": False}
+    recorded = parse_run_config({"world_size": 1, "batch_size": 128, "sync_bn": False})
     with pytest.raises(ReproError, match="world size 1 and this is world size 2.*`repro train`"):
         ddp.check_world_size(recorded, ddp.DistInfo(0, 2, 0), Path("run"))
     assert ddp.check_world_size(recorded, ddp.DistInfo(), Path("run")) is None
-    assert ddp.check_world_size({"batch_size": 128}, ddp.DistInfo(), Path("run")) is None  # old
-    note = ddp.check_world_size({**recorded, "sync_bn": True}, ddp.DistInfo(0, 4, 0), Path("r"))
+    assert (
+        ddp.check_world_size(parse_run_config({"batch_size": 128}), ddp.DistInfo(), Path("run"))
+        is None
+    )  # old
+    sync = dataclasses.replace(recorded, sync_bn=True)
+    note = ddp.check_world_size(sync, ddp.DistInfo(0, 4, 0), Path("r"))
     assert note is not None and "over the whole batch of 128 either way" in note
-    chunks = {"world_size": 2, "batch_size": 128, "bn_batch": 64}  # the paper's two GPUs
+    chunks = parse_run_config({"world_size": 2, "batch_size": 128, "bn_batch": 64})  # 2 GPUs
     note = ddp.check_world_size(chunks, ddp.DistInfo(), Path("r"))
     assert note is not None and "over chunks of 64 images either way" in note
     with pytest.raises(ReproError, match="over 32 images at a time instead of 64"):

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -22,6 +21,7 @@ from repro.data import normalize
 from repro.errors import ReproError
 from repro.fileio import atomic_write
 from repro.models import CifarResNet
+from repro.run_config import RunConfig, parse_run_config
 from repro.train.checkpoint import load_checkpoint, model_from_checkpoint
 from repro.train.evaluate import InputNorm, checkpoint_normalization
 from repro.train.rundir import (
@@ -87,7 +87,7 @@ class Job:
     seed: str  # e.g. "seed0"
     depth: int | None
     residual: bool
-    config: dict[str, Any]
+    config: RunConfig  # the checkpoint's copy of its run's config.json
     iteration: int | None
     digest: str  # SHA-256 of the checkpoint file: which weights the result belongs to
     norm: InputNorm  # the normalisation the run trained with (a mean image for per-pixel-mean)
@@ -101,8 +101,8 @@ class Entry:
     result: LayerResponse
 
 
-def seed_label(state: dict, path: Path) -> str:
-    seed = (state.get("config") or {}).get("seed")
+def seed_label(config: RunConfig, path: Path) -> str:
+    seed: int | None = config.seed
     if seed is None:
         seed = seed_of(path.parent)
     return f"seed{seed}" if seed is not None else path.stem
@@ -139,16 +139,18 @@ def prepare_jobs(checkpoints: Sequence[Path]) -> list[Job]:
                 "defined for the plain and residual CIFAR nets of Sec. 4.2"
             )
         key, depth, residual = model_label(model, state["model_name"])
-        seed = seed_label(state, path)
+        config = parse_run_config(state.get("config") or {}, f"{path} 'config'")
+        seed = seed_label(config, path)
         if (key, seed) in seen:
             raise ReproError(
                 f"two checkpoints of {key} {seed} given ({seen[key, seed]} and "
                 f"{path}); pass one per model and seed"
             )
         seen[key, seed] = path
-        config = state.get("config") or {}
         norm = checkpoint_normalization(state, str(path))
-        if norm.name != "per-pixel-mean" and ("mean" not in config or "std" not in config):
+        if norm.name != "per-pixel-mean" and not (
+            config.recorded("mean") and config.recorded("std")
+        ):
             warn(f"{path}: no mean/std in the checkpoint config; normalising with CIFAR-10's")
         iteration = state.get("iteration")
         jobs.append(
@@ -159,7 +161,7 @@ def prepare_jobs(checkpoints: Sequence[Path]) -> list[Job]:
 
 def recorded_data_root(jobs: Sequence[Job]) -> str | None:
     """The data root the checkpoints were trained on, when they agree and it still exists."""
-    roots = {job.config["data_root"] for job in jobs if job.config.get("data_root") is not None}
+    roots = {job.config.data_root for job in jobs if job.config.data_root is not None}
     if len(roots) == 1 and Path(next(iter(roots))).exists():
         return next(iter(roots))
     return None

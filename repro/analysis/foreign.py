@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -45,7 +45,7 @@ class Foreign:
     state: dict[str, torch.Tensor]
     found: str
     recorded: Any = None  # the Normalization a resnet-repro checkpoint says it trained with
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: TrainingExtras = field(default_factory=lambda: TrainingExtras())
     named: tuple[str, str | None] | None = None  # (net, shortcut) a resnet-repro file records
     notes: list[str] = field(default_factory=list)  # how the file was read, when not by torch
 
@@ -104,18 +104,45 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def training_extras(wrapper: Mapping | None) -> dict[str, Any]:
+class KeyValue(TypedDict):
+    key: str  # the wrapper's key it was found under
+    value: float
+
+
+def _first_number(wrapper: Mapping, keys: tuple[str, ...]) -> KeyValue | None:
+    """The first of ``keys`` the wrapper holds a finite number under."""
+    for key in keys:
+        value = _number(wrapper.get(key))
+        if value is not None:
+            return KeyValue(key=key, value=value)
+    return None
+
+
+class OptimizerNote(TypedDict):
+    key: str
+    lr: float | None  # the first parameter group's
+    tensors_with_state: int
+
+
+class TrainingExtras(TypedDict, total=False):
+    """What a wrapping dict says about training (each part only when the file has it)."""
+
+    epoch: KeyValue
+    best_accuracy: KeyValue
+    optimizer: OptimizerNote
+
+
+def training_extras(wrapper: Mapping | None) -> TrainingExtras:
     """What a wrapping dict says about training: an epoch counter, a best accuracy, whether an
     optimizer state is there (and its learning rate)."""
+    out = TrainingExtras()
     if wrapper is None:
-        return {}
-    out: dict[str, Any] = {}
-    for group, keys in (("epoch", EPOCH_KEYS), ("best_accuracy", BEST_KEYS)):
-        for key in keys:
-            value = _number(wrapper.get(key))
-            if value is not None:
-                out[group] = {"key": key, "value": value}
-                break
+        return out
+    epoch, best = _first_number(wrapper, EPOCH_KEYS), _first_number(wrapper, BEST_KEYS)
+    if epoch is not None:
+        out["epoch"] = epoch
+    if best is not None:
+        out["best_accuracy"] = best
     for key in OPTIMIZER_KEYS:
         opt = wrapper.get(key)
         if isinstance(opt, Mapping) and "param_groups" in opt:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ class Normalization:
     mean_image: torch.Tensor | None = field(default=None, repr=False)
 
 
-def recorded_normalization(state: dict[str, Any], path: Path) -> Normalization:
+def recorded_normalization(state: Mapping[str, object], path: Path) -> Normalization:
     """The normalisation a resnet-repro checkpoint records (its config, its mean image)."""
     norm = checkpoint_normalization(state, f"checkpoint {path}")
     if isinstance(norm.mean, torch.Tensor):

@@ -78,7 +78,7 @@ class Candidate:
 
     name: str
     builder: str
-    kwargs: dict[str, Any]
+    kwargs: dict[str, object]
     shortcut: str | None  # "A", "B", "C"; None for a plain net
 
 
@@ -241,7 +241,7 @@ def num_classes_of(units: list[Unit]) -> int:
     return heads[-1].layer.shape[0] if len(heads) == 1 else 10
 
 
-def cifar_name(depth: int, residual: bool) -> tuple[str, dict[str, Any]]:
+def cifar_name(depth: int, residual: bool) -> tuple[str, dict[str, object]]:
     """``resnet20`` / ``plain20`` when the zoo names that depth, else the generic builder."""
     named = CIFAR_DEPTHS if residual else PLAIN_CIFAR_DEPTHS
     prefix = "resnet" if residual else "plain"

@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import torch
 
@@ -121,10 +121,34 @@ def _download_into(root: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(data: CIFAR10) -> dict[str, Any]:
+class SplitCounts(TypedDict):
+    count: int
+    per_class: dict[str, int]  # class name -> images
+
+
+class FileCheck(TypedDict):
+    md5: str
+    expected: str  # the official file's
+    ok: bool
+
+
+class DataReport(TypedDict):
+    """`repro data verify`'s report (``--json`` prints it as is)."""
+
+    root: str
+    official: bool
+    subset: bool
+    classes: list[str]
+    train: SplitCounts
+    test: SplitCounts
+    official_counts: dict[str, int]
+    checksums: dict[str, FileCheck]
+
+
+def report(data: CIFAR10) -> DataReport:
     """The verify report as plain data (the JSON form)."""
 
-    def split(labels: torch.Tensor) -> dict[str, Any]:
+    def split(labels: torch.Tensor) -> SplitCounts:
         counts = torch.bincount(labels, minlength=len(data.classes)).tolist()
         return {"count": int(labels.numel()), "per_class": dict(zip(data.classes, counts))}
 

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TypedDict
 
 import torch
 
@@ -31,25 +31,68 @@ print("ok")
 """
 
 
-def cuda_devices() -> list[dict[str, Any]]:
+class CudaDevice(TypedDict):
+    index: int
+    name: str
+    memory_gib: float
+    capability: str  # "major.minor"
+
+
+class _Status(TypedDict):
+    status: str  # ok | failed | not checked
+
+
+class CompileCheck(_Status, total=False):
+    reason: str
+    seconds: float
+
+
+class _Where(TypedDict):
+    root: str
+    found: bool
+
+
+class DataPresence(_Where, total=False):
+    reason: str  # when not found
+    folder: str
+    official: bool
+    counts: dict[str, int]  # train, test
+
+
+class Devices(TypedDict):
+    cuda: list[CudaDevice]
+    cpu: str
+    cpu_count: int | None
+    torch_threads: int
+
+
+class EnvReport(TypedDict):
+    """`repro env`'s report (``--json`` prints it as is)."""
+
+    versions: dict[str, str | int | None]
+    devices: Devices
+    compile: CompileCheck
+    data: DataPresence
+    platform: str
+    hostname: str
+    git_commit: str | None
+
+
+def cuda_devices() -> list[CudaDevice]:
     """Name, memory (GiB) and compute capability of every visible CUDA device."""
     if not torch.cuda.is_available():
         return []
     out = []
     for i in range(torch.cuda.device_count()):
         p = torch.cuda.get_device_properties(i)
+        memory = round(p.total_memory / 2**30, 1)
         out.append(
-            {
-                "index": i,
-                "name": p.name,
-                "memory_gib": round(p.total_memory / 2**30, 1),
-                "capability": f"{p.major}.{p.minor}",
-            }
+            CudaDevice(index=i, name=p.name, memory_gib=memory, capability=f"{p.major}.{p.minor}")
         )
     return out
 
 
-def check_compile(timeout: float = COMPILE_TIMEOUT_S) -> dict[str, Any]:
+def check_compile(timeout: float = COMPILE_TIMEOUT_S) -> CompileCheck:
     """Compile and run a tiny function on CPU in a child process: ``{"status", "seconds", ...}``."""
     start = time.perf_counter()
     try:
@@ -73,21 +116,20 @@ def check_compile(timeout: float = COMPILE_TIMEOUT_S) -> dict[str, Any]:
     return {"status": "failed", "reason": reason, "seconds": seconds}
 
 
-def data_presence(root_arg: str | None) -> dict[str, Any]:
+def data_presence(root_arg: str | None) -> DataPresence:
     """Whether CIFAR-10 is at the data root (resolved like the data layer), and what it is."""
     root = resolve_data_root(root_arg)
-    info: dict[str, Any] = {"root": str(root)}
     try:
         data = load_cifar10(root)
     except ReproError as exc:
-        return {**info, "found": False, "reason": str(exc)}
-    return {
-        **info,
-        "found": True,
-        "folder": str(data.root),
-        "official": data.official,
-        "counts": {"train": data.num_train, "test": data.num_test},
-    }
+        return DataPresence(root=str(root), found=False, reason=str(exc))
+    return DataPresence(
+        root=str(root),
+        found=True,
+        folder=str(data.root),
+        official=data.official,
+        counts={"train": data.num_train, "test": data.num_test},
+    )
 
 
 def cudnn_version() -> int | None:
@@ -98,28 +140,35 @@ def cudnn_version() -> int | None:
         return None
 
 
-def collect(args: argparse.Namespace) -> dict[str, Any]:
+def collect(args: argparse.Namespace) -> EnvReport:
     env = environment()
-    versions = {k: env.get(k) for k in ("python", "torch", "torchvision", "numpy", "cuda")}
+    versions: dict[str, str | int | None] = {
+        "python": env["python"],
+        "torch": env["torch"],
+        "torchvision": env["torchvision"],
+        "numpy": env["numpy"],
+        "cuda": env["cuda"],
+        "cudnn": env["cudnn"] or cudnn_version(),
+    }
     return {
-        "versions": {**versions, "cudnn": env.get("cudnn") or cudnn_version()},
+        "versions": versions,
         "devices": {
             "cuda": cuda_devices(),
             "cpu": device_name("cpu"),
-            "cpu_count": env.get("cpu_count"),
+            "cpu_count": env["cpu_count"],
             "torch_threads": torch.get_num_threads(),
         },
         "compile": check_compile(args.compile_timeout)
         if args.check_compile
         else {"status": "not checked", "reason": "pass --check-compile"},
         "data": data_presence(args.data_root),
-        "platform": env.get("platform"),
-        "hostname": env.get("hostname"),
-        "git_commit": env.get("git_commit"),
+        "platform": env["platform"],
+        "hostname": env["hostname"],
+        "git_commit": env["git_commit"],
     }
 
 
-def format_report(r: dict[str, Any]) -> str:
+def format_report(r: EnvReport) -> str:
     v, d, c, data = r["versions"], r["devices"], r["compile"], r["data"]
     lines = ["versions  " + ", ".join(f"{k} {'-' if val is None else val}" for k, val in v.items())]
     for dev in d["cuda"]:

@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any
 
 from repro.cli.options import add_data_root, add_device, add_speed_options, add_threads
 from repro.errors import ReproError
@@ -93,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe (on --resume: the run's recorded one, flags on top)."""
-    model_kwargs: dict[str, Any] = {}
+    model_kwargs: dict[str, object] = {}
     if args.model_kwargs:
         try:
             model_kwargs = json.loads(args.model_kwargs)

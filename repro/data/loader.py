@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TypedDict
 
 import torch
 
 from repro.data.augment import CropFlipStore, Mean, normalize
 from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
 from repro.errors import ReproError
+
+
+class LoaderState(TypedDict):
+    """A :class:`DeviceLoader`'s place in its epochs, in a checkpoint (``loader``)."""
+
+    epoch: int
+    position: int  # batches of this epoch already drawn
+    generator: torch.Tensor  # the permutation generator's state
+    order: torch.Tensor | None  # this epoch's permutation (None before the first)
+    num_samples: int
+    batch_size: int
 
 
 class DeviceLoader:
@@ -122,7 +133,7 @@ class DeviceLoader:
             yield batch
         self._end_epoch()
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> LoaderState:
         """Everything needed to resume exactly: epoch, position, generator state, epoch order."""
         return {
             "epoch": self.epoch,
@@ -133,7 +144,7 @@ class DeviceLoader:
             "batch_size": self.batch_size,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: LoaderState) -> None:
         """Restore a :meth:`state_dict`; the split and batch size must match the saved ones."""
         if state["num_samples"] != self.num_samples or state["batch_size"] != self.batch_size:
             raise ReproError(

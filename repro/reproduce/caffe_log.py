@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from repro.errors import ReproError
 
@@ -42,11 +41,11 @@ def _role(phase: str, name: str) -> str | None:
     return None if kind is None else f"{phase.lower()}_{kind}"
 
 
-def caffe_rows(text: str, path: Path) -> list[dict[str, Any]]:
+def caffe_rows(text: str, path: Path) -> list[dict[str, str | int]]:
     """One row per test of the log (see the module doc); ReproError if it has no test lines."""
-    rows: list[dict[str, Any]] = []
-    train: dict[str, Any] = {}
-    testing: dict[str, Any] | None = None
+    rows: list[dict[str, str | int]] = []
+    train: dict[str, str] = {}  # the latest training loss and lr (as the log prints them)
+    testing: dict[str, str | int] | None = None
     iteration = 0
     for line in text.splitlines():
         if m := _ITER.search(line):

@@ -44,17 +44,16 @@ from repro.experiments import get_experiment, get_preset
 from repro.fileio import write_jsonl
 from repro.matrix_summary import build_summary
 from repro.reproduce.caffe_log import caffe_rows, looks_like_caffe
+from repro.run_config import parse_run_config, run_config_problems, write_run_config
 from repro.train.metrics import METRIC_KEYS
 from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import (
     CONFIG,
     METRICS,
     check_writable,
-    config_problems,
     load_runs,
     seed_dir,
     seed_of,
-    write_config,
     write_summary,
 )
 
@@ -361,7 +360,7 @@ def build_config(model: str, seed: int, src: Path, fmt: str, options: dict[str, 
     imported |= {"unknown": unknown, **options["decided"]}
     config = {"model": model, "seed": seed, **recipe, "total_iterations": total}
     config |= {"imported": imported}
-    problems = config_problems(config)
+    problems = run_config_problems(config)
     if problems:
         raise ReproError(f"{problems[0]} (from --set)")
     return config
@@ -433,7 +432,7 @@ def _run_files(src: Path, model: str, seed: int, opts: dict[str, Any]) -> tuple[
 
 def _write_run(folder: Path, config: dict, records: list) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    write_config(folder, config)
+    write_run_config(folder, parse_run_config(config))
     write_jsonl(folder / METRICS, records)
 
 

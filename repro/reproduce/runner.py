@@ -418,7 +418,9 @@ def check_counts(seeds: int, parallel: int, gpus: str | None, per_gpu: int | Non
         raise ReproError("--per-gpu needs --gpus (which GPUs to place the runs on)")
 
 
-def finish_matrix(outcome: Outcome, extra: dict[str, Any], command: str, echo=print) -> int | None:
+def finish_matrix(
+    outcome: Outcome, extra: dict[str, object], command: str, echo=print
+) -> int | None:
     """Fill ``extra``'s status and failed/interrupted runs; when a signal stopped the matrix, say
     how to continue it and return the exit code (130 SIGINT, 143 SIGTERM), else None."""
     extra["failed"] = sorted(f"{m}/seed{s}" for (m, s), rc in outcome.codes.items() if rc != 0)

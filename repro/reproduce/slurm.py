@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from repro.errors import ReproError
 from repro.experiments import Preset
@@ -154,27 +154,34 @@ class SlurmOptions:
         if self.mem is not None and not MEM.match(self.mem):
             raise ReproError(f"--mem {self.mem!r} is not a size; give e.g. 16G or 4000M")
 
-    def sbatch_parameters(self, job_name: str) -> dict[str, Any]:
-        """The parameters of submitit's SlurmExecutor (its names of sbatch's options)."""
-        params: dict[str, Any] = {
-            "job_name": job_name,
-            "time": parse_time(self.time or "0"),
-            "nodes": 1,
-            "ntasks_per_node": 1,
-            "signal_delay_s": SIGNAL_DELAY_S,
-            "stderr_to_stdout": True,
-        }
-        optional = {
-            "partition": self.partition,
-            "gpus_per_node": self.gpus_per_run or None,
-            "cpus_per_task": self.cpus_per_run,
-            "mem": self.mem,
-            "account": self.account,
-            "qos": self.qos,
-            "constraint": self.constraint,
-            "array_parallelism": self.array_parallelism,
-        }
-        return params | {k: v for k, v in optional.items() if v is not None}
+    def sbatch_parameters(self, job_name: str) -> SbatchParams:
+        """The parameters of submitit's SlurmExecutor (its names of sbatch's options); the
+        options not given are left to sbatch."""
+        params = SbatchParams(
+            job_name=job_name,
+            time=parse_time(self.time or "0"),
+            nodes=1,
+            ntasks_per_node=1,
+            signal_delay_s=SIGNAL_DELAY_S,
+            stderr_to_stdout=True,
+        )
+        if self.partition is not None:
+            params["partition"] = self.partition
+        if self.gpus_per_run:
+            params["gpus_per_node"] = self.gpus_per_run
+        if self.cpus_per_run is not None:
+            params["cpus_per_task"] = self.cpus_per_run
+        if self.mem is not None:
+            params["mem"] = self.mem
+        if self.account is not None:
+            params["account"] = self.account
+        if self.qos is not None:
+            params["qos"] = self.qos
+        if self.constraint is not None:
+            params["constraint"] = self.constraint
+        if self.array_parallelism is not None:
+            params["array_parallelism"] = self.array_parallelism
+        return params
 
 
 def import_submitit() -> Any:
@@ -248,6 +255,33 @@ def child_setup() -> Callable[[], None]:
     return setup
 
 
+class SbatchParams(TypedDict, total=False):
+    """The parameters of submitit's SlurmExecutor this launcher sets (submitit's names and
+    types of sbatch's options)."""
+
+    job_name: str
+    time: int  # minutes
+    nodes: int
+    ntasks_per_node: int
+    signal_delay_s: int
+    stderr_to_stdout: bool
+    partition: str
+    gpus_per_node: int
+    cpus_per_task: int
+    mem: str
+    account: str
+    qos: str
+    constraint: str
+    array_parallelism: int
+
+
+class TrainJobState(TypedDict):
+    """What a pickled TrainJob carries to the cluster (never its live process)."""
+
+    command: list[str]
+    log: str
+
+
 class TrainJob:
     """One model/seed training as a submitit job: runs its `repro train` command into the run's
     log and fails when the trainer does; :meth:`checkpoint` is submitit's preemption hook."""
@@ -257,10 +291,10 @@ class TrainJob:
         self._proc: subprocess.Popen | None = None
         self._log_start = 0
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> TrainJobState:
         return {"command": self.command, "log": self.log}  # never the live process
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: TrainJobState) -> None:
         self.command, self.log = list(state["command"]), str(state["log"])
         self._proc, self._log_start = None, 0
 
@@ -345,7 +379,23 @@ def no_requeue_reason(rc: int | None, finished: bool) -> str:
 # ---------------------------------------------------------------- what is where
 
 
-def read_record(out: Path) -> dict[str, Any]:
+class JobEntry(TypedDict):
+    """One run's job in slurm_jobs.json."""
+
+    job_id: str
+    log: str
+    submitted: str  # ISO time, UTC
+
+
+class JobRecord(TypedDict, total=False):
+    """slurm_jobs.json: each run's job (by ``model/seed<k>``), the cluster, submitit's folder."""
+
+    runs: dict[str, JobEntry]
+    cluster: str
+    folder: str
+
+
+def read_record(out: Path) -> JobRecord:
     """``slurm_jobs.json`` of a matrix (empty when there is none)."""
     path = out / RECORD
     if not path.is_file():
@@ -353,7 +403,7 @@ def read_record(out: Path) -> dict[str, Any]:
     record = read_json(path)
     if not isinstance(record.get("runs"), dict):
         raise ReproError(f"{path} has no 'runs'; it was not written by `repro reproduce`")
-    return record
+    return cast(JobRecord, record)  # as submit() writes it
 
 
 def lock_holder(folder: Path) -> int | None:
@@ -477,7 +527,7 @@ def slurm_states(jobs: list[str], warn: Callable[[str], None]) -> dict[str, str]
     return combine_states(jobs, queue, acct or {})
 
 
-def scheduler_states(record: dict[str, Any], warn: Callable[[str], None]) -> dict[str, str]:
+def scheduler_states(record: JobRecord, warn: Callable[[str], None]) -> dict[str, str]:
     """Run key -> the scheduler's state of its job ('' where it cannot be known)."""
     runs = record.get("runs", {})
     if record.get("cluster") == "local":
@@ -499,7 +549,7 @@ def last_note(log: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def run_status(run: Path, log: Path, entry: dict | None, state: str, failed: bool) -> str:
+def run_status(run: Path, log: Path, entry: JobEntry | None, state: str, failed: bool) -> str:
     """done / running / queued / interrupted / failed / cancelled / not started / unknown, for
     one run: the folder first (final.pt, a live trainer), then the scheduler's ``state`` of its
     job, then the launcher's note in its log."""
@@ -539,7 +589,7 @@ def progress(run: Path) -> str:
 
 
 def status_rows(
-    out: Path, summary: dict[str, Any], record: dict[str, Any], warn: Callable[[str], None]
+    out: Path, summary: dict[str, Any], record: JobRecord, warn: Callable[[str], None]
 ) -> list[tuple]:
     """One row per model and seed: model, seed, status, progress, job id, log."""
     states = scheduler_states(record, warn) if record else {}
@@ -583,7 +633,7 @@ def matrix_status(
 
 
 def to_submit(
-    jobs: list[runner.Job], record: dict[str, Any], echo: Callable, warn: Callable = print_err
+    jobs: list[runner.Job], record: JobRecord, echo: Callable, warn: Callable = print_err
 ) -> list[runner.Job]:
     """The unfinished runs that no job is still queued for or running; one ReproError for a run
     whose job's state cannot be known (it might be queued: never submit it twice)."""
@@ -607,18 +657,18 @@ def to_submit(
     return todo
 
 
-def sbatch_script(folder: Path, params: dict[str, Any], count: int) -> str:
+def sbatch_script(folder: Path, params: SbatchParams, count: int) -> str:
     """The sbatch script submitit writes for an array of ``count`` tasks with ``params``."""
     import_submitit()
     from submitit.slurm.slurm import _make_sbatch_string
 
     command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit"])
     command += " " + shlex.quote(str(folder))
-    array: dict[str, Any] = {"map_count": count} if count > 1 else {}
-    return _make_sbatch_string(command=command, folder=folder, **params, **array)
+    map_count = count if count > 1 else None
+    return _make_sbatch_string(command=command, folder=folder, map_count=map_count, **params)
 
 
-def make_executor(folder: Path, options: SlurmOptions, params: dict[str, Any]) -> Any:
+def make_executor(folder: Path, options: SlurmOptions, params: SbatchParams) -> Any:
     """submitit's SlurmExecutor with ``params``; with ``cluster="local"`` its LocalExecutor,
     which runs the same jobs here as processes (USR2 at the time limit, requeue by restart)."""
     submitit = import_submitit()
@@ -632,7 +682,7 @@ def make_executor(folder: Path, options: SlurmOptions, params: dict[str, Any]) -
     return executor
 
 
-def dry_run(out: Path, params: dict, commands: dict, echo: Callable[[str], None]) -> None:
+def dry_run(out: Path, params: SbatchParams, commands: dict, echo: Callable[[str], None]) -> None:
     """Print the sbatch script and each task's command; submit and write nothing."""
     echo(f"# dry run: nothing submitted; {len(commands)} run(s) would be one job array")
     echo(sbatch_script((out / SUBMITIT_DIR).resolve(), params, max(len(commands), 1)))
@@ -652,7 +702,9 @@ def sbatch_refusal(exc: Exception, options: SlurmOptions) -> ReproError:
     return ReproError(f"sbatch refused the job array, nothing was submitted: {said} ({hint})")
 
 
-def submit_array(folder: Path, options: SlurmOptions, params: dict, trainings: list) -> list:
+def submit_array(
+    folder: Path, options: SlurmOptions, params: SbatchParams, trainings: list
+) -> list:
     """Submit ``trainings`` (TrainJobs) as one array; on a refusal, one ReproError and no file
     of the attempt left in ``folder`` (submitit writes its pickles before it calls sbatch)."""
     before = set(folder.rglob("*")) if folder.is_dir() else set()
@@ -672,21 +724,20 @@ def submit_array(folder: Path, options: SlurmOptions, params: dict, trainings: l
 
 
 def submit(
-    out: Path, options: SlurmOptions, params: dict, commands: dict, todo: list[runner.Job]
+    out: Path, options: SlurmOptions, params: SbatchParams, commands: dict, todo: list[runner.Job]
 ) -> list[Any]:
     """Submit the runs as one job array and record the job ids (atomically) in slurm_jobs.json."""
     folder = (out / SUBMITIT_DIR).resolve()
     trainings = [TrainJob(commands[(j.model, j.seed)], str(j.log.resolve())) for j in todo]
     jobs = submit_array(folder, options, params, trainings)
-    record = read_record(out) or {"runs": {}}
-    record |= {"cluster": options.cluster, "folder": str(folder)}
+    record = read_record(out) or JobRecord(runs={})
+    record["cluster"], record["folder"] = options.cluster, str(folder)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    runs = record.setdefault("runs", {})
     for j, sj in zip(todo, jobs):
-        record["runs"][f"{j.model}/seed{j.seed}"] = {
-            "job_id": str(sj.job_id),
-            "log": str(j.log),
-            "submitted": stamp,
-        }
+        runs[f"{j.model}/seed{j.seed}"] = JobEntry(
+            job_id=str(sj.job_id), log=str(j.log), submitted=stamp
+        )
     write_json(out / RECORD, record)
     return jobs
 

@@ -16,19 +16,24 @@ import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from repro.data.loader import LoaderState
 from repro.data.normalization import NORMALIZATIONS
 from repro.errors import ReproError
 from repro.fileio import atomic_write, path_problem
 from repro.models import build_model
+from repro.run_config import parse_run_config, run_config_problems
+from repro.train.metrics import MeterState
+from repro.train.recipes import WarmupState
+from repro.train.rng import RngState
 
 FORMAT = "resnet-repro/1"
 TRUST_FLAG = "--trust-pickle"
@@ -62,7 +67,61 @@ _DOS_DIRECTORY = 0x10  # the external-attribute bit that makes a zip record a fo
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+class SchedulerState(TypedDict):
+    warmup: WarmupState
+    lr: float  # the lr of the next step (informative: resuming recomputes it)
+
+
+class MetricsState(TypedDict):
+    """The running sums and the best-so-far of a training run (the Trainer's LoopState)."""
+
+    meter: MeterState  # since the last evaluation
+    window: MeterState  # since the last warm-up check
+    seconds: float  # training time so far
+    best_value: float
+    best_iteration: int | None
+    bad_evals: int
+    stop_reason: str | None
+
+
+class TrainingState(TypedDict):
+    """What resuming needs to continue bit-identically: the Trainer's ``state_dict()``.
+    ``optimizer`` and ``scaler`` are torch's own state dicts."""
+
+    model_name: str
+    model_kwargs: dict[str, object]
+    config: dict[str, object]  # config.json's object (repro.run_config.RunConfig.to_dict)
+    model: dict[str, torch.Tensor]
+    iteration: int
+    optimizer: dict[str, Any]
+    scheduler: SchedulerState
+    loader: LoaderState
+    scaler: dict[str, Any] | None
+    rng: RngState
+    metrics_state: MetricsState
+    best_by: str
+    mean_image: torch.Tensor | None  # per-pixel-mean runs (Sec. 3.4): the image subtracted
+
+
+class DDPAgreement(TypedDict):
+    world_size: int
+    max_rank_difference: float  # between the ranks' weights at the end (0.0: in agreement)
+
+
+class CheckpointExtras(TypedDict, total=False):
+    """What best.pt (``best_value``, ``metrics``) and final.pt (``stop_reason``, ``ddp``) add."""
+
+    best_value: float
+    metrics: dict[str, float | int | None]  # the metrics.jsonl record of that evaluation
+    stop_reason: str
+    ddp: DDPAgreement
+
+
+class Checkpoint(TrainingState, CheckpointExtras):
+    """last.pt (no extras), best.pt and final.pt."""
+
+
+def save_checkpoint(state: Checkpoint, path: str | os.PathLike) -> None:
     """Write ``state`` (plus the format tag) to ``path`` atomically. It is serialised in memory and
     written by Python, so a full disk or a file-size limit is an OSError (atomic_write's one
     line), not torch's "unexpected pos" RuntimeError."""
@@ -256,7 +315,7 @@ MODEL_KWARG_LIMITS: dict[str, tuple[int, int]] = {"num_classes": (1, 100_000), "
 MEAN_IMAGE_SHAPE = (3, 32, 32)  # the per-pixel mean of CIFAR-10's 32x32 RGB images
 
 
-def model_kwargs_problem(kwargs: dict[str, Any], where: str = "'model_kwargs'") -> str | None:
+def model_kwargs_problem(kwargs: Mapping[str, object], where: str = "'model_kwargs'") -> str | None:
     """What makes ``kwargs`` no model of this project (an int out of its range), or None."""
     for key, (low, high) in MODEL_KWARG_LIMITS.items():
         value = kwargs.get(key, low)
@@ -289,31 +348,29 @@ def _three_positive(values: Any, key: str) -> bool:
     return len(numbers) == 3 and all(np.isfinite(v) and low <= v <= 1e6 for v in numbers)
 
 
-def record_problem(state: dict[str, Any]) -> str | None:
+def record_problem(state: Mapping[str, object]) -> str | None:
     """What makes a checkpoint's ``config`` or ``mean_image`` unusable for every reader (type,
     shape, range), or None: one check before any reader (evaluate, analyze, resume) uses them."""
-    from repro.train.rundir import config_problems  # rundir owns the config's types
-
     config = state.get("config")
     if config is not None and not isinstance(config, dict):
         return f"'config' is a {type(config).__name__}, expected an object of the run's settings"
-    config = config or {}
-    problems = config_problems(config, "'config'")
+    problems = run_config_problems(config or {}, "'config'")
     if problems:
         return problems[0]
-    name = config.get("normalize")
+    recorded = parse_run_config(config or {}, "'config'")
+    name = recorded.normalize
     if name is not None and name not in NORMALIZATIONS:
         return f"'config' normalize is {name!r}, expected one of {', '.join(NORMALIZATIONS)}"
-    for key in ("mean", "std"):
-        if config.get(key) is not None and not _three_positive(config[key], key):
+    for key, values in (("mean", recorded.mean), ("std", recorded.std)):
+        if values is not None and not _three_positive(values, key):
             rule = ">= 0" if key == "mean" else "> 0"
-            return f"'config' {key} is {str(config[key])[:40]}, expected 3 finite numbers {rule}"
-    if config.get("normalize") == "per-pixel-mean" or state.get("mean_image") is not None:
+            return f"'config' {key} is {str(values)[:40]}, expected 3 finite numbers {rule}"
+    if name == "per-pixel-mean" or state.get("mean_image") is not None:
         return mean_image_problem(state.get("mean_image"))
     return None
 
 
-def _fit_problems(model: nn.Module, weights: dict[str, Any]) -> list[str]:
+def _fit_problems(model: nn.Module, weights: Mapping[str, object]) -> list[str]:
     """Every way ``weights`` does not fit ``model``: missing and unexpected keys, then shapes."""
     expected = model.state_dict()
     problems = [f"it has no {k!r}" for k in expected if k not in weights]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -33,7 +33,7 @@ def infinite_batches(loader: DeviceLoader) -> Iterator[tuple[torch.Tensor, torch
         yield from loader
 
 
-def make_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+def make_model(name: str, kwargs: Mapping[str, object]) -> nn.Module:
     """build_model with a ReproError (not a ValueError/TypeError) for a bad name or argument."""
     try:
         return build_model(name, **kwargs)
@@ -79,7 +79,7 @@ def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
 def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
     """SGD with momentum and weight decay by the recipe's policy (:func:`parameter_groups`);
     fused on CUDA, foreach elsewhere."""
-    kw: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    kw: dict[str, bool] = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.SGD(
         parameter_groups(model, recipe),
         lr=recipe.lr,

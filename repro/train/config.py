@@ -18,15 +18,10 @@ from typing import Any
 import torch
 
 from repro.errors import ReproError
-from repro.train.recipes import (
-    BN_BATCH_AND_SYNC_BN,
-    BN_BATCH_OFF,
-    LEGACY_VALUES,
-    RECIPE_FIELDS,
-    Recipe,
-)
-from repro.train.rundir import CONFIG, recorded_config
-from repro.train.switches import resolve_compile, resolve_switch
+from repro.run_config import CONFIG, LEGACY_VALUES, RunConfig
+from repro.train.recipes import BN_BATCH_AND_SYNC_BN, BN_BATCH_OFF, RECIPE_FIELDS, Recipe
+from repro.train.rundir import recorded_config
+from repro.train.switches import resolve_compile, resolve_switch, switch_word
 
 
 def _option(default: Any, resumed: bool = True) -> Any:
@@ -41,15 +36,16 @@ class TrainConfig:
     model: str
     out: str | os.PathLike
     recipe: str = "paper"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)  # recipe field -> value
+    model_kwargs: dict[str, object] = field(default_factory=dict)
+    overrides: dict[str, object] = field(default_factory=dict)  # recipe field -> value
     seed: int = _option(0)
     split_seed: int = _option(0)  # which images form the validation split (fixed across seeds)
     data_root: str | os.PathLike | None = _option(None)
     device: str = _option("auto", resumed=False)  # auto | cpu | cuda | cuda:N; see config_from_run
     amp: str = _option("auto")  # auto | bf16 | fp16 | off
-    channels_last: bool | str = _option("auto")  # auto | on | off; auto = on (CPU and CUDA)
-    compile: bool | str = _option("auto")  # auto | on | off; auto = on CUDA only
+    # what was asked: auto | on | off (the resolution, for a device, is a FastPath)
+    channels_last: str = _option("auto")  # auto = on (CPU and CUDA)
+    compile: str = _option("auto")  # auto = on CUDA only
     compile_mode: str = _option("default")  # a torch.compile mode, see COMPILE_MODES
     deterministic: bool = _option(False)
     threads: int | None = _option(None)
@@ -78,29 +74,36 @@ def config_from_run(out: str | os.PathLike) -> TrainConfig:
     recorded, _ = recorded_config(out)  # config.json, or the copy in a checkpoint if it was lost
     if recorded is None:
         raise ReproError(f"nothing to resume: {out / CONFIG} does not exist")
-    kept = {k: recorded[k] for k in config_fields("resumed") if recorded.get(k) is not None}
+    if recorded.recipe is None:
+        raise ReproError(f"{out / CONFIG} names no recipe: it cannot be resumed; use a new --out")
+    kept = {k: getattr(recorded, k) for k in config_fields("resumed")}
+    # config.json records the fast path as resolved (true/false): asked again as on/off
+    for switch in ("channels_last", "compile"):
+        if kept[switch] is not None:
+            kept[switch] = switch_word(kept[switch])
     return TrainConfig(
-        model=recorded["model"],
+        model=recorded.model,
         out=out,
-        recipe=recorded["recipe"],
-        model_kwargs=dict(recorded.get("model_kwargs") or {}),
+        recipe=recorded.recipe,
+        model_kwargs=dict(recorded.model_kwargs),
         overrides=recorded_overrides(recorded),
-        device=recorded.get("device_requested", "auto"),
+        device=recorded.device_requested or "auto",
         resume=True,
-        amp_requested=recorded.get("amp_requested"),
-        **kept,
+        amp_requested=recorded.amp_requested,
+        **{k: v for k, v in kept.items() if v is not None},
     )
 
 
-def recorded_overrides(recorded: dict[str, Any]) -> dict[str, Any]:
+def recorded_overrides(recorded: RunConfig) -> dict[str, object]:
     """The recipe fields a run recorded, as overrides that rebuild exactly its recipe: a field
     the run predates takes its legacy value (the behaviour the run had, not the recipe's new
-    default), and a recorded ``bn_batch`` of None stays None (``off``)."""
+    default: RunConfig's default), and a recorded ``bn_batch`` of None stays None (``off``)."""
     fields = [f for f in RECIPE_FIELDS if f not in ("name", "source")]
-    overrides = {f: recorded.get(f, LEGACY_VALUES.get(f)) for f in fields}
-    if overrides.get("bn_batch") is None:
+    kept = [f for f in fields if recorded.recorded(f) or f in LEGACY_VALUES]
+    overrides: dict[str, object] = {f: getattr(recorded, f) for f in kept}
+    if "bn_batch" in overrides and overrides["bn_batch"] is None:
         overrides["bn_batch"] = BN_BATCH_OFF
-    return {f: v for f, v in overrides.items() if f in recorded or f in LEGACY_VALUES}
+    return overrides
 
 
 def resume_command(config: TrainConfig) -> str:
@@ -111,15 +114,30 @@ def resume_command(config: TrainConfig) -> str:
     return shlex.join(cmd)
 
 
-def fast_path(config: TrainConfig, device: torch.device) -> tuple[bool, str | None]:
-    """(channels_last, compile mode or None) for this device: the fast path is the default on CUDA.
+@dataclass(frozen=True)
+class FastPath:
+    """The fast path as resolved once for a device, from what :class:`TrainConfig` asked."""
+
+    channels_last: bool
+    compile_mode: str | None  # the torch.compile mode; None: eager
+
+    @property
+    def compile(self) -> bool:
+        return self.compile_mode is not None
+
+
+def fast_path(config: TrainConfig, device: torch.device) -> FastPath:
+    """channels_last and the compile mode (or None) for this device: the fast path is the default
+    on CUDA.
 
     channels_last is on by default everywhere (measured 1.16-1.28x on the CPU's training step; the
     NHWC layout cuDNN's tensor-core kernels want on CUDA); torch.compile only on CUDA, since it
     costs tens of seconds per process on a small CPU.
     """
     channels_last = resolve_switch("channels-last", config.channels_last, auto=True)
-    return channels_last, resolve_compile(config.compile, config.compile_mode, device.type)
+    return FastPath(
+        channels_last, resolve_compile(config.compile, config.compile_mode, device.type)
+    )
 
 
 def log_interval(log_every: int | None, eval_every: int, device: torch.device) -> int:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from repro.errors import ReproError
+from repro.run_config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def bn_group(per_rank: int, bn_batch: int) -> str:
     return f"{bn_batch}" + (f" (and a remainder of {rest})" if rest else "")
 
 
-def check_world_size(recorded: dict[str, Any], info: DistInfo, where: Path) -> str | None:
+def check_world_size(recorded: RunConfig, info: DistInfo, where: Path) -> str | None:
     """Resume a checkpoint written by another number of processes only where training stays the
     same. Every rank draws the same global batch in the same order, and model, optimiser and RNG
     states are one copy, so only BatchNorm sees the world size: each process normalises over its
@@ -66,12 +66,12 @@ def check_world_size(recorded: dict[str, Any], info: DistInfo, where: Path) -> s
     count would change the run mid-way: refused, one line. Allowed, with a note, where BN is the
     same either way: ``--sync-bn`` (the whole batch), or ``bn_batch`` chunks that divide both
     per-process batches (not bit-identical: sums reduce in another order). None: same size."""
-    old, new = int(recorded.get("world_size") or 1), info.world_size
+    old, new = recorded.world_size or 1, info.world_size
     if old == new:
         return None
-    batch, chunk = int(recorded.get("batch_size") or 0), int(recorded.get("bn_batch") or 0)
+    batch, chunk = recorded.batch_size or 0, recorded.bn_batch or 0
     same_chunks = chunk > 0 and all((batch // n) % chunk == 0 for n in (old, new))
-    if recorded.get("sync_bn") or same_chunks:
+    if recorded.sync_bn or same_chunks:
         over = f"chunks of {chunk} images" if same_chunks else f"the whole batch of {batch}"
         return (
             f"resuming a run of world size {old} with world size {new}: BatchNorm normalises "

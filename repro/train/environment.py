@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -53,7 +53,27 @@ def device_name(device: str | torch.device | None = None) -> str:
     return f"CPU ({name})"
 
 
-def environment(device: str | torch.device | None = None) -> dict[str, Any]:
+class Environment(TypedDict):
+    """Where a number came from (config.json's and summary.json's ``environment``)."""
+
+    python: str
+    torch: str
+    torchvision: str | None
+    numpy: str
+    cuda: str | None
+    cuda_available: bool
+    cudnn: int | None
+    device: str
+    device_name: str
+    gpu_count: int
+    cpu_count: int | None
+    torch_threads: int
+    platform: str
+    hostname: str
+    git_commit: str | None
+
+
+def environment(device: str | torch.device | None = None) -> Environment:
     """Versions, device name, git commit and host: enough to tell where a number came from."""
     try:
         import torchvision

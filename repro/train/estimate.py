@@ -13,8 +13,8 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 
@@ -28,7 +28,7 @@ from repro.train.components import (
     set_lr,
 )
 from repro.train.devices import amp_name, resolve_amp, resolve_device
-from repro.train.recipes import build_schedule, get_recipe
+from repro.train.recipes import Recipe, build_schedule, get_recipe
 from repro.train.switches import resolve_compile
 
 OFFICIAL_TRAIN = 50_000
@@ -69,7 +69,7 @@ class Estimate:
     def projected_seconds(self) -> float:
         return self.projected_train_seconds + self.projected_eval_seconds
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Every field and derived figure (the `repro estimate --json` record)."""
         derived = ("images_per_s", "projected_train_seconds", "projected_seconds")
         return {**asdict(self), **{k: getattr(self, k) for k in derived}}
@@ -174,6 +174,32 @@ def _eval_throughput(
     return eval_n / statistics.median(eval_times)
 
 
+def _on_random_images(
+    model: torch.nn.Module,
+    recipe: Recipe,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+    compile_mode: str | None,
+) -> tuple[Components, torch.Tensor]:
+    """The training components on random images (a step costs the same on any images), and the
+    images; the lr is cut a thousandfold to keep random-data steps tame."""
+    images, labels = random_images(recipe.batch_size * 4)
+    parts = build_components(
+        model,
+        recipe,
+        images,
+        labels,
+        device=device,
+        drop_last=True,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        compile_mode=compile_mode,
+    )
+    set_lr(parts.optimizer, recipe.lr * 1e-3)
+    return parts, images
+
+
 def estimate(
     model_name: str,
     recipe_name: str = "paper",
@@ -183,9 +209,9 @@ def estimate(
     batch_size: int | None = None,
     amp: str = "auto",
     channels_last: bool = False,
-    model_kwargs: dict[str, Any] | None = None,
+    model_kwargs: Mapping[str, object] | None = None,
     eval_batch_size: int = 1000,
-    compile: bool | str = "off",
+    compile: str = "off",
     compile_mode: str = "default",
 ) -> Estimate:
     """Time ``steps`` training steps (after ``warmup_steps``) and project the full schedule.
@@ -202,14 +228,7 @@ def estimate(
     n_val = round(OFFICIAL_TRAIN * recipe.val_fraction)
     schedule = build_schedule(recipe, OFFICIAL_TRAIN - n_val, model_depth(model, model_name))
     memory = PeakMemory(dev)
-    images, labels = random_images(recipe.batch_size * 4)
-    opts: dict[str, Any] = {
-        "amp_dtype": amp_dtype,
-        "channels_last": channels_last,
-        "compile_mode": mode,
-    }
-    parts = build_components(model, recipe, images, labels, device=dev, drop_last=True, **opts)
-    set_lr(parts.optimizer, recipe.lr * 1e-3)  # keep random-data steps tame; the cost is the same
+    parts, images = _on_random_images(model, recipe, dev, amp_dtype, channels_last, mode)
     step_s = _time_steps(parts, dev, steps, warmup_steps, model_name)
     eval_ips = _eval_throughput(parts.model, images, dev, amp_dtype, channels_last, eval_batch_size)
     peak, kind = memory.read()

@@ -8,7 +8,7 @@ until one read at the end, so a training loop can call this at every evaluation 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from repro.data import CIFAR10_MEAN, CIFAR10_STD, normalize
 from repro.data.augment import Mean
 from repro.data.normalization import UNIT_STD
 from repro.errors import ReproError
+from repro.run_config import parse_run_config, run_config_problems
 from repro.train.devices import model_device, resolve_amp
 
 
@@ -42,14 +43,19 @@ def _three_numbers(values: Any) -> bool:
     )
 
 
-def checkpoint_normalization(state: dict[str, Any], where: str = "the checkpoint") -> InputNorm:
+def checkpoint_normalization(
+    state: Mapping[str, object], where: str = "the checkpoint"
+) -> InputNorm:
     """The normalisation a checkpoint of this project was trained with, for every reader
     (`repro evaluate`, Fig. 7): ``per-pixel-mean`` (Sec. 3.4/4.2) with the mean image the
     checkpoint holds; else its config's per-channel mean/std; else, for a checkpoint that records
     none, CIFAR-10's constants (what such runs used). ReproError for a corrupt record."""
     recorded = state.get("config")
-    config: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-    name = config.get("normalize", "per-channel")
+    problems = run_config_problems(recorded, where) if isinstance(recorded, dict) else []
+    if problems:
+        raise ReproError(f"{problems[0]}: it is corrupt; use another checkpoint of the run")
+    config = parse_run_config(recorded if isinstance(recorded, dict) else {}, where)
+    name = config.normalize or "per-channel"
     if name == "per-pixel-mean":
         image = state.get("mean_image")
         if not (isinstance(image, torch.Tensor) and image.dim() == 3 and image.is_floating_point()):
@@ -58,7 +64,7 @@ def checkpoint_normalization(state: dict[str, Any], where: str = "the checkpoint
                 "[C, H, W]; it is corrupt: use another checkpoint of the run"
             )
         return InputNorm(name, image, UNIT_STD, "the checkpoint's per-pixel mean image")
-    mean, std = config.get("mean"), config.get("std")
+    mean, std = config.mean, config.std
     if mean is None or std is None:
         return InputNorm(
             name, CIFAR10_MEAN, CIFAR10_STD, "CIFAR-10 constants (the checkpoint records none)"

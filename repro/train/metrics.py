@@ -4,24 +4,21 @@ record (written and read by :mod:`repro.train.rundir`)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TypedDict
 
 import torch
 
-METRIC_KEYS: tuple[str, ...] = (
-    "epoch",
-    "iteration",
-    "lr",
-    "train_loss",
-    "train_error",
-    "val_loss",
-    "val_error",
-    "test_loss",
-    "test_error",
-    "seconds",
-    "images_per_s",
-)
-TIMING_KEYS: tuple[str, ...] = ("seconds", "images_per_s")
+from repro.run_config import METRIC_KEYS, TIMING_KEYS  # a metrics.jsonl record: EvalRecord
+
+__all__ = ["METRIC_KEYS", "TIMING_KEYS", "Meter"]
+
+
+class MeterState(TypedDict):
+    """A :class:`Meter` in a checkpoint."""
+
+    loss: torch.Tensor  # float64 sum
+    errors: torch.Tensor  # int64 count of misclassified images
+    count: int
 
 
 class Meter:
@@ -58,10 +55,10 @@ class Meter:
             return math.nan, math.nan, True
         return loss / count, 100.0 * errors / count, math.isfinite(loss)
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> MeterState:
         return {"loss": self.loss.cpu(), "errors": self.errors.cpu(), "count": self.count}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: MeterState) -> None:
         self.loss = state["loss"].to(self.device, torch.float64).clone()
         self.errors = state["errors"].to(self.device, torch.int64).clone()
         self.count = int(state["count"])

@@ -18,8 +18,9 @@
 * ``resnet18-cifar``: a ResNet-18 recipe (wd 5e-4, StepLR(30, 0.1), 200 epochs, 20% validation
   split, early stopping with patience 20 evaluations).
 
-Fields added after runs were already written have a LEGACY value (:data:`LEGACY_VALUES`): what a
-run whose config.json lacks the field did, so that such a run resumes and is judged as what it was.
+Fields added after runs were already written have a LEGACY value (``repro.run_config``'s
+``LEGACY_VALUES``): what a run whose config.json lacks the field did, so that such a run resumes
+and is judged as what it was.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from repro.data.normalization import NORMALIZATIONS
 from repro.errors import ReproError
@@ -172,16 +173,7 @@ RECIPES: dict[str, Recipe] = {
 }
 
 RECIPE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
-# What a run did whose config.json predates the field (missing field => the old behaviour, never
-# the recipe's new default): BN over the whole batch, CIFAR-10 per-channel mean/std, decay on
-# every parameter, a warm-up ended by the error threshold alone, bf16 for `--amp auto` on CUDA.
-LEGACY_VALUES: dict[str, Any] = {
-    "bn_batch": None,
-    "normalize": "per-channel",
-    "weight_decay_policy": "all",
-    "warmup_bound": "none",
-    "amp_auto": "bf16",
-}
+# LEGACY_VALUES (repro.run_config): what a run did whose config.json predates the field.
 # The fields `repro train` can override, with the argparse options of each.
 RECIPE_FLAGS: dict[str, dict[str, Any]] = {
     f.name: f.metadata["cli"] for f in dataclasses.fields(Recipe) if "cli" in f.metadata
@@ -368,6 +360,14 @@ def lr_at(schedule: Schedule, iteration: int, in_warmup: bool = False) -> float:
     return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002
 
 
+class WarmupState(TypedDict):
+    """A :class:`Warmup` in a checkpoint."""
+
+    enabled: bool
+    active: bool
+    ended_at: int | None
+
+
 class Warmup:
     """Tracks the warm-up: on from step 0 (if the schedule has one) until a check finds the
     training error of the last ``warmup_check_every`` steps below ``warmup_until_error``, or
@@ -404,10 +404,10 @@ class Warmup:
             return True
         return False
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> WarmupState:
         return {"enabled": self.enabled, "active": self.active, "ended_at": self.ended_at}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: WarmupState) -> None:
         self.enabled = bool(state["enabled"])
         self.active = bool(state["active"])
         self.ended_at = state["ended_at"]

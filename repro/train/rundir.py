@@ -27,10 +27,10 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from repro.errors import ReproError
 from repro.fileio import (
@@ -44,11 +44,18 @@ from repro.fileio import (
     write_jsonl,
     wrong_types,
 )
-from repro.train.checkpoint import load_checkpoint
-from repro.train.recipes import LEGACY_VALUES, RECIPE_FIELDS
+from repro.run_config import (
+    CONFIG,
+    EvalRecord,
+    RunConfig,
+    parse_run_config,
+    read_run_config,
+    run_config_problems,
+)
+from repro.train.checkpoint import Checkpoint, load_checkpoint
+from repro.train.recipes import RECIPE_FIELDS
 
-CONFIG, METRICS, LAST, BEST, FINAL = (
-    "config.json",
+METRICS, LAST, BEST, FINAL = (
     "metrics.jsonl",
     "last.pt",
     "best.pt",
@@ -81,16 +88,8 @@ TRAINING_FIELDS: tuple[str, ...] = (
 
 
 # The types every reader of a run may rely on; a file that holds anything else is reported (run
-# files) or refused (summary.json, layer_response.json) when it is read, never met downstream.
-CONFIG_TYPES: dict[str, tuple[Any, ...]] = {
-    "model": (str,), "model_kwargs": (dict,), "recipe": (str,), "seed": (INTEGER,),
-    "total_iterations": (INTEGER, None), "max_steps": (INTEGER, None),
-    "eval_every": (INTEGER, None), "epochs": (INTEGER, None), "iterations": (INTEGER, None),
-    "milestones": (list,), "data_official": (bool, None), "data_counts": (dict, None),
-    "environment": (dict, None), "data_root": (str, None), "lr": (NUMBER, None),
-    "gamma": (NUMBER, None), "milestone_iterations": (list, None), "warmup_lr": (NUMBER, None),
-    "warmup_active": (bool, None), "shortcut": (str, None),
-}  # fmt: skip
+# files) or refused (summary.json, layer_response.json) when it is read, never met downstream
+# (config.json's: repro.run_config).
 METRIC_TYPES: dict[str, tuple[Any, ...]] = {
     "iteration": (INTEGER,),
     **{k: (NUMBER, None) for k in ("epoch", "lr", "train_loss", "train_error", "val_loss",
@@ -105,16 +104,6 @@ SUMMARY_TYPES: dict[str, tuple[Any, ...]] = {
     "failed": (list,), "wall_seconds": (NUMBER, None), "parallel": (INTEGER, None),
     "training_seconds": (NUMBER, None),
 }  # fmt: skip
-
-
-def config_problems(config: dict[str, Any], where: str = CONFIG) -> list[str]:
-    """Fields of a run config of the wrong type (data_counts: integer counts)."""
-    problems = wrong_types(config, CONFIG_TYPES, where)
-    counts = config.get("data_counts")
-    if isinstance(counts, dict):
-        spec = {k: (INTEGER,) for k in ("train", "val", "test")}
-        problems += wrong_types(counts, spec, f"{where} data_counts")
-    return problems
 
 
 # ---------------------------------------------------------------- paths
@@ -147,22 +136,6 @@ def run_checkpoint(run: Path) -> Path | None:
 # ---------------------------------------------------------------- one run: config and metrics
 
 
-def read_config(run: Path) -> dict[str, Any]:
-    """A run's config.json; ReproError (saying to use a new folder) when it is not one."""
-    path = Path(run) / CONFIG
-    try:
-        config = read_json(path)
-    except ReproError as exc:
-        raise ReproError(f"{exc}; use a new --out folder") from None
-    if "model" not in config:
-        raise ReproError(f"{path} is not a resnet-repro run config; use a new --out folder")
-    return config
-
-
-def write_config(run: Path, config: dict[str, Any]) -> None:
-    write_json(Path(run) / CONFIG, config)
-
-
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Every complete record of a metrics.jsonl (``path`` may be the file or its run folder)."""
     path = Path(path)
@@ -170,8 +143,8 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def append_metrics(run: Path, record: dict[str, Any]) -> None:
-    append_jsonl(Path(run) / METRICS, record)
+def append_metrics(run: Path, record: EvalRecord) -> None:
+    append_jsonl(Path(run) / METRICS, record.to_dict())
 
 
 def reset_metrics(run: Path) -> None:
@@ -188,12 +161,11 @@ def truncate_metrics(run: Path, iteration: int) -> int:
     return len(kept)
 
 
-def expected_end(config: dict[str, Any]) -> int | None:
-    """The iteration the schedule ends at: ``total_iterations``, cut by ``max_steps`` if set."""
-    total, cut = config.get("total_iterations"), config.get("max_steps")
-    if total is None:
-        return cut
-    return min(int(total), int(cut)) if cut else int(total)
+def expected_end(config: RunConfig | Mapping[str, object]) -> int | None:
+    """The iteration the schedule ends at: ``total_iterations``, cut by ``max_steps`` if set
+    (of a record, or of a config.json object as :class:`Run` keeps it)."""
+    typed = config if isinstance(config, RunConfig) else parse_run_config(config)
+    return typed.expected_end()
 
 
 # ---------------------------------------------------------------- one writer per folder
@@ -274,21 +246,20 @@ class RunState:
     """What the run directory holds: a checkpoint to resume from, whether it is finished, and
     what the trainer should tell the user about it."""
 
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: Checkpoint | None = None
     complete: bool = False
     extend_final: bool = False  # final.pt of a --max-steps run that this run continues
     notes: list[str] = field(default_factory=list)
 
 
-def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
     """``field: old -> new`` for every training-relevant field that differs (a recipe field the
-    old config predates counts as its legacy value: what that run did)."""
+    old config predates counts as its legacy value, what that run did: RunConfig's default)."""
     norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 - tuples vs lists, int vs float keys
-    get = lambda c, k: c.get(k, LEGACY_VALUES.get(k))  # noqa: E731
     return [
-        f"{k}: {get(old, k)!r} -> {get(new, k)!r}"
+        f"{k}: {getattr(old, k)!r} -> {getattr(new, k)!r}"
         for k in TRAINING_FIELDS
-        if norm(get(old, k)) != norm(get(new, k))
+        if norm(getattr(old, k)) != norm(getattr(new, k))
     ]
 
 
@@ -314,31 +285,36 @@ def check_writable(out: Path, create: bool = True) -> None:
         ) from None
 
 
-def recorded_config(out: Path) -> tuple[dict[str, Any] | None, str | None]:
+def recorded_config(out: Path) -> tuple[RunConfig | None, str | None]:
     """(the run's config, a note) from config.json, or, when that was lost, from the config every
     checkpoint holds; (None, None) for a folder with neither."""
     if (out / CONFIG).is_file():
-        return read_config(out), None
+        return read_run_config(out), None
     for name in (LAST, FINAL):
         if (out / name).is_file():
             config = load_checkpoint(out / name).get("config")
             if isinstance(config, dict) and "model" in config:
-                return config, f"{CONFIG} was missing: recovered the run's config from {name}"
+                note = f"{CONFIG} was missing: recovered the run's config from {name}"
+                return parse_run_config(config, f"{out / name} 'config'"), note
     return None, None
 
 
-def _check_checkpoint(ckpt: dict[str, Any], path: Path, config: dict[str, Any]) -> None:
-    if ckpt["model_name"] != config["model"] or ckpt["model_kwargs"] != config["model_kwargs"]:
+def _training_checkpoint(path: Path, config: RunConfig) -> Checkpoint:
+    """The checkpoint at ``path``, checked to be a training state of this run's model and
+    config (ReproError otherwise)."""
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] != config.model or ckpt["model_kwargs"] != config.model_kwargs:
         raise ReproError(
             f"{path} holds a checkpoint of {ckpt['model_name']} {ckpt['model_kwargs']}, but this "
-            f"run trains {config['model']} {config['model_kwargs']}; use a new --out folder"
+            f"run trains {config.model} {config.model_kwargs}; use a new --out folder"
         )
     for key in ("config", "iteration", "optimizer", "loader", "rng", "metrics_state"):
         if key not in ckpt:
             raise ReproError(f"{path} is not a training checkpoint (no {key!r}); cannot resume")
-    diffs = config_differences(ckpt["config"], config)
+    diffs = config_differences(parse_run_config(ckpt["config"], f"{path} 'config'"), config)
     if diffs:
         raise ReproError(f"{path} was written by a different run ({'; '.join(diffs[:4])})")
+    return cast(Checkpoint, ckpt)  # its keys checked above, their contents by load_checkpoint
 
 
 def _new_run(out: Path, resume: bool) -> RunState:
@@ -354,7 +330,7 @@ def _new_run(out: Path, resume: bool) -> RunState:
     return RunState()
 
 
-def _check_last_is_there(out: Path, recorded: dict[str, Any]) -> None:
+def _check_last_is_there(out: Path, recorded: RunConfig) -> None:
     """ReproError when last.pt is not a readable file although the run got past its first
     checkpoint: starting from iteration 0 would empty metrics.jsonl and delete best.pt. (A run
     killed before its first checkpoint has no last.pt and starts again; that stays so.)"""
@@ -365,7 +341,7 @@ def _check_last_is_there(out: Path, recorded: dict[str, Any]) -> None:
     keep = "restore it, or start over in a new --out folder (nothing was changed)"
     if os.path.lexists(last):  # a dangling link, a loop, a folder, a FIFO ...
         raise ReproError(f"{last} {problem}: the run's training state cannot be read; {keep}")
-    every = recorded.get("checkpoint_every") or recorded.get("eval_every")
+    every = recorded.checkpoint_every or recorded.eval_every
     done = [r["iteration"] for r in read_metrics(out / METRICS) if _is_int(r.get("iteration"))]
     if _is_int(every) and done and max(done) > every:
         raise ReproError(
@@ -378,7 +354,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool) -> RunState:
+def inspect_run_dir(out: Path, config: RunConfig, target: int, resume: bool) -> RunState:
     """Validate ``out`` against ``config`` (read only) and say how to proceed.
 
     ``target`` is the last iteration this invocation would train to. Every problem (another
@@ -396,8 +372,7 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
         )
     state = RunState(notes=[note] if note else [])
     if (out / FINAL).is_file():
-        final = load_checkpoint(out / FINAL)
-        _check_checkpoint(final, out / FINAL, config)
+        final = _training_checkpoint(out / FINAL, config)
         if (
             final.get("stop_reason") in ("schedule", "early_stopping")
             or final["iteration"] >= target
@@ -410,8 +385,7 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
         )
     _check_last_is_there(out, recorded)
     if (out / LAST).is_file():
-        state.checkpoint = load_checkpoint(out / LAST)
-        _check_checkpoint(state.checkpoint, out / LAST, config)
+        state.checkpoint = _training_checkpoint(out / LAST, config)
         it = state.checkpoint["iteration"]
         if not (out / METRICS).is_file():
             raise ReproError(
@@ -432,21 +406,27 @@ def inspect_run_dir(out: Path, config: dict[str, Any], target: int, resume: bool
 
 @dataclass
 class Run:
-    """One run folder as read back: config.json, metrics.jsonl records, whether it finished
-    (final.pt exists, or an import says so), and every problem met while reading (never raised:
-    the claims report them)."""
+    """One run folder as read back: config.json (``config`` its object as written,
+    ``run_config`` the same typed; both None when it is missing or wrong), metrics.jsonl records,
+    whether it finished (final.pt exists, or an import says so), and every problem met while
+    reading (never raised: the claims report them)."""
 
     path: Path
     config: dict[str, Any] | None
     metrics: list[dict[str, Any]]
     finished: bool
     problems: list[str] = field(default_factory=list)
+    run_config: RunConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.run_config is None and self.config is not None:
+            self.run_config = parse_run_config(self.config, str(self.path / CONFIG))
 
     @property
     def imported(self) -> dict[str, Any] | None:
         """The ``imported`` record of a run `repro import-run` wrote (None for our own runs)."""
-        record = self.config.get("imported") if self.config else None
-        return record if isinstance(record, dict) else None
+        record = self.run_config.imported if self.run_config else None
+        return dict(record) if record is not None else None
 
 
 def load_run(path: Path) -> Run:
@@ -459,8 +439,8 @@ def load_run(path: Path) -> Run:
             config = read_json(path / CONFIG)
         except ReproError as exc:
             problems.append(str(exc))
-        if config is not None and config_problems(config):
-            problems += config_problems(config)
+        if config is not None and run_config_problems(config):
+            problems += run_config_problems(config)
             config = None  # a config with wrong types is reported, never used
     else:
         problems.append(f"{CONFIG} is missing")
@@ -473,7 +453,8 @@ def load_run(path: Path) -> Run:
         )
         if not wrong and "iteration" in row:
             metrics.append(row)
-    run = Run(path, config, metrics, (path / FINAL).is_file(), problems + problems_in_metrics)
+    finished = (path / FINAL).is_file()
+    run = Run(path, config, metrics, finished, problems + problems_in_metrics)
     if run.imported is not None and run.imported.get("finished") is True:
         run.finished = True  # an import has no final.pt: its user said the schedule ended
     return run
@@ -518,7 +499,7 @@ def read_summary(root: Path) -> dict[str, Any]:
     return summary
 
 
-def write_summary(root: Path, summary: dict[str, Any]) -> None:
+def write_summary(root: Path, summary: Mapping[str, object]) -> None:
     write_json(Path(root) / SUMMARY, summary)
 
 
@@ -566,7 +547,7 @@ def read_layer_response(root: Path) -> dict[str, Any] | None:
     return doc
 
 
-def _layer_response_problem(doc: dict[str, Any]) -> str | None:
+def _layer_response_problem(doc: Mapping[str, object]) -> str | None:
     """What makes a layer_response.json unusable (None when it is sound)."""
     models = doc.get("models")
     if not isinstance(models, dict):
@@ -585,5 +566,5 @@ def _layer_response_problem(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def write_layer_response(root: Path, doc: dict[str, Any]) -> None:
+def write_layer_response(root: Path, doc: Mapping[str, object]) -> None:
     write_json(Path(root) / LAYER_RESPONSE_JSON, doc)

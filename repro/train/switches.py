@@ -9,10 +9,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
-def resolve_switch(flag: str, value: bool | str, auto: bool) -> bool:
-    """``auto`` | ``on`` | ``off`` (or the bool an earlier config.json recorded) -> on or off."""
-    if isinstance(value, bool):
-        return value
+def resolve_switch(flag: str, value: str, auto: bool) -> bool:
+    """``auto`` | ``on`` | ``off`` -> on or off (``auto``: the device's default)."""
     choice = str(value).lower()
     if choice not in SWITCHES:
         raise ReproError(f"unknown --{flag} {value!r}; use auto, on or off")
@@ -25,7 +23,12 @@ def check_compile_mode(mode: str) -> str:
     return mode
 
 
-def resolve_compile(value: bool | str, mode: str, device_type: str) -> str | None:
+def switch_word(resolved: bool) -> str:
+    """The request that gives a switch as config.json recorded it resolved: ``on`` or ``off``."""
+    return "on" if resolved else "off"
+
+
+def resolve_compile(value: str, mode: str, device_type: str) -> str | None:
     """The torch.compile mode for ``--compile VALUE --compile-mode MODE`` on a device type (None:
     eager); auto compiles on CUDA only, since compiling costs tens of seconds on a small CPU."""
     return (

@@ -18,23 +18,36 @@ sync point (DDP, where all ranks must agree).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import math
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
 from repro.data import CLASSES, Splits, input_normalization, load_splits
+from repro.data.augment import Mean
 from repro.errors import ReproError
+from repro.run_config import (
+    TRAINER_NEVER_WRITES,
+    EvalRecord,
+    RunConfig,
+    parse_run_config,
+    write_run_config,
+)
 from repro.train import ddp
-from repro.train.checkpoint import save_checkpoint
+from repro.train.checkpoint import (
+    Checkpoint,
+    CheckpointExtras,
+    DDPAgreement,
+    TrainingState,
+    save_checkpoint,
+)
 from repro.train.components import (
     Components,
     build_components,
@@ -70,7 +83,6 @@ from repro.train.rundir import (
     remove_stale_temp_files,
     reset_metrics,
     truncate_metrics,
-    write_config,
 )
 from repro.train.signals import StopFlag, TrainingInterrupted
 
@@ -89,6 +101,45 @@ class LoopState:
 
 # Set by `repro reproduce --gpus`: where the matrix placed this run (config.json "placement").
 PLACEMENT_ENV = "REPRO_PLACEMENT"
+
+
+class RuntimeKeys(TypedDict):
+    """config.json's runtime keys, as the trainer resolved them (RunConfig's fields)."""
+
+    seed: int
+    split_seed: int
+    deterministic: bool
+    device: str
+    device_requested: str
+    amp: str
+    tf32_matmul: bool
+    tf32_cudnn: bool
+    amp_requested: str | None
+    channels_last: bool
+    compile: bool
+    compile_mode: str | None
+    threads: int | None
+    world_size: int
+    per_rank_batch_size: int
+    sync_bn: bool
+    eval_batch_size: int
+    log_every: int
+    cuda_visible_devices: str | None
+    placement: str | None
+
+
+class NormalizationKeys(TypedDict):
+    """config.json's input normalisation: per-channel mean/std, or the mean image's summary."""
+
+    mean: list[float] | None
+    std: list[float] | None
+    mean_image: dict[str, object] | None
+
+
+class DataKeys(TypedDict):
+    data_root: str
+    data_official: bool
+    data_counts: dict[str, int]
 
 
 @dataclass
@@ -176,7 +227,10 @@ class Trainer:
     """One training run: resolved once from a :class:`TrainConfig`, then :meth:`fit`."""
 
     def __init__(self, config: TrainConfig, device: torch.device, dist: ddp.DistInfo) -> None:
-        self.device, self.dist, self.out = device, dist, Path(config.out)
+        """Everything resolved and built once: recipe, amp, fast path, seed, model, splits,
+        normalisation, schedule, config.json's record, the components and the training state;
+        :meth:`fit` only opens the run folder, restores and trains."""
+        self.config, self.device, self.dist, self.out = config, device, dist, Path(config.out)
         self.recipe = get_recipe(config.recipe, **config.overrides)
         if self.recipe.batch_size % dist.world_size:
             raise ReproError(
@@ -186,17 +240,14 @@ class Trainer:
         self.amp_dtype = resolve_amp(config.amp, device, cuda_auto=self.recipe.amp_auto)
         if self.recipe.amp_auto == "off" and self.amp_dtype is None:
             disable_tf32()  # an fp32 recipe (`paper`) means fp32 convolutions and matmuls too
-        channels_last, self.compile_mode = fast_path(config, device)
-        config = dataclasses.replace(
-            config, channels_last=channels_last, compile=bool(self.compile_mode)
-        )
+        self.fast = fast_path(config, device)  # the request stays in config, as asked
         check_counts(config)
         check_bn_options(config, self.recipe)
         setup_runtime(config, device)
         seed_everything(config.seed)  # the model's initialisation is the first draw
-        self.model = make_model(config.model, config.model_kwargs)
+        model = make_model(config.model, config.model_kwargs)
         self.splits = load_splits(config.data_root, self.recipe.val_fraction, config.split_seed)
-        self._check_fits_the_data(config.model)
+        self._check_fits_the_data(model, config.model)
         # Sec. 3.4/4.2: the per-pixel mean of the images trained on (or per-channel constants)
         self.input_mean, self.input_std = input_normalization(
             self.recipe.normalize, self.splits.train[0]
@@ -204,23 +255,42 @@ class Trainer:
         self.drop_last = self._drop_last()
         n_train = int(self.splits.train[1].numel())
         used = n_train - n_train % self.recipe.batch_size if self.drop_last else n_train
-        self.schedule = build_schedule(self.recipe, used, model_depth(self.model, config.model))
+        self.schedule = build_schedule(self.recipe, used, model_depth(model, config.model))
         self.eval_every = config.eval_every or self.schedule.iterations_per_epoch
-        log_every = log_interval(config.log_every, self.eval_every, device)
-        self.config = dataclasses.replace(config, log_every=log_every)
+        self.log_every = log_interval(config.log_every, self.eval_every, device)
         self.checkpoint_every = config.checkpoint_every or self.eval_every
         total = self.schedule.total_iterations
         self.target = total if config.max_steps is None else min(total, config.max_steps)
         self.best_by = "val_error" if self.splits.val is not None else "test_error"
-        self.run_config = self._run_config()
+        self.run_config = self._run_config(model_shortcut(model))
+        self.parts = self.build_components(model)
+        self._start_state()
+
+    def _start_state(self) -> None:
+        """The training state at iteration 0 (what :meth:`load_state_dict` replaces) and the
+        loop's companions: the lr, the clock, the batch stream, the progress display."""
         self.loop = LoopState()
         self.warmup = Warmup(self.schedule)
-        self.meter, self.window = Meter(device), Meter(device)
+        self.meter, self.window = Meter(self.device), Meter(self.device)
         self.lr = self.schedule.base_lr
+        self.clock = Clock(0.0)
+        self.last_saved: int | None = None  # the iteration of the last last.pt written
+        self.batches = infinite_batches(self.parts.loader)
+        self.progress = Progress(
+            enabled=self.dist.is_main and not self.config.quiet,
+            total=self.target,
+            iterations_per_epoch=self.schedule.iterations_per_epoch,
+        )
+        self.tensorboard: Any = None  # opened by fit(), with the run folder
 
-    def _check_fits_the_data(self, name: str) -> None:
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model as trained (after any BatchNorm conversion; unwrapped from DDP)."""
+        return self.parts.model
+
+    def _check_fits_the_data(self, model: torch.nn.Module, name: str) -> None:
         """A model head with one output per CIFAR-10 class, and a batch the training split fills."""
-        head = getattr(self.model, "fc", None)
+        head = getattr(model, "fc", None)
         classes = len(CLASSES)
         if isinstance(head, torch.nn.Linear) and head.out_features != classes:
             raise ReproError(
@@ -267,20 +337,13 @@ class Trainer:
         if state.complete:
             self.say(f"{self.out}: run already complete ({FINAL} exists); nothing to do")
             return self.out
-        self.parts = self.build_components()
         if state.checkpoint is not None:
             self.load_state_dict(state.checkpoint)
+            self.last_saved = self.loop.iteration
         self.start_run_files(state)
-        self.progress = Progress(
-            enabled=self.dist.is_main and not self.config.quiet,
-            total=self.target,
-            iterations_per_epoch=self.schedule.iterations_per_epoch,
-        )
         self.tensorboard = open_tensorboard(self.out, self.config.tensorboard and self.dist.is_main)
         self.clock = Clock(self.loop.seconds)
-        self.last_saved = self.loop.iteration if state.checkpoint is not None else None
         self.lr = lr_at(self.schedule, self.loop.iteration, self.warmup.active)
-        self.batches = infinite_batches(self.parts.loader)
         self.progress.start(self.loop.iteration)
         with StopFlag() as flag:
             while self.loop.iteration < self.target and self.loop.stop_reason is None:
@@ -297,7 +360,8 @@ class Trainer:
         on (resumed, recovered, extended) and clears what a killed write left behind."""
         state = inspect_run_dir(self.out, self.run_config, self.target, self.config.resume)
         if state.checkpoint is not None and not state.complete:
-            note = ddp.check_world_size(state.checkpoint["config"], self.dist, self.out)
+            recorded = parse_run_config(state.checkpoint["config"], f"{self.out / LAST} 'config'")
+            note = ddp.check_world_size(recorded, self.dist, self.out)
             state.notes += [note] if note else []
         if self.dist.is_main:
             for stale in remove_stale_temp_files(self.out):
@@ -312,15 +376,16 @@ class Trainer:
         if self.dist.is_main and not self.config.quiet:
             print(line, flush=True)
 
-    def build_components(self) -> Components:
+    def build_components(self, model: torch.nn.Module) -> Components:
+        """The model on its device (BN as the run asks), SGD, the loader and the step."""
         return build_components(
-            self.model,
+            model,
             self.recipe,
             *self.splits.train,
             device=self.device,
             amp_dtype=self.amp_dtype,
-            channels_last=bool(self.config.channels_last),
-            compile_mode=self.compile_mode,
+            channels_last=self.fast.channels_last,
+            compile_mode=self.fast.compile_mode,
             seed=self.config.seed,
             drop_last=self.drop_last,
             mean=self.input_mean,
@@ -333,7 +398,7 @@ class Trainer:
         """config.json in full; metrics.jsonl empty for a new run, cut back to the checkpoint for
         a resumed one; a --max-steps run that is extended loses its final.pt."""
         if self.dist.is_main:
-            write_config(self.out, self.run_config)
+            write_run_config(self.out, self.run_config)
             if state.checkpoint is None:
                 reset_metrics(self.out)
                 (self.out / BEST).unlink(missing_ok=True)
@@ -367,7 +432,7 @@ class Trainer:
             evaluate=it % self.eval_every == 0 or it == self.target,
             checkpoint=it % self.checkpoint_every == 0 or it == self.target,
             warmup=self.warmup.due(it),
-            log=it % int(self.config.log_every or 1) == 0,
+            log=it % self.log_every == 0,
             stop=flag.signum is not None and not self.dist.enabled,
         )
         if self.dist.enabled and (due.log or due.evaluate or due.checkpoint):
@@ -427,7 +492,7 @@ class Trainer:
         record = self.metrics_record(train_loss, train_error, now)
         self.meter.reset()
         self.clock.images_mark = self.clock.images
-        loop, value = self.loop, record[self.best_by]
+        loop, value = self.loop, record.error(self.best_by)
         improved = value < loop.best_value
         if improved:
             loop.best_value, loop.best_iteration, loop.bad_evals = value, loop.iteration, 0
@@ -441,11 +506,12 @@ class Trainer:
             self.progress.write(format_record(record, self.target))
             log_scalars(self.tensorboard, record)
             if improved:
-                save_checkpoint(self.checkpoint(best_value=value, metrics=record), self.out / BEST)
+                best = self.checkpoint({"best_value": value, "metrics": record.to_dict()})
+                save_checkpoint(best, self.out / BEST)
         self.clock.mark()
         return loop.stop_reason == "early_stopping"
 
-    def metrics_record(self, train_loss: float, train_error: float, now: float) -> dict[str, Any]:
+    def metrics_record(self, train_loss: float, train_error: float, now: float) -> EvalRecord:
         """One metrics.jsonl record: training means since the last one, val and test evaluation."""
 
         def run(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
@@ -456,7 +522,7 @@ class Trainer:
                 self.input_std,
                 batch_size=self.config.eval_batch_size,
                 device=self.device,
-                channels_last=bool(self.config.channels_last),
+                channels_last=self.fast.channels_last,
                 amp=self.amp_dtype,
             )
             return r.loss, r.error_percent
@@ -464,19 +530,19 @@ class Trainer:
         val_loss, val_error = run(self.splits.val) if self.splits.val is not None else (None, None)
         test_loss, test_error = run(self.splits.test)
         it = self.loop.iteration
-        return {
-            "epoch": it / self.schedule.iterations_per_epoch,
-            "iteration": it,
-            "lr": self.lr,
-            "train_loss": train_loss,
-            "train_error": train_error,
-            "val_loss": val_loss,
-            "val_error": val_error,
-            "test_loss": test_loss,
-            "test_error": test_error,
-            "seconds": self.clock.seconds(now),
-            "images_per_s": self.clock.images_per_s_since_mark(now),
-        }
+        return EvalRecord(
+            epoch=it / self.schedule.iterations_per_epoch,
+            iteration=it,
+            lr=self.lr,
+            train_loss=train_loss,
+            train_error=train_error,
+            val_loss=val_loss,
+            val_error=val_error,
+            test_loss=test_loss,
+            test_error=test_error,
+            seconds=self.clock.seconds(now),
+            images_per_s=self.clock.images_per_s_since_mark(now),
+        )
 
     def save_last(self) -> None:
         if self.dist.is_main:
@@ -492,8 +558,10 @@ class Trainer:
         ddp.broadcast_buffers(self.parts.model, self.dist)
         difference = ddp.max_rank_difference(self.parts.model, self.dist)
         if self.dist.is_main:
-            agreement = {"world_size": self.dist.world_size, "max_rank_difference": difference}
-            final = self.checkpoint(stop_reason=loop.stop_reason, ddp=agreement)
+            agreement = DDPAgreement(
+                world_size=self.dist.world_size, max_rank_difference=difference
+            )
+            final = self.checkpoint({"stop_reason": loop.stop_reason, "ddp": agreement})
             save_checkpoint(final, self.out / FINAL)
             if self.tensorboard is not None:
                 self.tensorboard.close()
@@ -510,13 +578,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ the training state
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> TrainingState:
         """Everything that resuming needs to continue bit-identically (the checkpoint format)."""
         parts, loop, it = self.parts, self.loop, self.loop.iteration
         return {
             "model_name": self.config.model,
             "model_kwargs": self.config.model_kwargs,
-            "config": self.run_config,
+            "config": self.run_config.to_dict(),
             "model": parts.model.state_dict(),
             "iteration": it,
             "optimizer": parts.optimizer.state_dict(),
@@ -541,7 +609,7 @@ class Trainer:
             "mean_image": self.input_mean if isinstance(self.input_mean, torch.Tensor) else None,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: TrainingState) -> None:
         """Restore :meth:`state_dict` (a ReproError if it does not fit this run's model)."""
         parts = self.parts
         try:
@@ -553,8 +621,9 @@ class Trainer:
                 f"{self.out / LAST} does not fit this run "
                 f"({str(exc).splitlines()[0][:160]}); use a new --out folder"
             ) from None
-        if parts.scaler is not None and state.get("scaler") is not None:
-            parts.scaler.load_state_dict(state["scaler"])
+        scaler = state.get("scaler")
+        if parts.scaler is not None and scaler is not None:
+            parts.scaler.load_state_dict(scaler)
         self._check_mean_image(state.get("mean_image"))
         self.warmup.load_state_dict(state["scheduler"]["warmup"])
         saved = state["metrics_state"]
@@ -581,39 +650,41 @@ class Trainer:
                 "differs from this data's); resume with the run's --data-root"
             )
 
-    def checkpoint(self, **extra: Any) -> dict[str, Any]:
+    def checkpoint(self, extra: CheckpointExtras | None = None) -> Checkpoint:
         """What last.pt (no extras), best.pt and final.pt hold: the training state plus ``extra``."""
-        return {**self.state_dict(), **extra}
+        return {**self.state_dict(), **(extra or {})}
 
-    def _run_config(self) -> dict[str, Any]:
+    def _run_config(self, shortcut: str | None) -> RunConfig:
         """config.json: the resolved recipe, schedule, runtime, data and environment, in full."""
-        config, schedule, splits = self.config, self.schedule, self.splits
-        return {
-            "model": config.model,
-            "model_kwargs": config.model_kwargs,
-            "shortcut": model_shortcut(self.model),
-            "recipe": self.recipe.name,
+        config, schedule = self.config, self.schedule
+        return RunConfig(
+            model=config.model,
+            model_kwargs=config.model_kwargs,
+            shortcut=shortcut,
+            recipe=self.recipe.name,
             **self.recipe.to_dict(),
-            "warmup_active": schedule.warmup_lr is not None,
-            "warmup_limit_iteration": schedule.warmup_limit,
-            "iterations_per_epoch": schedule.iterations_per_epoch,
-            "milestone_iterations": list(schedule.milestones),
-            "total_iterations": schedule.total_iterations,
-            "max_steps": config.max_steps,
-            "eval_every": self.eval_every,
-            "drop_last": self.drop_last,
-            "checkpoint_every": self.checkpoint_every,
-            "best_by": self.best_by,
-            "best_by_note": None
+            warmup_active=schedule.warmup_lr is not None,
+            warmup_limit_iteration=schedule.warmup_limit,
+            iterations_per_epoch=schedule.iterations_per_epoch,
+            milestone_iterations=list(schedule.milestones),
+            total_iterations=schedule.total_iterations,
+            max_steps=config.max_steps,
+            eval_every=self.eval_every,
+            drop_last=self.drop_last,
+            checkpoint_every=self.checkpoint_every,
+            best_by=self.best_by,
+            best_by_note=None
             if self.best_by == "val_error"
             else "no validation split: best.pt is chosen by TEST error (optimistically biased)",
             **self._runtime_config(),
             **normalization_config(self.input_mean, self.input_std),
-            **data_config(splits),
-            "environment": environment(self.device),
-        }
+            **data_config(self.splits),
+            environment=environment(self.device),
+            absent=TRAINER_NEVER_WRITES,
+        )
 
-    def _runtime_config(self) -> dict[str, Any]:
+    def _runtime_config(self) -> RuntimeKeys:
+        """config.json's runtime keys (RunConfig's fields of the same names)."""
         config = self.config
         return {
             "seed": config.seed,
@@ -627,15 +698,15 @@ class Trainer:
             "tf32_cudnn": torch.backends.cudnn.allow_tf32,
             # --amp as asked: "bf16" here (not "auto") declares a deviation from a fp32 recipe
             "amp_requested": config.amp_requested if config.resume else config.amp,
-            "channels_last": config.channels_last,
-            "compile": config.compile,
-            "compile_mode": config.compile_mode if config.compile else None,
+            "channels_last": self.fast.channels_last,  # as resolved; the request is config's
+            "compile": self.fast.compile,
+            "compile_mode": config.compile_mode if self.fast.compile else None,
             "threads": config.threads,
             "world_size": self.dist.world_size,
             "per_rank_batch_size": self.recipe.batch_size // self.dist.world_size,
             "sync_bn": config.sync_bn,
             "eval_batch_size": config.eval_batch_size,
-            "log_every": config.log_every,
+            "log_every": self.log_every,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "placement": os.environ.get(PLACEMENT_ENV),
         }
@@ -655,7 +726,7 @@ def model_shortcut(model: torch.nn.Module) -> str | None:
     return getattr(model, "shortcut_option", None)
 
 
-def normalization_config(mean: Any, std: Any) -> dict[str, Any]:
+def normalization_config(mean: Mean, std: Sequence[float]) -> NormalizationKeys:
     """config.json's record of the input normalisation (its name is the recipe's ``normalize``):
     per-channel ``mean``/``std``, or for a mean image null mean/std and the image's per-channel
     averages and SHA-256 (the image itself is in every checkpoint, ``mean_image``)."""
@@ -673,7 +744,7 @@ def normalization_config(mean: Any, std: Any) -> dict[str, Any]:
     }
 
 
-def data_config(splits: Splits) -> dict[str, Any]:
+def data_config(splits: Splits) -> DataKeys:
     """Where the data came from and how many images each split holds."""
     root = splits.root.parent if splits.root.name == "cifar-10-batches-py" else splits.root
     return {
@@ -683,14 +754,14 @@ def data_config(splits: Splits) -> dict[str, Any]:
     }
 
 
-def format_record(r: dict[str, Any], target: int) -> str:
+def format_record(r: EvalRecord, target: int) -> str:
     """One evaluation as a progress line."""
-    val = "" if r["val_error"] is None else f" val {r['val_loss']:.3f}/{r['val_error']:.2f}%"
+    val = "" if r.val_error is None else f" val {r.val_loss:.3f}/{r.val_error:.2f}%"
     return (
-        f"iter {r['iteration']}/{target} ep {r['epoch']:.2f} lr {r['lr']:.4g} "
-        f"train {r['train_loss']:.3f}/{r['train_error']:.2f}%{val} "
-        f"test {r['test_loss']:.3f}/{r['test_error']:.2f}% "
-        f"{r['images_per_s']:.0f} img/s {r['seconds']:.0f}s"
+        f"iter {r.iteration}/{target} ep {r.epoch:.2f} lr {r.lr:.4g} "
+        f"train {r.train_loss:.3f}/{r.train_error:.2f}%{val} "
+        f"test {r.test_loss:.3f}/{r.test_error:.2f}% "
+        f"{r.images_per_s:.0f} img/s {r.seconds:.0f}s"
     )
 
 
@@ -708,12 +779,12 @@ def open_tensorboard(out: Path, enabled: bool) -> Any:
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def log_scalars(writer: Any, record: dict[str, Any]) -> None:
+def log_scalars(writer: Any, record: EvalRecord) -> None:
     if writer is None:
         return
-    for key, value in record.items():
+    for key, value in record.to_dict().items():
         if isinstance(value, (int, float)) and key not in ("iteration", "epoch"):
-            writer.add_scalar(key, value, record["iteration"])
+            writer.add_scalar(key, value, record.iteration)
 
 
 __all__ = ["Trainer", "TrainConfig", "TrainingInterrupted", "train"]

@@ -62,7 +62,8 @@ def test_bench_training_pipeline(
             images, labels, BATCH, workers, pin_memory=device.type == "cuda", drop_last=True
         )
     else:  # whatever `repro train` does by default on this device
-        channels_last, mode = fast_path(TrainConfig(model, "unused"), device)
+        fast = fast_path(TrainConfig(model, "unused"), device)
+        channels_last, mode = fast.channels_last, fast.compile_mode
         amp, workers = resolve_amp("auto", device), 0
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if side == "fast":
