@@ -178,12 +178,19 @@ def test_fig7_deeper_akamaster_resnets_respond_less(akamaster_first_images) -> N
 def test_akamaster_nets_score_90_percent_on_the_mini_test_set(
     akamaster_dir, mini_root, capsys
 ) -> None:
+    """Each net in akamaster's own reading (the choice by function is tested on the first images
+    for all three nets and on every image for ResNet-20, above): >= 90 % on all 1,017 test images,
+    and Fig. 7's ordering of the response std."""
     stds = []
     for depth, name in AKAMASTER.items():
         rc, out, _ = run_repro(
             capsys,
             "verify",
             str(akamaster_dir / name),
+            "--model",
+            f"resnet{depth}",
+            "--layout",
+            "split,strided",
             "--normalize",
             "imagenet",
             "--data-root",
