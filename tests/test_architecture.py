@@ -18,6 +18,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"train"}),
     frozenset({"experiments", "matrix_summary"}),  # what a matrix is and its statistics (issue 25)
     frozenset({"analysis", "reproduce"}),
+    frozenset({"foreign"}),  # other people's checkpoints and logs (issue 25)
     frozenset({"claims"}),
     frozenset({"report"}),
     frozenset({"cli"}),
