@@ -54,7 +54,7 @@ class Preset:
     def expected_config(self) -> dict[str, Any]:
         """The config.json fields every run of this preset must have (recipe + overrides; the
         precision ``amp`` too where the recipe fixes it: fp32 for the paper's)."""
-        from repro.train.recipes import get_recipe
+        from repro.recipes import get_recipe
 
         recipe = get_recipe(self.recipe, epochs=self.epochs, milestones=self.milestones, lr=self.lr)
         out = recipe.to_dict()
@@ -80,7 +80,7 @@ def declared_amp(config: dict[str, Any]) -> bool:
 
 def config_mismatch(config: dict[str, Any], preset: Preset, model: str, seed: int) -> list[str]:
     """How an existing run's config.json differs from what this preset trains for model/seed."""
-    from repro.train.recipes import LEGACY_VALUES
+    from repro.recipes import LEGACY_VALUES
 
     want = {"model": model, "seed": seed, **preset.expected_config()}
     # Sec. 4.2 trains the CIFAR ResNets with option A (identity, zero-padded); plain nets have no

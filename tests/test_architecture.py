@@ -15,6 +15,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"fileio", "tables"}),
     frozenset({"baselines"}),
     frozenset({"data", "models", "calibration"}),
+    frozenset({"recipes"}),  # the paper's recipes: definitions below training and the verdicts
     frozenset({"train"}),
     frozenset({"experiments", "matrix_summary"}),  # what a matrix is and its statistics (issue 25)
     frozenset({"analysis", "reproduce"}),

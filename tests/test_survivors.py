@@ -14,8 +14,8 @@ from synthetic_runs import edit_metrics, write_run
 
 from repro.matrix_summary import seed_metrics
 from repro.models import build_model
+from repro.recipes import RECIPES, get_recipe
 from repro.train.components import make_optimizer
-from repro.train.recipes import RECIPES, get_recipe
 from repro.train.rundir import load_matrix
 
 

@@ -42,8 +42,8 @@ from repro.experiments import get_experiment, get_preset
 from repro.fileio import write_jsonl
 from repro.foreign.log_formats import find_log
 from repro.matrix_summary import build_summary
+from repro.recipes import RECIPE_FIELDS
 from repro.train.metrics import METRIC_KEYS
-from repro.train.recipes import RECIPE_FIELDS
 from repro.train.rundir import (
     CONFIG,
     METRICS,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from repro.errors import ReproError
-from repro.train.recipes import (
+from repro.recipes import (
     BN_BATCH_AND_SYNC_BN,
     BN_BATCH_OFF,
     LEGACY_VALUES,

@@ -44,8 +44,8 @@ from repro.fileio import (
     write_jsonl,
     wrong_types,
 )
+from repro.recipes import LEGACY_VALUES, RECIPE_FIELDS
 from repro.train.checkpoint import load_checkpoint
-from repro.train.recipes import LEGACY_VALUES, RECIPE_FIELDS
 
 CONFIG, METRICS, LAST, BEST, FINAL = (
     "config.json",

@@ -33,6 +33,7 @@ import torch
 
 from repro.data import CLASSES, Splits, input_normalization, load_splits
 from repro.errors import ReproError
+from repro.recipes import Warmup, build_schedule, get_recipe, lr_at
 from repro.train import ddp
 from repro.train.checkpoint import save_checkpoint
 from repro.train.components import (
@@ -56,7 +57,6 @@ from repro.train.environment import environment
 from repro.train.evaluate import evaluate
 from repro.train.metrics import Meter
 from repro.train.progress import Progress
-from repro.train.recipes import Warmup, build_schedule, get_recipe, lr_at
 from repro.train.rng import rng_state, seed_everything, set_rng_state
 from repro.train.rundir import (
     BEST,
