@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.train.rundir import read_config, read_metrics
+from repro.store import read_config, read_metrics
 
 CAFFE = """\
 I0115 10:00:00.000000  1234 solver.cpp:404] Iteration 0, Testing net (#0)

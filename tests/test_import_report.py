@@ -22,7 +22,7 @@ from repro.claims import (
 from repro.cli import main
 from repro.fileio import write_jsonl
 from repro.matrix_summary import seed_metrics
-from repro.train.rundir import METRICS, load_matrix, load_run, write_config
+from repro.store import METRICS, load_matrix, load_run, write_config
 
 STATED = [
     "--set", "iterations=64000", "--total-iterations", "64000", "--finished",

@@ -12,7 +12,7 @@ import pytest
 from repro.claims import NOT_ASSESSABLE, PARTIAL, all_verdicts, check_tolerance
 from repro.cli import main
 from repro.foreign.log_formats import tensorboard_available
-from repro.train.rundir import load_matrix, read_config, read_metrics
+from repro.store import load_matrix, read_config, read_metrics
 
 # final test / train error (%) per model: the paper's orderings hold
 ERRORS = {

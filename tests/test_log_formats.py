@@ -11,7 +11,7 @@ import pytest
 from repro.cli import main
 from repro.errors import ReproError
 from repro.foreign.log_formats import LOG_FORMATS, LogFormat, find_log, read_text, register_format
-from repro.train.rundir import read_config, read_metrics
+from repro.store import read_config, read_metrics
 
 
 def toy_rows(path: Path) -> list[dict[str, str]]:

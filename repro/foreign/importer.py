@@ -43,8 +43,7 @@ from repro.fileio import write_jsonl
 from repro.foreign.log_formats import find_log
 from repro.matrix_summary import build_summary
 from repro.recipes import RECIPE_FIELDS
-from repro.train.metrics import METRIC_KEYS
-from repro.train.rundir import (
+from repro.store import (
     CONFIG,
     METRICS,
     check_writable,
@@ -55,6 +54,7 @@ from repro.train.rundir import (
     write_config,
     write_summary,
 )
+from repro.train.metrics import METRIC_KEYS
 
 OUR_KEYS = METRIC_KEYS  # a metrics.jsonl record, as the trainer writes it
 ACCURACIES = {"train_acc": "train_error", "val_acc": "val_error", "test_acc": "test_error"}

@@ -27,8 +27,7 @@ from repro.matrix_summary import refreshed_summary
 from repro.recipes import RECIPE_FIELDS
 from repro.report.calibration import trust_sections
 from repro.report.plots import plot_curves
-from repro.tables import markdown_table
-from repro.train.rundir import (
+from repro.store import (
     LAYER_RESPONSE_JSON,
     LAYER_RESPONSE_PNG,
     SUMMARY,
@@ -37,6 +36,7 @@ from repro.train.rundir import (
     read_layer_response,
     write_summary,
 )
+from repro.tables import markdown_table
 
 CURVES_PNG = "curves.png"
 MISSING = object()

@@ -29,6 +29,7 @@ from repro.data.normalization import NORMALIZATIONS
 from repro.errors import ReproError
 from repro.fileio import atomic_write, path_problem
 from repro.models import build_model
+from repro.store import BEST, FINAL, LAST, config_problems  # the store owns the names and types
 
 FORMAT = "resnet-repro/1"
 TRUST_FLAG = "--trust-pickle"
@@ -93,8 +94,6 @@ def _refused_global(exc: Exception) -> str | None:
 
 
 def _folder_message(path: Path) -> str:
-    from repro.train.rundir import BEST, FINAL, LAST  # rundir owns the names (and imports us)
-
     inside = [path / name for name in (FINAL, LAST, BEST) if (path / name).is_file()]
     if inside:
         return f"checkpoint {path} is a folder, not a checkpoint file; pass {inside[0]}"
@@ -103,8 +102,6 @@ def _folder_message(path: Path) -> str:
 
 def corrupt_advice(path: Path) -> str:
     """What to do about an unreadable checkpoint: another one of its run, or a fresh start."""
-    from repro.train.rundir import BEST, FINAL, LAST  # rundir owns the names (and imports us)
-
     others = [n for n in (BEST, FINAL, LAST) if n != path.name and (path.parent / n).is_file()]
     use = f"use another checkpoint of its run ({', '.join(others)})" if others else ""
     if path.name == LAST:
@@ -292,8 +289,6 @@ def _three_positive(values: Any, key: str) -> bool:
 def record_problem(state: dict[str, Any]) -> str | None:
     """What makes a checkpoint's ``config`` or ``mean_image`` unusable for every reader (type,
     shape, range), or None: one check before any reader (evaluate, analyze, resume) uses them."""
-    from repro.train.rundir import config_problems  # rundir owns the config's types
-
     config = state.get("config")
     if config is not None and not isinstance(config, dict):
         return f"'config' is a {type(config).__name__}, expected an object of the run's settings"

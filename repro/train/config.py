@@ -25,7 +25,8 @@ from repro.recipes import (
     RECIPE_FIELDS,
     Recipe,
 )
-from repro.train.rundir import CONFIG, recorded_config
+from repro.store import CONFIG
+from repro.train.resume import recorded_config
 from repro.train.switches import resolve_compile, resolve_switch
 
 

@@ -66,7 +66,7 @@ def kill_trainers(root: Path) -> list[int]:
 
 def run_figures(root: Path, model: str) -> dict[str, Any]:
     """What one run's metrics.jsonl says: iterations, seconds, steady images/s, test error."""
-    from repro.train.rundir import read_metrics, seed_dir
+    from repro.store import read_metrics, seed_dir
 
     path = seed_dir(root, model, 0) / "metrics.jsonl"
     records = read_metrics(path) if path.is_file() else []
