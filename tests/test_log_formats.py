@@ -49,7 +49,7 @@ def write_toy(path: Path) -> Path:
 
 
 def test_the_built_in_formats_are_entries_of_one_table() -> None:
-    assert list(LOG_FORMATS) == ["tensorboard", "json", "csv", "caffe"]
+    assert list(LOG_FORMATS) == ["json", "csv", "tensorboard", "caffe"]
 
 
 def test_a_toy_format_is_found_by_suffix_and_in_a_folder(tmp_path, toy_format) -> None:

@@ -6,7 +6,8 @@ values as written), how it is recognised (file suffixes, a folder glob, optional
 file's start), and what ``--scale auto`` means for it when the format fixes the scale. The
 importer (:mod:`repro.foreign.importer`) only looks formats up here: a new log format is one entry.
 
-Registration order is the order a folder is searched in and a file's name is matched in.
+A folder is searched, and a file's name matched, in registration order, formats that read a
+whole folder (TensorBoard's event files) first.
 """
 
 from __future__ import annotations
@@ -108,20 +109,25 @@ def tensorboard_rows(path: Path) -> Rows:
     return [by_step[s] for s in sorted(by_step)]
 
 
+register_format(LogFormat("json", json_rows, ("json",), "*.json", "one metrics .json"))
+register_format(LogFormat("csv", csv_rows, ("csv",), "*.csv", "one .csv"))
 register_format(LogFormat("tensorboard", tensorboard_rows, glob="events.out.tfevents.*",
                           described="TensorBoard event files", reads_folder=True,
                           name_has=".tfevents."))  # fmt: skip
-register_format(LogFormat("json", json_rows, ("json",), "*.json", "one metrics .json"))
-register_format(LogFormat("csv", csv_rows, ("csv",), "*.csv", "one .csv"))
 register_format(LogFormat("caffe", caffe_log_rows, ("log",), "*.log", "one Caffe .log",
                           sniff=looks_like_caffe, auto_scale="fraction",
                           scale_note="a Caffe log prints accuracies as 0-1"))  # fmt: skip
 
 
+def search_order() -> list[LogFormat]:
+    """The formats in the order a folder is searched: those that read a whole folder first."""
+    return sorted(LOG_FORMATS.values(), key=lambda f: not f.reads_folder)
+
+
 def _in_folder(src: Path) -> Path:
-    """The one log in a folder: the first format (in registration order) with files there."""
+    """The one log in a folder: the first format (in search order) with files there."""
     found: list[Path] = []
-    for fmt in LOG_FORMATS.values():
+    for fmt in search_order():
         hits = sorted(src.glob(fmt.glob)) if fmt.glob else []
         if hits:
             found = [src] if fmt.reads_folder else hits
@@ -143,9 +149,9 @@ def find_log(src: Path, name: str | None) -> tuple[Path, LogFormat]:
     if src.is_dir():
         src = _in_folder(src)
     if name is None:
-        name = next((f.name for f in LOG_FORMATS.values() if f.names(src)), None)
+        name = next((f.name for f in search_order() if f.names(src)), None)
     if name is None and src.is_file():
-        name = next((f.name for f in LOG_FORMATS.values() if f.sniff and f.sniff(src)), None)
+        name = next((f.name for f in search_order() if f.sniff and f.sniff(src)), None)
     if name is None:
         raise ReproError(f"{src}: unknown format {src.suffix!r}; pass --format {choices}")
     return src, LOG_FORMATS[name]
