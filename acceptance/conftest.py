@@ -14,7 +14,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def matrix(request: pytest.FixtureRequest):
     """The run under test; every acceptance test skips when no --run-dir is given."""
-    from repro.train.rundir import load_matrix
+    from repro.store import load_matrix
 
     run_dir = request.config.getoption("--run-dir")
     if not run_dir:

@@ -35,8 +35,7 @@ from repro.errors import ReproError
 from repro.experiments import PRESETS, config_mismatch, declared_amp, get_experiment, get_preset
 from repro.fileio import NUMBER, wrong_types
 from repro.matrix_summary import mean_std, seed_metrics
-from repro.tables import markdown_table, text_table
-from repro.train.rundir import (
+from repro.store import (
     CONFIG,
     FINAL,
     LAYER_RESPONSE_JSON,
@@ -47,6 +46,7 @@ from repro.train.rundir import (
     load_run,
     read_layer_response,
 )
+from repro.tables import markdown_table, text_table
 
 PASS, FAIL, SKIP, INCONCLUSIVE = "pass", "fail", "skip", "inconclusive"
 # A claim that needs data an imported run lacks (`repro import-run`): never a pass.

@@ -54,7 +54,7 @@ class Preset:
     def expected_config(self) -> dict[str, object]:
         """The config.json fields every run of this preset must have (recipe + overrides; the
         precision ``amp`` too where the recipe fixes it: fp32 for the paper's)."""
-        from repro.train.recipes import get_recipe
+        from repro.recipes import get_recipe
 
         recipe = get_recipe(self.recipe, epochs=self.epochs, milestones=self.milestones, lr=self.lr)
         out: dict[str, object] = recipe.to_dict()

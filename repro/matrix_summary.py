@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
-from repro.train.rundir import Matrix, Run, expected_end
+from repro.store import Matrix, Run, expected_end
 
 METRIC_KEYS = (
     "final_test_error",
@@ -97,7 +97,7 @@ def build_summary(
     runs: dict[str, dict[int, Run]],
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
-    """The summary.json dict of a matrix from its runs (:func:`repro.train.rundir.load_runs`)."""
+    """The summary.json dict of a matrix from its runs (:func:`repro.store.load_runs`)."""
     configs = [r.config for m in runs.values() for r in m.values() if r.config]
     first = configs[0] if configs else {}
     summary: dict[str, Any] = {

@@ -63,7 +63,7 @@ class RunConfig:
     model_kwargs: dict[str, object] = _key((dict,), {})
     shortcut: str | None = _key((str, None))  # Sec. 3.3 option A/B/C; None for a plain net
     recipe: str | None = _key((str,))
-    # the recipe's fields (repro.train.recipes.Recipe), in its order
+    # the recipe's fields (repro.recipes.Recipe), in its order
     name: str | None = _key((str, None))
     batch_size: int | None = _key((INTEGER, None))
     lr: float | None = _key((NUMBER, None))

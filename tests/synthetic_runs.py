@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.experiments import EXPERIMENTS, get_preset
-from repro.train.rundir import file_digest
+from repro.store import file_digest
 
 # Final (train, test) error % of a faithful 200-epoch run (test: the seed report's epoch-200).
 FAITHFUL: dict[str, tuple[float, float]] = {

@@ -27,7 +27,7 @@ from repro.claims import (
 )
 from repro.experiments import MINI_EPOCHS
 from repro.matrix_summary import seed_metrics
-from repro.train.rundir import load_matrix
+from repro.store import load_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 

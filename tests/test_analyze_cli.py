@@ -13,8 +13,8 @@ from repro.analysis import layer_response_std
 from repro.cli import main
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from repro.models import build_model
+from repro.store import read_layer_response
 from repro.train.checkpoint import model_from_checkpoint, save_checkpoint
-from repro.train.rundir import read_layer_response
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -15,15 +15,15 @@ import pytest
 from repro.errors import ReproError
 from repro.fileio import append_jsonl, path_problem, read_json, write_json
 from repro.run_config import parse_run_config
-from repro.train.rundir import (
+from repro.store import (
     BEST,
     CONFIG,
     LAST,
     METRICS,
     RunLock,
-    inspect_run_dir,
     read_metrics,
 )
+from repro.train.resume import inspect_run_dir
 
 # --- the lock never follows a link -------------------------------------------------------------
 

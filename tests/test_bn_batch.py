@@ -14,8 +14,8 @@ from trainer_helpers import run_cli, tiny_args
 
 from repro.models import GhostBatchNorm2d, build_model, use_bn_batch
 from repro.models.ghost_bn import chunk_sizes
+from repro.recipes import get_recipe
 from repro.train.components import build_components
-from repro.train.recipes import get_recipe
 
 C = 3  # small layers keep these exact-equality checks fast
 

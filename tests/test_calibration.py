@@ -36,7 +36,7 @@ from repro.claims import (
 )
 from repro.errors import ReproError
 from repro.experiments import get_experiment
-from repro.train.rundir import Matrix, Run
+from repro.store import Matrix, Run
 
 ISSUE18 = [7.4, 7.29, 7.4, 6.89, 8.42, 7.95]  # akamaster issue #18: six ResNet-56 reruns
 

@@ -13,7 +13,7 @@ import pytest
 from repro.calibration import POWER, Reference, characterise, claim_fails, smallest_shift
 from repro.claims import FIG6, _threshold_row, compare, operating_characteristics, policy_for
 from repro.cli import main
-from repro.train.rundir import Matrix, Run
+from repro.store import Matrix, Run
 
 
 def _claim(claim_id: str):

@@ -8,8 +8,8 @@ import pytest
 import torch.distributed as dist
 from trainer_helpers import torchrun_train
 
+from repro.store import read_metrics
 from repro.train.checkpoint import load_checkpoint
-from repro.train.rundir import read_metrics
 
 
 @pytest.mark.slow

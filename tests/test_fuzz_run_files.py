@@ -26,7 +26,7 @@ from repro.claims import (
 )
 from repro.errors import ReproError
 from repro.matrix_summary import refreshed_summary
-from repro.train.rundir import load_matrix, read_metrics
+from repro.store import load_matrix, read_metrics
 
 RUN_FILES = (
     "summary.json",

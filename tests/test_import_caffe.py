@@ -10,7 +10,7 @@ import pytest
 
 from repro.cli import main
 from repro.run_config import read_run_config
-from repro.train.rundir import read_metrics
+from repro.store import read_metrics
 
 CAFFE = """\
 I0115 10:00:00.000000  1234 solver.cpp:404] Iteration 0, Testing net (#0)

@@ -23,7 +23,7 @@ from repro.cli import main
 from repro.fileio import write_jsonl
 from repro.matrix_summary import seed_metrics
 from repro.run_config import parse_run_config, write_run_config
-from repro.train.rundir import METRICS, load_matrix, load_run
+from repro.store import METRICS, load_matrix, load_run
 
 STATED = [
     "--set", "iterations=64000", "--total-iterations", "64000", "--finished",

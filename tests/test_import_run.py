@@ -11,9 +11,9 @@ import pytest
 
 from repro.claims import NOT_ASSESSABLE, PARTIAL, all_verdicts, check_tolerance
 from repro.cli import main
-from repro.reproduce.importer import tensorboard_available
+from repro.foreign.log_formats import tensorboard_available
 from repro.run_config import read_run_config
-from repro.train.rundir import load_matrix, read_metrics
+from repro.store import load_matrix, read_metrics
 
 # final test / train error (%) per model: the paper's orderings hold
 ERRORS = {

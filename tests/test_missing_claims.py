@@ -22,7 +22,7 @@ from repro.claims import (
     policy_for,
 )
 from repro.errors import ReproError
-from repro.train.rundir import load_matrix
+from repro.store import load_matrix
 
 
 def _without_defining(check: str):

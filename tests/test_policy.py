@@ -15,7 +15,7 @@ import repro.report.report
 from repro import claims
 from repro.claims import PASS, SKIP, Policy, check_degradation, check_tolerance, policy_for
 from repro.report.report import write_report
-from repro.train.rundir import load_matrix
+from repro.store import load_matrix
 
 
 def test_a_policy_is_frozen_and_holds_the_claims_of_each_check() -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from repro.errors import ReproError
-from repro.train.recipes import (
+from repro.recipes import (
     RECIPES,
     Warmup,
     build_schedule,

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from repro.errors import ReproError
+from repro.recipes import RECIPE_FIELDS
 from repro.run_config import (
     LEGACY_VALUES,
     METRIC_KEYS,
@@ -25,10 +26,9 @@ from repro.run_config import (
     run_config_problems,
     write_run_config,
 )
+from repro.store import load_run
 from repro.train import ddp
 from repro.train.config import TrainConfig, config_from_run
-from repro.train.recipes import RECIPE_FIELDS
-from repro.train.rundir import load_run
 from repro.train.trainer import Trainer
 
 OLD = Path(__file__).resolve().parent / "fixtures" / "old_format"

@@ -17,8 +17,8 @@ from trainer_helpers import ROOT, metrics_without_timing, run_cli, tiny_args
 from repro.claims import FAIL, INCONCLUSIVE, check_completeness, check_degradation
 from repro.cli import main
 from repro.errors import ReproError
+from repro.store import RunLock, load_matrix
 from repro.train.checkpoint import load_checkpoint
-from repro.train.rundir import RunLock, load_matrix
 
 
 def train(data: Path, out: Path, *extra: str, quiet: bool = True) -> int:
@@ -50,7 +50,7 @@ def test_a_second_trainer_on_a_locked_folder_is_refused_naming_the_holder(
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     code = (
-        "import sys, time; from pathlib import Path; from repro.train.rundir import RunLock; "
+        "import sys, time; from pathlib import Path; from repro.store import RunLock; "
         "RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -34,8 +34,8 @@ from trainer_helpers import tiny_args
 
 from repro.cli import main
 from repro.errors import ReproError
+from repro.foreign.akamaster import AkamasterCheckpoint, load_akamaster
 from repro.models import build_model
-from repro.train.akamaster import AkamasterCheckpoint, load_akamaster
 from repro.train.checkpoint import (
     SAFE_GLOBALS,
     load_checkpoint,

@@ -24,7 +24,7 @@ from repro.reproduce.slurm import (
     slurm_phase,
     submit_matrix,
 )
-from repro.train.rundir import RunLock, log_path, seed_dir
+from repro.store import RunLock, log_path, seed_dir
 
 submitit = pytest.importorskip("submitit")
 

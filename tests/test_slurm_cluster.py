@@ -29,8 +29,8 @@ from trainer_helpers import metrics_without_timing
 from repro.experiments import PRESETS
 from repro.reproduce import runner
 from repro.reproduce.slurm import RECORD, SUBMITIT_DIR, SlurmOptions, matrix_status, submit_matrix
+from repro.store import log_path, seed_dir
 from repro.train.checkpoint import load_checkpoint
-from repro.train.rundir import log_path, seed_dir
 
 pytest.importorskip("submitit")
 

@@ -23,8 +23,8 @@ from repro.cli import main
 from repro.experiments import EXPERIMENTS, PRESETS, get_preset
 from repro.reproduce import runner
 from repro.reproduce.slurm import RECORD, SlurmOptions, matrix_status, submit_matrix
+from repro.store import log_path, seed_dir
 from repro.train.checkpoint import load_checkpoint
-from repro.train.rundir import log_path, seed_dir
 
 pytest.importorskip("submitit")
 

@@ -14,9 +14,9 @@ from synthetic_runs import edit_metrics, write_run
 
 from repro.matrix_summary import seed_metrics
 from repro.models import build_model
+from repro.recipes import RECIPES, get_recipe
+from repro.store import load_matrix
 from repro.train.components import make_optimizer
-from repro.train.recipes import RECIPES, get_recipe
-from repro.train.rundir import load_matrix
 
 
 def _one_run(tmp_path: Path, rows_fn) -> dict:

@@ -12,9 +12,9 @@ from trainer_helpers import run_cli, tiny_args
 import repro.train.components as components_mod
 import repro.train.trainer as trainer_mod
 from repro.errors import ReproError
+from repro.store import read_metrics
 from repro.train.checkpoint import load_checkpoint, save_checkpoint
 from repro.train.metrics import METRIC_KEYS, TIMING_KEYS
-from repro.train.rundir import read_metrics
 from repro.train.trainer import TrainConfig, train
 
 CONFIG_KEYS = {

@@ -16,9 +16,9 @@ import torch
 from cli_helpers import one_clear_line, run_repro
 from foreign_nets import TheirNet, taught_cifar
 
-from repro.analysis.layouts import Layout
-from repro.analysis.verify import load_foreign, params_info, readings, verify, wilson_interval
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, load_cifar10
+from repro.foreign.layouts import Layout
+from repro.foreign.verify import load_foreign, params_info, readings, verify, wilson_interval
 
 WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "akamaster-cifar10"
 AKAMASTER = {20: "resnet20-12fca82f.th", 32: "resnet32-d509ac18.th", 56: "resnet56-4bfd9763.th"}

@@ -21,10 +21,10 @@ from cli_helpers import one_clear_line, run_repro
 from foreign_nets import TheirNet, taught_cifar
 from torch import nn
 
-from repro.analysis.layouts import Layout
-from repro.analysis.readings import readings
-from repro.analysis.verify import load_foreign, verify
 from repro.data import CIFAR10_MEAN, load_cifar10
+from repro.foreign.layouts import Layout
+from repro.foreign.readings import readings
+from repro.foreign.verify import load_foreign, verify
 
 COMMON_STD = (0.2023, 0.1994, 0.2010)
 WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "akamaster-cifar10"

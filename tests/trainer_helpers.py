@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from repro.cli import main
+from repro.store import read_metrics
 from repro.train.metrics import TIMING_KEYS
-from repro.train.rundir import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

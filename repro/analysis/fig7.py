@@ -22,9 +22,7 @@ from repro.errors import ReproError
 from repro.fileio import atomic_write
 from repro.models import CifarResNet
 from repro.run_config import RunConfig, parse_run_config
-from repro.train.checkpoint import load_checkpoint, model_from_checkpoint
-from repro.train.evaluate import InputNorm, checkpoint_normalization
-from repro.train.rundir import (
+from repro.store import (
     FINAL,
     LAYER_RESPONSE_JSON,
     LAYER_RESPONSE_PNG,
@@ -33,6 +31,8 @@ from repro.train.rundir import (
     seed_of,
     write_layer_response,
 )
+from repro.train.checkpoint import load_checkpoint, model_from_checkpoint
+from repro.train.evaluate import InputNorm, checkpoint_normalization
 
 DEFINITION = (
     "population std over all elements (images, channels, positions) of each 3x3 layer's response, "

@@ -21,8 +21,8 @@ from repro.analysis.fig7 import (
 from repro.cli.options import add_data_root, add_device
 from repro.data import SPLITS, get_split, load_cifar10, resolve_data_root
 from repro.errors import ReproError
+from repro.store import check_writable
 from repro.train.devices import resolve_device
-from repro.train.rundir import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

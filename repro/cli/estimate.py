@@ -10,7 +10,7 @@ import json
 
 from repro.cli.options import add_device, add_json, add_speed_options, add_threads
 from repro.errors import ReproError
-from repro.train.recipes import RECIPES
+from repro.recipes import RECIPES
 from repro.train.switches import resolve_switch
 
 

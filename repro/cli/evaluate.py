@@ -3,6 +3,11 @@
 Works on any checkpoint this project wrote (normalisation from its config) and, with
 ``--from akamaster --model resnetNN``, on the published weights of akamaster/pytorch_resnet_cifar10.
 Both are read without running code; ``--trust-pickle`` allows full unpickling for trusted files.
+
+``--from akamaster`` stays (issue 25 decided to keep it, not alias it): it maps one known layout by
+key names (:mod:`repro.foreign.akamaster`) and reports the file's own ``best_prec1`` beside the
+measured error. Any other code base's checkpoint, akamaster's included, goes through
+`repro verify` (:mod:`repro.foreign.verify`), which maps by structure and tells layouts apart.
 """
 
 from __future__ import annotations
@@ -14,13 +19,13 @@ from typing import Any
 
 import torch
 
-from repro.analysis.structure import weights_problem
 from repro.cli.options import add_data_root, add_device, add_json
 from repro.data import get_split, load_cifar10, resolve_data_root
 from repro.data.splits import DEFAULT_SPLIT_SEED, SPLITS
 from repro.errors import ReproError
-from repro.train.akamaster import MODELS as AKAMASTER_MODELS
-from repro.train.akamaster import load_akamaster
+from repro.foreign.akamaster import MODELS as AKAMASTER_MODELS
+from repro.foreign.akamaster import load_akamaster
+from repro.foreign.structure import weights_problem
 from repro.train.checkpoint import TRUST_FLAG, model_from_checkpoint
 from repro.train.devices import resolve_device
 from repro.train.evaluate import (
@@ -48,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="source",
         default="repro",
         choices=SOURCES,
-        help="who wrote the checkpoint (default: repro, this project)",
+        help="who wrote the checkpoint (default: repro, this project; any other: repro verify)",
     )
     parser.add_argument(
         "--model",

@@ -6,7 +6,7 @@ installed);
 `repro import-run SRC_ROOT --out ROOT --experiment core` imports ``SRC_ROOT/<model>/seed<k>/``
 and writes summary.json, so `repro report ROOT` and `pytest acceptance --run-dir ROOT` work.
 Nothing is faked: no checkpoint is written, and a claim that needs what the logs lack is
-"not assessable". See :mod:`repro.reproduce.importer` for the column mapping and scales.
+"not assessable". See :mod:`repro.foreign.importer` for the column mapping and scales.
 """
 
 from __future__ import annotations
@@ -16,15 +16,9 @@ import difflib
 from pathlib import Path
 
 from repro.errors import ReproError
+from repro.foreign.importer import import_matrix, import_run, parse_mapping, parse_recipe
+from repro.foreign.log_formats import LOG_FORMATS, tensorboard_available
 from repro.models import list_models
-from repro.reproduce.importer import (
-    FORMATS,
-    import_matrix,
-    import_run,
-    parse_mapping,
-    parse_recipe,
-    tensorboard_available,
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--experiment", default=None, help="import SRC/<model>/seed<k>/ as a matrix"
     )
     parser.add_argument("--preset", default="common", help="the matrix's preset (default common)")
-    parser.add_argument("--format", choices=FORMATS, default=None, help="default: from the name")
+    parser.add_argument(
+        "--format", choices=tuple(LOG_FORMATS), default=None, help="default: from the name"
+    )
     parser.add_argument(
         "--map",
         action="append",

@@ -17,7 +17,7 @@ from pathlib import Path
 from repro.claims import exit_status
 from repro.errors import ReproError
 from repro.report.report import write_report_verdicts
-from repro.train.rundir import read_summary
+from repro.store import read_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

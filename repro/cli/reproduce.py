@@ -23,7 +23,7 @@ from repro.experiments import (
     with_amp,
 )
 from repro.reproduce.runner import reproduce
-from repro.train.rundir import check_writable
+from repro.store import check_writable
 
 # flag -> argparse dest of the options that only one launcher uses
 SLURM_ONLY = {

@@ -16,9 +16,9 @@ import sys
 
 from repro.cli.options import add_data_root, add_device, add_speed_options, add_threads
 from repro.errors import ReproError
+from repro.recipes import RECIPE_FLAGS, RECIPES
 from repro.train.checkpoint import model_kwargs_problem
 from repro.train.config import TrainConfig, config_fields, config_from_run
-from repro.train.recipes import RECIPE_FLAGS, RECIPES
 
 
 def add_recipe_overrides(parser: argparse.ArgumentParser) -> None:

@@ -16,18 +16,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from repro.analysis.layouts import PADDINGS, SUBSAMPLINGS, parse_layout
-from repro.analysis.normalizations import PRESETS
-from repro.analysis.verify import (
+from repro.cli.options import add_data_root, add_device, add_json
+from repro.data import load_cifar10, resolve_data_root
+from repro.errors import ReproError
+from repro.foreign.layouts import PADDINGS, SUBSAMPLINGS, parse_layout
+from repro.foreign.normalizations import PRESETS
+from repro.foreign.verify import (
     NORMALIZATIONS,
     chosen_normalization,
     load_foreign,
     readings,
     verify,
 )
-from repro.cli.options import add_data_root, add_device, add_json
-from repro.data import load_cifar10, resolve_data_root
-from repro.errors import ReproError
 from repro.tables import text_table
 from repro.train.checkpoint import TRUST_FLAG
 from repro.train.devices import resolve_device

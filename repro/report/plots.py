@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from repro.fileio import atomic_write
-from repro.train.rundir import Run
+from repro.store import Run
 
 
 def mean_curve(runs: list[Run], key: str) -> tuple[list[int], list[float]]:

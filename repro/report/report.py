@@ -24,11 +24,10 @@ from repro.claims import (
 from repro.errors import ReproError
 from repro.fileio import atomic_write
 from repro.matrix_summary import refreshed_summary
+from repro.recipes import RECIPE_FIELDS
 from repro.report.calibration import trust_sections
 from repro.report.plots import plot_curves
-from repro.tables import markdown_table
-from repro.train.recipes import RECIPE_FIELDS
-from repro.train.rundir import (
+from repro.store import (
     LAYER_RESPONSE_JSON,
     LAYER_RESPONSE_PNG,
     SUMMARY,
@@ -37,10 +36,11 @@ from repro.train.rundir import (
     read_layer_response,
     write_summary,
 )
+from repro.tables import markdown_table
 
 CURVES_PNG = "curves.png"
 MISSING = object()
-# The recipe table: every recipe field (repro.train.recipes.Recipe), then how the run used it.
+# The recipe table: every recipe field (repro.recipes.Recipe), then how the run used it.
 RECIPE_KEYS = (
     "recipe",
     *(f for f in RECIPE_FIELDS if f not in ("name", "source")),

@@ -35,8 +35,7 @@ from repro.errors import ReproError
 from repro.experiments import Preset, config_mismatch, with_amp
 from repro.fileio import read_json
 from repro.matrix_summary import build_summary
-from repro.train.environment import environment
-from repro.train.rundir import (
+from repro.store import (
     CONFIG,
     FINAL,
     LOGS,
@@ -47,6 +46,7 @@ from repro.train.rundir import (
     seed_dir,
     write_summary,
 )
+from repro.train.environment import environment
 from repro.train.signals import StopFlag
 from repro.train.trainer import PLACEMENT_ENV
 

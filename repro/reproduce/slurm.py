@@ -43,9 +43,7 @@ from repro.errors import ReproError
 from repro.experiments import Preset
 from repro.fileio import read_json, write_json
 from repro.reproduce import runner
-from repro.tables import text_table
-from repro.train.environment import environment
-from repro.train.rundir import (
+from repro.store import (
     FINAL,
     LAST,
     LOCK,
@@ -56,6 +54,8 @@ from repro.train.rundir import (
     read_summary,
     seed_dir,
 )
+from repro.tables import text_table
+from repro.train.environment import environment
 
 RECORD = "slurm_jobs.json"  # in the matrix folder: run -> job id, log, when submitted
 SUBMITIT_DIR = "submitit"  # in the matrix folder: submitit's scripts, pickles and job logs

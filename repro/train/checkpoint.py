@@ -30,9 +30,10 @@ from repro.data.normalization import NORMALIZATIONS
 from repro.errors import ReproError
 from repro.fileio import atomic_write, path_problem
 from repro.models import build_model
+from repro.recipes import WarmupState
 from repro.run_config import parse_run_config, run_config_problems
+from repro.store import BEST, FINAL, LAST  # the store owns the names
 from repro.train.metrics import MeterState
-from repro.train.recipes import WarmupState
 from repro.train.rng import RngState
 
 FORMAT = "resnet-repro/1"
@@ -152,8 +153,6 @@ def _refused_global(exc: Exception) -> str | None:
 
 
 def _folder_message(path: Path) -> str:
-    from repro.train.rundir import BEST, FINAL, LAST  # rundir owns the names (and imports us)
-
     inside = [path / name for name in (FINAL, LAST, BEST) if (path / name).is_file()]
     if inside:
         return f"checkpoint {path} is a folder, not a checkpoint file; pass {inside[0]}"
@@ -162,8 +161,6 @@ def _folder_message(path: Path) -> str:
 
 def corrupt_advice(path: Path) -> str:
     """What to do about an unreadable checkpoint: another one of its run, or a fresh start."""
-    from repro.train.rundir import BEST, FINAL, LAST  # rundir owns the names (and imports us)
-
     others = [n for n in (BEST, FINAL, LAST) if n != path.name and (path.parent / n).is_file()]
     use = f"use another checkpoint of its run ({', '.join(others)})" if others else ""
     if path.name == LAST:

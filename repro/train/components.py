@@ -20,8 +20,8 @@ from repro.data.augment import Mean
 from repro.data.normalization import CIFAR10_MEAN, CIFAR10_STD
 from repro.errors import ReproError
 from repro.models import build_model, use_bn_batch
+from repro.recipes import BN_BATCH_AND_SYNC_BN, Recipe
 from repro.train import ddp
-from repro.train.recipes import BN_BATCH_AND_SYNC_BN, Recipe
 from repro.train.switches import CUDA_GRAPH_MODES
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from repro.errors import ReproError
+from repro.recipes import BN_BATCH_AND_SYNC_BN, BN_BATCH_OFF, RECIPE_FIELDS, Recipe
 from repro.run_config import CONFIG, LEGACY_VALUES, RunConfig
-from repro.train.recipes import BN_BATCH_AND_SYNC_BN, BN_BATCH_OFF, RECIPE_FIELDS, Recipe
-from repro.train.rundir import recorded_config
+from repro.train.resume import recorded_config
 from repro.train.switches import resolve_compile, resolve_switch, switch_word
 
 

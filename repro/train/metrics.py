@@ -1,5 +1,5 @@
 """Training metrics kept on the device (no host sync per step), and the keys of a metrics.jsonl
-record (written and read by :mod:`repro.train.rundir`)."""
+record (written and read by :mod:`repro.store`)."""
 
 from __future__ import annotations
 

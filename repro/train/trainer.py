@@ -33,12 +33,24 @@ import torch
 from repro.data import CLASSES, Splits, input_normalization, load_splits
 from repro.data.augment import Mean
 from repro.errors import ReproError
+from repro.recipes import Warmup, build_schedule, get_recipe, lr_at
 from repro.run_config import (
     TRAINER_NEVER_WRITES,
     EvalRecord,
     RunConfig,
     parse_run_config,
     write_run_config,
+)
+from repro.store import (
+    BEST,
+    FINAL,
+    LAST,
+    RunLock,
+    append_metrics,
+    check_writable,
+    remove_stale_temp_files,
+    reset_metrics,
+    truncate_metrics,
 )
 from repro.train import ddp
 from repro.train.checkpoint import (
@@ -69,21 +81,8 @@ from repro.train.environment import environment
 from repro.train.evaluate import evaluate
 from repro.train.metrics import Meter
 from repro.train.progress import Progress
-from repro.train.recipes import Warmup, build_schedule, get_recipe, lr_at
+from repro.train.resume import RunState, inspect_run_dir
 from repro.train.rng import rng_state, seed_everything, set_rng_state
-from repro.train.rundir import (
-    BEST,
-    FINAL,
-    LAST,
-    RunLock,
-    RunState,
-    append_metrics,
-    check_writable,
-    inspect_run_dir,
-    remove_stale_temp_files,
-    reset_metrics,
-    truncate_metrics,
-)
 from repro.train.signals import StopFlag, TrainingInterrupted
 
 

@@ -80,9 +80,9 @@ def measure_train(rung: Rung, sizes: Sizes, images: Any, labels: Any, device: An
     steps untimed, then blocks of 10 steps until ``window_s`` or one epoch has passed."""
     import torch
 
+    from repro.recipes import get_recipe
     from repro.train.components import build_components, infinite_batches, make_model, set_lr
     from repro.train.devices import resolve_amp
-    from repro.train.recipes import get_recipe
 
     torch.manual_seed(0)
     recipe = get_recipe("common", batch_size=sizes.batch)

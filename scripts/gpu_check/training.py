@@ -35,7 +35,7 @@ def fastest_flags(ctx: Context) -> tuple[str, list[str]]:
 
 def projections(images_per_s: float, batch: int) -> dict[str, float]:
     """Hours of training steps for 200 epochs of 50k images and for the paper's 64k iterations."""
-    from repro.train.recipes import build_schedule, get_recipe
+    from repro.recipes import build_schedule, get_recipe
 
     out = {}
     for key, name in (("hours_200_epochs", "common"), ("hours_64k_iterations", "paper")):
@@ -66,7 +66,7 @@ def kill_trainers(root: Path) -> list[int]:
 
 def run_figures(root: Path, model: str) -> dict[str, Any]:
     """What one run's metrics.jsonl says: iterations, seconds, steady images/s, test error."""
-    from repro.train.rundir import read_metrics, seed_dir
+    from repro.store import read_metrics, seed_dir
 
     path = seed_dir(root, model, 0) / "metrics.jsonl"
     records = read_metrics(path) if path.is_file() else []

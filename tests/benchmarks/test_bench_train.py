@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from repro.recipes import get_recipe
 from repro.train.components import make_model, make_optimizer, make_step
 from repro.train.devices import resolve_amp
-from repro.train.recipes import get_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 128
@@ -98,7 +98,7 @@ def build_step(model: str, setting: Setting, device: torch.device, batch: int = 
 
 PEAK_RSS_SCRIPT = """
 import json, sys, torch
-from repro.train.recipes import get_recipe
+from repro.recipes import get_recipe
 from repro.train.components import make_model, make_optimizer, make_step
 
 def status(key):  # kB in /proc/self/status

@@ -14,7 +14,7 @@ names everything differently, still maps; one whose blocks are not contiguous in
 not. The candidates come from the weights: CIFAR nets of depth 6n+2 from the number of 3x3
 convolutions (options A, B, C and plain), ImageNet nets from a 7x7 stem (``resnet18_cifar`` from a
 64-filter 3x3 stem). An option-A ResNet and the plain net of its depth match alike: their weights
-are the same; only their function tells them apart (:mod:`repro.analysis.verify`).
+are the same; only their function tells them apart (:mod:`repro.foreign.verify`).
 """
 
 from __future__ import annotations

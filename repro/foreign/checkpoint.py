@@ -6,7 +6,7 @@ state_dict is found bare, or under ``state_dict`` / ``model`` / ``net`` / ``mode
 (``module.`` and ``_orig_mod.`` prefixes dropped; a pickled module only with ``trust_pickle``).
 A Keras/TensorFlow HDF5 file is recognised by its signature, a Caffe ``.caffemodel`` /
 ``.solverstate`` by its name, and each is refused with what to do; an ``.onnx`` file's weights are
-read with the onnx package (:mod:`repro.analysis.onnx_weights`).
+read with the onnx package (:mod:`repro.foreign.onnx_weights`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any, TypedDict
 import torch
 from torch import nn
 
-from repro.analysis.normalizations import recorded_normalization
-from repro.analysis.onnx_weights import input_preprocessing, load_onnx_graph, onnx_state_dict
 from repro.errors import ReproError
+from repro.foreign.normalizations import recorded_normalization
+from repro.foreign.onnx_weights import input_preprocessing, load_onnx_graph, onnx_state_dict
 from repro.train.checkpoint import FORMAT, read_torch_file, strip_wrapper_prefixes
 
 WRAPPERS = ("state_dict", "model", "net", "model_state_dict")
@@ -244,7 +244,7 @@ def other_framework(path: Path) -> str | None:
 
 
 def load_onnx(path: Path) -> Foreign:
-    """An ONNX model's weights (:mod:`repro.analysis.onnx_weights`), noted as such."""
+    """An ONNX model's weights (:mod:`repro.foreign.onnx_weights`), noted as such."""
     graph = load_onnx_graph(path)
     state, unfolded = onnx_state_dict(graph, path)
     foreign = Foreign(state, "an ONNX graph's weights in graph order, read with the onnx package")

@@ -4,6 +4,10 @@ Their files hold ``{"state_dict": ..., "best_prec1": ...}`` with ``module.``-pre
 classifier named ``linear``; their option-A shortcut (Sec. 3.3) pads ``planes // 4`` zero channels on
 each side after ``x[:, :, ::2, ::2]``, as ours does, so the weights load unchanged. Those models were
 trained on inputs normalised with the ImageNet mean and std, which the import records.
+
+This reader is the one case mapped by key names (`repro evaluate --from akamaster`); every other
+foreign checkpoint is mapped by structure (:mod:`repro.foreign.structure`, `repro verify`), which
+reads akamaster's files too.
 """
 
 from __future__ import annotations

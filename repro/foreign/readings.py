@@ -1,7 +1,7 @@
 """The readings of one foreign checkpoint, and how `repro verify` chooses among them by function.
 
 A checkpoint's weights may fit several reference nets alike: an option-A ResNet in every shortcut
-layout of :mod:`repro.analysis.layouts` and the plain net of its depth have the same weights. Each
+layout of :mod:`repro.foreign.layouts` and the plain net of its depth have the same weights. Each
 fit is a *reading*. Every reading is evaluated (first on up to :data:`SCREEN_IMAGES` test images,
 then on all of them unless clearly worse), and the one with the lowest test error is chosen, but
 only among *plausible* readings: a CIFAR-10 net above :data:`PLAUSIBLE_MAX_ERROR` is no trained
@@ -21,10 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from repro.analysis.foreign import Foreign
-from repro.analysis.layouts import DEFAULT, LAYOUTS, Layout, apply_layout
-from repro.analysis.normalizations import Normalization
-from repro.analysis.structure import (
+from repro.errors import ReproError
+from repro.foreign.checkpoint import Foreign
+from repro.foreign.layouts import DEFAULT, LAYOUTS, Layout, apply_layout
+from repro.foreign.normalizations import Normalization
+from repro.foreign.structure import (
     Match,
     build,
     mapped_state_dict,
@@ -32,7 +33,6 @@ from repro.analysis.structure import (
     units_of,
     weights_problem,
 )
-from repro.errors import ReproError
 from repro.train.evaluate import EvalResult, evaluate, refuse_nan_logits
 
 PLAUSIBLE_MAX_ERROR = 50.0  # % test error; chance on CIFAR-10 is 90 %

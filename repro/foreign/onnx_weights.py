@@ -4,7 +4,7 @@ An ONNX file is a graph of nodes whose weights are initializers (or ``Constant``
 ``Conv``, ``BatchNormalization`` and linear nodes (``Gemm``, or ``MatMul`` + ``Add``) are read in
 graph order, which ONNX requires to be topological (the order of the forward pass), and written as
 one state_dict layer each: ``<node>.weight`` / ``bias`` / ``running_mean`` / ``running_var``.
-:mod:`repro.analysis.structure` then matches them to the paper's nets (He et al. 2016, Sec. 4.2:
+:mod:`repro.foreign.structure` then matches them to the paper's nets (He et al. 2016, Sec. 4.2:
 3x3 convolutions each followed by BN) like any PyTorch file, never by name.
 
 Exporters of an evaluation-mode net often fold each BN into the convolution before it (the graph

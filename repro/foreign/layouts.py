@@ -11,7 +11,7 @@ and where it put the new channels. Public code differs on both:
   or the second (``x[:, :, 1::2, 1::2]``) row and column, a 2x2 average pool or a 2x2 max pool.
 
 Each (padding, subsampling) pair is one reading of the same weights; only a net's function on
-real images tells them apart (:mod:`repro.analysis.verify`).
+real images tells them apart (:mod:`repro.foreign.verify`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """`repro verify`: anyone's CIFAR-10 checkpoint, mapped onto the paper's nets and checked.
 
-The file is read without running its code (:mod:`repro.analysis.foreign`), mapped onto a reference
-net by structure (:mod:`repro.analysis.structure`; a convolution's bias before BN folded into BN's
+The file is read without running its code (:mod:`repro.foreign.checkpoint`), mapped onto a reference
+net by structure (:mod:`repro.foreign.structure`; a convolution's bias before BN folded into BN's
 running mean), and read in every way its weights allow: an option-A ResNet in each shortcut layout
-seen in the wild, and the plain net of its depth (:mod:`repro.analysis.readings`). The reading
+seen in the wild, and the plain net of its depth (:mod:`repro.foreign.readings`). The reading
 with the lowest test error among the plausible ones is taken, unless ``model``/``layout`` name
 one; none plausible is a refusal. Then: the test error with a 95 % Wilson score interval, loss,
 per-class accuracy, parameters against the paper, the training state the file records, a check of
@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
-from repro.analysis.foreign import Foreign, find_state_dict, load_foreign, training_notes
 from repro.analysis.layer_response import layer_response_std
-from repro.analysis.layouts import Layout
-from repro.analysis.normalizations import (
+from repro.errors import ReproError
+from repro.foreign.checkpoint import Foreign, find_state_dict, load_foreign, training_notes
+from repro.foreign.layouts import Layout
+from repro.foreign.normalizations import (
     NORMALIZATIONS,
     PIXEL_MEAN,
     PRESETS,
@@ -32,7 +33,7 @@ from repro.analysis.normalizations import (
     preset,
     with_mean_image,
 )
-from repro.analysis.readings import (
+from repro.foreign.readings import (
     PLAUSIBLE_MAX_ERROR,
     Reading,
     decide,
@@ -44,8 +45,7 @@ from repro.analysis.readings import (
     wilson_interval,
     wrapped,
 )
-from repro.analysis.structure import folded_biases, num_classes_of, units_of
-from repro.errors import ReproError
+from repro.foreign.structure import folded_biases, num_classes_of, units_of
 from repro.models import IMAGENET_DEPTHS
 from repro.models.complexity import count_params, paper_figures, params_agree
 from repro.train.evaluate import EvalResult

@@ -3,9 +3,10 @@
 
 Sources: a per-epoch ``metrics.json`` (a list of objects), a CSV file, a Caffe training log
 (``*.log``: its ``Iteration N, lr = ...``, ``Train net output`` and ``Test net output`` lines,
-:mod:`repro.reproduce.caffe_log`), or TensorBoard event files (read with tensorboard's own
+:mod:`repro.foreign.caffe_log`), or TensorBoard event files (read with tensorboard's own
 ``EventAccumulator``; only when the ``tensorboard`` package is installed:
-``pip install 'resnet-repro[tensorboard]'``).
+``pip install 'resnet-repro[tensorboard]'``). Each format is one entry of
+:data:`repro.foreign.log_formats.LOG_FORMATS`: a new one is registered there, nothing here changes.
 
 Every value is checked before anything is written: numbers finite, errors and accuracies within
 0-100 %, iterations and epochs whole and >= 0; a bad one is one line naming the file, the column
@@ -28,9 +29,6 @@ that needs what is missing "not assessable", never a pass.
 
 from __future__ import annotations
 
-import csv
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -42,12 +40,11 @@ from typing import Any
 from repro.errors import ReproError
 from repro.experiments import get_experiment, get_preset
 from repro.fileio import write_jsonl
+from repro.foreign.log_formats import find_log
 from repro.matrix_summary import build_summary
-from repro.reproduce.caffe_log import caffe_rows, looks_like_caffe
+from repro.recipes import RECIPE_FIELDS
 from repro.run_config import parse_run_config, run_config_problems, write_run_config
-from repro.train.metrics import METRIC_KEYS
-from repro.train.recipes import RECIPE_FIELDS
-from repro.train.rundir import (
+from repro.store import (
     CONFIG,
     METRICS,
     check_writable,
@@ -56,9 +53,8 @@ from repro.train.rundir import (
     seed_of,
     write_summary,
 )
+from repro.train.metrics import METRIC_KEYS
 
-FORMATS = ("json", "csv", "tensorboard", "caffe")
-SUFFIXES = {"json": "json", "csv": "csv", "log": "caffe"}
 OUR_KEYS = METRIC_KEYS  # a metrics.jsonl record, as the trainer writes it
 ACCURACIES = {"train_acc": "train_error", "val_acc": "val_error", "test_acc": "test_error"}
 PERCENT_KEYS = ("train_error", "val_error", "test_error", *ACCURACIES)
@@ -66,11 +62,6 @@ ALIASES = {"iteration": ("iteration", "step", "global_step")}
 # What a claim may need from a run; the ones an import has not are listed in imported.lacks.
 NEEDED = ("train_error", "test_error", "train_loss", "test_loss", "lr")
 RECIPE_KEYS = ("recipe", "epochs", "iterations", "milestones", "batch_size", "lr")
-TB_INSTALL = "pip install 'resnet-repro[tensorboard]'"
-
-
-def tensorboard_available() -> bool:
-    return importlib.util.find_spec("tensorboard") is not None
 
 
 def parse_mapping(items: list[str]) -> dict[str, str]:
@@ -85,68 +76,6 @@ def parse_mapping(items: list[str]) -> dict[str, str]:
             )
         mapping[ours] = theirs
     return mapping
-
-
-def find_log(src: Path, fmt: str | None) -> tuple[Path, str]:
-    """The log file in ``src`` (a file or a folder) and its format."""
-    if fmt is not None and fmt not in FORMATS:
-        raise ReproError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if not src.exists():
-        raise ReproError(f"{src} does not exist")
-    if src.is_dir():
-        found = sorted(src.glob("events.out.tfevents.*")) and [src]
-        found = found or sorted(src.glob("*.json")) or sorted(src.glob("*.csv"))
-        found = found or sorted(src.glob("*.log"))
-        if len(found) != 1:
-            raise ReproError(
-                f"{src}: expected one metrics .json, one .csv, one Caffe .log or TensorBoard "
-                f"event files, found {len(found) or 'none'}; name the file"
-            )
-        src = found[0]
-    tb = src.is_dir() or ".tfevents." in src.name
-    fmt = fmt or ("tensorboard" if tb else SUFFIXES.get(src.suffix[1:].lower()))
-    if fmt is None and src.is_file() and looks_like_caffe(src):
-        fmt = "caffe"
-    if fmt not in FORMATS:
-        raise ReproError(f"{src}: unknown format {src.suffix!r}; pass --format {'|'.join(FORMATS)}")
-    return src, fmt
-
-
-def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
-    """The raw rows of a log file (values as written: numbers or strings)."""
-    if fmt == "tensorboard":
-        return _tensorboard_rows(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReproError(f"{path} cannot be read ({exc})") from None
-    if fmt == "csv":
-        return [dict(r) for r in csv.DictReader(text.splitlines())]
-    if fmt == "caffe":
-        return caffe_rows(text, path)
-    try:
-        rows = json.loads(text)
-    except RecursionError:
-        raise ReproError(f"{path} nests JSON too deeply to be a log; fix the log") from None
-    except ValueError as exc:
-        raise ReproError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise ReproError(f"{path} must hold a JSON list of objects, one per epoch")
-    return rows
-
-
-def _tensorboard_rows(path: Path) -> list[dict[str, Any]]:
-    """One row per step from the scalars of TensorBoard event files (tag -> column)."""
-    if not tensorboard_available():
-        raise ReproError(f"reading TensorBoard event files needs tensorboard: {TB_INSTALL}")
-    module = importlib.import_module("tensorboard.backend.event_processing.event_accumulator")
-    acc = module.EventAccumulator(str(path), size_guidance={"scalars": 0})
-    acc.Reload()
-    by_step: dict[int, dict[str, Any]] = {}
-    for tag in acc.Tags().get("scalars", []):
-        for event in acc.Scalars(tag):
-            by_step.setdefault(event.step, {"step": event.step})[tag] = event.value
-    return [by_step[s] for s in sorted(by_step)]
 
 
 def _number(value: Any, column: str, row: int, where: str) -> float:
@@ -421,12 +350,13 @@ def _publish(tmp: Path, out: Path) -> None:
 def _run_files(src: Path, model: str, seed: int, opts: dict[str, Any]) -> tuple[dict, list]:
     """(config, records) of one imported run, every check done, nothing written."""
     path, fmt = find_log(src, opts.get("format"))
-    rows = read_rows(path, fmt)
-    scale = "fraction" if fmt == "caffe" and opts["scale"] == "auto" else opts["scale"]
+    rows = fmt.read(path)
+    scale = fmt.auto_scale if fmt.auto_scale and opts["scale"] == "auto" else opts["scale"]
     records, decided = convert(rows, opts["mapping"], scale, opts.get("per_epoch"), str(path))
     if scale != opts["scale"]:
-        decided["scale"] = "fraction (a Caffe log prints accuracies as 0-1)"
-    config = build_config(model, seed, path, fmt, {**opts, "records": records, "decided": decided})
+        decided["scale"] = f"{scale} ({fmt.scale_note})"
+    opts = {**opts, "records": records, "decided": decided}
+    config = build_config(model, seed, path, fmt.name, opts)
     return config, records
 
 
