@@ -23,6 +23,7 @@ from repro.foreign.layouts import PADDINGS, SUBSAMPLINGS, parse_layout
 from repro.foreign.normalizations import PRESETS
 from repro.foreign.verify import (
     NORMALIZATIONS,
+    NormalizationRow,
     chosen_normalization,
     load_foreign,
     readings,
@@ -91,7 +92,7 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} %"
 
 
-def _check_row(checks: list[dict[str, Any]]) -> list[list[str]]:
+def _check_row(checks: list[NormalizationRow]) -> list[list[str]]:
     """The chosen reading's error under each standard normalisation, as one row (or none)."""
     if not checks:
         return []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -80,7 +80,49 @@ def class_count_problem(readings_: list[Reading], classes: int) -> str | None:
 IMAGENET_PARAMS_SOURCE = "torchvision's count (Table 1 prints none)"
 
 
-def params_info(reading: Reading) -> dict[str, Any]:
+class ParamsInfo(TypedDict):
+    """The chosen reading's parameter count beside the paper's (``--json``: ``params``)."""
+
+    exact: int
+    paper_m: float | None
+    agrees: bool | None
+    paper_source: str | None
+
+
+class LayerStd(TypedDict):
+    name: str
+    std: float
+
+
+class ResponseInfo(TypedDict):
+    """Fig. 7 of the chosen reading (``--json``: ``fig7``)."""
+
+    mean_response_std: float
+    layers: list[LayerStd]
+    num_images: int
+
+
+class ErrorOnTest(TypedDict):
+    """Test error with its 95 % interval (``--json``: ``test``)."""
+
+    n: int
+    error: float
+    ci95: list[float]
+    ci_method: str
+    loss: float
+    per_class_accuracy: dict[str, float | None]
+
+
+class NormalizationRow(TypedDict):
+    """One normalisation's error on the first test images (``--json``: ``normalization_check``)."""
+
+    name: str
+    error: float
+    n: int
+    chosen: bool
+
+
+def params_info(reading: Reading) -> ParamsInfo:
     """Exact parameter count and the reference figure beside it: Table 6 for the CIFAR nets;
     for the ImageNet nets torchvision's counts, since Table 1 prints none."""
     c = reading.match.candidate
@@ -99,7 +141,7 @@ def params_info(reading: Reading) -> dict[str, Any]:
     }
 
 
-def response_info(reading: Reading, norm: Normalization, images: torch.Tensor) -> dict[str, Any]:
+def response_info(reading: Reading, norm: Normalization, images: torch.Tensor) -> ResponseInfo:
     """Fig. 7 for the chosen reading: per-layer response stds and their mean."""
     net = wrapped(reading.model, norm)
     resp = layer_response_std(net, images, mean=norm.mean, std=norm.std)
@@ -111,7 +153,7 @@ def response_info(reading: Reading, norm: Normalization, images: torch.Tensor) -
     }
 
 
-def test_info(result: EvalResult, classes: Sequence[str]) -> dict[str, Any]:
+def test_info(result: EvalResult, classes: Sequence[str]) -> ErrorOnTest:
     errors = round(result.error_percent * result.n / 100)
     return {
         "n": result.n,
@@ -138,13 +180,15 @@ def normalization_check(
     images: torch.Tensor,
     labels: torch.Tensor,
     device: torch.device,
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> tuple[list[NormalizationRow], list[str]]:
     """The chosen reading under every standard normalisation on the first test images, and a
     warning when one of them is clearly better (95 % intervals apart) than the chosen one."""
     k = min(NORM_CHECK_IMAGES, int(labels.numel()))
     classes = len(data.classes)
     mine = measure(chosen, norm, images[:k], labels[:k], device, classes)
-    rows = [{"name": norm.name, "error": mine.error_percent, "n": k, "chosen": True}]
+    rows: list[NormalizationRow] = [
+        {"name": norm.name, "error": mine.error_percent, "n": k, "chosen": True}
+    ]
     lo, _ = interval(mine)
     warn = []
     for name in (PIXEL_MEAN, *PRESETS):
@@ -233,7 +277,7 @@ def verify(
             better_normalization(found, norm, data, images, labels, device) if not recorded else ""
         )
         raise ReproError(f"{exc}{hint}") from None
-    checks: list[dict[str, Any]] = []
+    checks: list[NormalizationRow] = []
     if chosen.result is not None and not recorded and check_normalization:
         checks, more = normalization_check(chosen, norm, data, images, labels, device)
         warnings += more
