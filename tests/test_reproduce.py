@@ -31,6 +31,9 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from synthetic_runs import FAITHFUL, write_seed_run
 model, seed, out, fail_flag = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+Path(sys.argv[5]).parent.mkdir(parents=True, exist_ok=True)
+with open(sys.argv[5], "a") as f:  # one mark per start of this run
+    f.write("x")
 write_seed_run(out, model, seed, {preset!r}, *FAITHFUL[model])
 if model == "plain56" and not fail_flag.exists():
     fail_flag.write_text("failed once")
@@ -43,10 +46,7 @@ def fake_train_command(tmp: Path, preset: str):
     script = FAKE_TRAINER.format(tests=str(TESTS), preset=preset)
 
     def command(preset_obj, job: Job, data_root, device, threads) -> list[str]:
-        marker = tmp / "calls" / f"{job.model}-seed{job.seed}"
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        with marker.open("a") as f:
-            f.write("x")
+        marker = tmp / "calls" / f"{job.model}-seed{job.seed}"  # written by the trainer
         return [
             sys.executable,
             "-c",
@@ -55,6 +55,7 @@ def fake_train_command(tmp: Path, preset: str):
             str(job.seed),
             str(job.out),
             str(tmp / f"failed-once-{job.model}-seed{job.seed}"),
+            str(marker),
         ]
 
     return command

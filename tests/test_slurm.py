@@ -404,3 +404,47 @@ def test_an_sbatch_refusal_is_one_line_and_leaves_nothing_that_looks_submitted(
     assert hint in line
     assert not (out / "summary.json").exists() and not (out / RECORD).exists()
     assert not (out / slurm.SUBMITIT_DIR).exists()  # no pickles of a submission that never was
+
+
+# ------------------------------------------------------------------ one plan, two launchers (issue 25)
+
+
+def test_one_plan_hands_both_launchers_the_same_commands_and_summary_fields(
+    tmp_path: Path, synthetic_cifar: Path, monkeypatch
+) -> None:
+    out = (tmp_path / "run").resolve()
+    models = ("resnet20", "plain20")
+    plan = runner.plan_matrix(
+        "core", models, get_preset("smoke"), out, 2, synthetic_cifar, device="cpu", amp="off"
+    )
+    assert plan.preset.train_flags[-2:] == ("--amp", "off")  # --amp applied once, in the plan
+    submitted: list[list[str]] = []
+
+    def fake_array(folder, options, params, trainings):
+        submitted.extend(t.command for t in trainings)
+        return [type("Job", (), {"job_id": f"9_{i}"})() for i in range(len(trainings))]
+
+    monkeypatch.setattr(slurm, "submit_array", fake_array)
+    options = SlurmOptions(time="9", gpus_per_run=0, cluster="local")
+    assert len(slurm.submit_plan(plan, options, echo=lambda _: None)) == 4
+    on_slurm = json.loads((out / "summary.json").read_text())
+    started: list[list[str]] = []
+
+    def fake_run_jobs(jobs, commands, parallel, echo, slots, note):
+        started.extend(commands[(j.model, j.seed)] for j in jobs)
+        return runner.Outcome(codes={(j.model, j.seed): 0 for j in jobs})
+
+    monkeypatch.setattr(runner, "run_jobs", fake_run_jobs)
+    assert runner.run_local(plan, runner.local_launch(), echo=lambda _: None) == 0
+    local = json.loads((out / "summary.json").read_text())
+    assert started == submitted and len(started) == 4
+    assert all(cmd[-2:] == ["--amp", "off"] for cmd in started)
+    fields = plan.summary_fields()
+    assert {k: on_slurm[k] for k in fields} == {k: local[k] for k in fields} == fields
+    assert (on_slurm["launcher"], on_slurm["status"], on_slurm["parallel"]) == (
+        "slurm",
+        "submitted",
+        None,
+    )
+    assert (local["status"], local["parallel"], local["gpus"]) == ("finished", 1, None)
+    assert "launcher" not in local and "gpus" not in on_slurm

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repro.cli.options import add_data_root, add_device
 from repro.errors import ReproError
-from repro.experiments import (
-    EXPERIMENTS,
-    PRESETS,
-    Preset,
-    get_experiment,
-    get_preset,
-    with_amp,
-)
-from repro.reproduce.runner import reproduce
+from repro.experiments import EXPERIMENTS, PRESETS, get_experiment, get_preset
+from repro.reproduce.runner import local_launch, plan_matrix, run_local
 from repro.store import check_writable
+
+if TYPE_CHECKING:
+    from repro.reproduce.slurm import SlurmOptions
 
 # flag -> argparse dest of the options that only one launcher uses
 SLURM_ONLY = {
@@ -167,12 +164,11 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
-def submit(
-    args: argparse.Namespace, models: tuple[str, ...], preset: Preset, out: Path, data_root: Path
-) -> int:
-    from repro.reproduce.slurm import SlurmOptions, submit_matrix
+def slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    """The Slurm launcher's options from the command line."""
+    from repro.reproduce.slurm import SlurmOptions
 
-    options = SlurmOptions(
+    return SlurmOptions(
         time=args.time,
         partition=args.partition,
         gpus_per_run=1 if args.gpus_per_run is None else args.gpus_per_run,
@@ -184,18 +180,6 @@ def submit(
         array_parallelism=args.array_parallelism,
         dry_run=args.slurm_dry_run,
     )
-    submit_matrix(
-        args.experiment,
-        models,
-        preset,
-        out,
-        args.seeds,
-        data_root,
-        options,
-        args.device,
-        args.force,
-    )
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,22 +197,18 @@ def run(args: argparse.Namespace) -> int:
     models = get_experiment(args.experiment)
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
     data_root = resolve_data_root(args.data_root).resolve()
+    matrix = (args.experiment, models, preset, out, args.seeds, data_root)
     if args.launcher == "slurm":
-        return submit(args, models, with_amp(preset, args.amp), out, data_root)
+        from repro.reproduce.slurm import plan_for_slurm, submit_plan
+
+        options = slurm_options(args)
+        plan = plan_for_slurm(*matrix, options, args.device, args.force, args.amp)
+        submit_plan(plan, options)
+        return 0
     if args.gpus is not None and args.parallel is not None:
         raise ReproError("--gpus sets how many run at once; drop --parallel (use --per-gpu K)")
     check_writable(out, create=False)  # a read-only --out is one line, not a traceback
-    return reproduce(
-        args.experiment,
-        models,
-        preset,
-        out,
-        args.seeds,
-        data_root,
-        device=args.device,
-        parallel=args.parallel or 1,
-        force=args.force,
-        gpus=args.gpus,
-        per_gpu=args.per_gpu,
-        amp=args.amp,
-    )
+    launch = local_launch(args.parallel or 1, args.gpus, args.per_gpu, args.device)
+    threads = launch.threads(args.device)
+    plan = plan_matrix(*matrix, device=args.device, force=args.force, amp=args.amp, threads=threads)
+    return run_local(plan, launch)

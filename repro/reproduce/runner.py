@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,9 +46,9 @@ from repro.store import (
     seed_dir,
     write_summary,
 )
+from repro.train.devices import PLACEMENT_ENV
 from repro.train.environment import environment
 from repro.train.signals import StopFlag
-from repro.train.trainer import PLACEMENT_ENV
 
 
 @dataclass
@@ -352,22 +352,6 @@ def run_jobs(
     return pool.outcome
 
 
-def plan_jobs(
-    out: Path, models: tuple[str, ...], seeds: int, preset: Preset, echo=print
-) -> list[Job]:
-    """The model/seed trainings still to do (a finished run with a matching config is skipped)."""
-    jobs = [
-        Job(m, s, seed_dir(out, m, s), log_path(out, m, s)) for m in models for s in range(seeds)
-    ]
-    todo = []
-    for job in jobs:
-        if job_state(job, preset) == "done":
-            echo(f"skip   {job.model} seed{job.seed}: finished (final.pt present, config matches)")
-        else:
-            todo.append(job)
-    return todo
-
-
 def write_matrix_summary(
     out: Path, experiment: str, preset: str, models: tuple[str, ...], seeds: int, extra: dict
 ) -> dict[str, Any]:
@@ -409,15 +393,6 @@ def continue_command(
     return shlex.join(cmd)
 
 
-def check_counts(seeds: int, parallel: int, gpus: str | None, per_gpu: int | None) -> None:
-    """Counts below one, and --per-gpu without --gpus, are one ReproError each."""
-    for name, value in (("--seeds", seeds), ("--parallel", parallel), ("--per-gpu", per_gpu)):
-        if value is not None and value < 1:
-            raise ReproError(f"{name} must be at least 1, got {value}")
-    if per_gpu is not None and gpus is None:
-        raise ReproError("--per-gpu needs --gpus (which GPUs to place the runs on)")
-
-
 def finish_matrix(
     outcome: Outcome, extra: dict[str, object], command: str, echo=print
 ) -> int | None:
@@ -435,6 +410,183 @@ def finish_matrix(
     return 130 if outcome.signum == signal.SIGINT else 143
 
 
+def check_counts(counts: Mapping[str, int | None]) -> None:
+    """A count below one (flag -> value; None: not given) is one ReproError."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ReproError(f"{name} must be at least 1, got {value}")
+
+
+@dataclass(frozen=True)
+class MatrixPlan:
+    """One matrix, planned once and handed to either launcher (local subprocesses or a Slurm job
+    array), which only differ in how they start each command: every model/seed run, its
+    `repro train` command, the matrix lock and the summary.json fields common to both."""
+
+    experiment: str
+    models: tuple[str, ...]
+    preset: Preset  # with the --amp every run is asked for
+    out: Path
+    seeds: int
+    data_root: Path
+    device: str | None
+    force: bool
+    amp: str | None
+    official: bool  # the data is the official CIFAR-10
+    runs: tuple[Job, ...]  # every model x seed, in the matrix's order
+    commands: Mapping[tuple[str, int], list[str]]  # (model, seed) -> its `repro train`
+    driver_environment: Mapping[str, object]
+
+    def lock(self) -> RunLock:
+        """The matrix folder's lock (created here): one driver at a time starts or submits."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        return RunLock(self.out, "repro reproduce")
+
+    def todo(self, echo: Callable[[str], None] = print) -> list[Job]:
+        """The runs still to do, read from the folder (take :meth:`lock` first): a finished run
+        with a matching config is skipped; a folder of another matrix or run is one ReproError."""
+        check_out_dir(self.out, self.experiment, self.preset.name)
+        todo = []
+        for job in self.runs:
+            if job_state(job, self.preset) == "done":
+                echo(
+                    f"skip   {job.model} seed{job.seed}: finished (final.pt present, config matches)"
+                )
+            else:
+                todo.append(job)
+        return todo
+
+    def summary_fields(self) -> dict[str, object]:
+        """The summary.json fields either launcher writes (each adds its own after them)."""
+        return {
+            "preset_description": self.preset.description,
+            "comparable_to_paper": self.preset.comparable and self.official,
+            "forced": self.force,
+            "data_official": self.official,
+            "driver_environment": dict(self.driver_environment),
+        }
+
+    def write_summary(self, fields: Mapping[str, object]) -> dict[str, Any]:
+        """summary.json as the run folders are now: :meth:`summary_fields`, then the launcher's."""
+        extra = self.summary_fields() | dict(fields)
+        return write_matrix_summary(
+            self.out, self.experiment, self.preset.name, self.models, self.seeds, extra
+        )
+
+
+def plan_matrix(
+    experiment: str,
+    models: tuple[str, ...],
+    preset: Preset,
+    out: Path,
+    seeds: int,
+    data_root: Path,
+    *,
+    device: str | None = None,
+    force: bool = False,
+    amp: str | None = None,
+    threads: int | None = None,
+    gpu_per_run: bool = False,
+) -> MatrixPlan:
+    """Check the matrix once (seeds, the preset's data and CUDA needs) and plan every run's
+    command. ``amp``: the ``--amp`` every run is asked for (a declared deviation where it differs
+    from the recipe); ``threads``: each run's ``--threads``; ``gpu_per_run``: the launcher gives
+    each run a GPU of its own (Slurm), so the preset's CUDA need is not checked here."""
+    check_counts({"--seeds": seeds})
+    preset = with_amp(preset, amp)
+    needs = "cuda" if gpu_per_run and device in (None, "auto") else device
+    official = check_requirements(preset, data_root, needs, force)
+    runs = tuple(
+        Job(m, s, seed_dir(out, m, s), log_path(out, m, s)) for m in models for s in range(seeds)
+    )
+    commands = {
+        (j.model, j.seed): train_command(preset, j, data_root, device, threads) for j in runs
+    }
+    return MatrixPlan(
+        experiment,
+        tuple(models),
+        preset,
+        out,
+        seeds,
+        data_root,
+        device,
+        force,
+        amp,
+        official,
+        runs,
+        commands,
+        environment(),
+    )
+
+
+@dataclass(frozen=True)
+class LocalLaunch:
+    """How the local launcher starts the runs: ``parallel`` unplaced at once, or ``per_gpu`` on
+    each GPU of ``placed`` (``--gpus``, resolved to indices)."""
+
+    parallel: int = 1
+    gpus: str | None = None
+    per_gpu: int | None = None
+    placed: tuple[int, ...] | None = None
+
+    @property
+    def slots(self) -> list[int | None]:
+        placed = list(self.placed) if self.placed is not None else None
+        return gpu_slots(placed, self.per_gpu or 1, self.parallel)
+
+    def threads(self, device: str | None) -> int | None:
+        """Each run's ``--threads`` on the CPU: the cores shared by the runs at once."""
+        return max(1, cpu_count() // len(self.slots)) if on_cpu(device) else None
+
+    def note(self) -> str:
+        """``REPRO_PLACEMENT``'s description of the slots."""
+        per = f" --per-gpu {self.per_gpu}" if self.per_gpu else ""
+        return f"{len(self.slots)} at once over --gpus {self.gpus}{per}"
+
+    def options(self, plan: MatrixPlan) -> dict[str, object]:
+        """The `repro reproduce` options that continue ``plan`` with this launcher."""
+        options: dict[str, object] = {"device": plan.device}
+        options["parallel"] = self.parallel if self.placed is None else None
+        options |= {"gpus": self.gpus, "per-gpu": self.per_gpu, "force": plan.force}
+        return options | {"amp": plan.amp}
+
+
+def local_launch(
+    parallel: int = 1,
+    gpus: str | None = None,
+    per_gpu: int | None = None,
+    device: str | None = None,
+) -> LocalLaunch:
+    """Check the local launcher's counts and GPUs (one ReproError each) and place its slots."""
+    check_counts({"--parallel": parallel, "--per-gpu": per_gpu})
+    if per_gpu is not None and gpus is None:
+        raise ReproError("--per-gpu needs --gpus (which GPUs to place the runs on)")
+    placed = tuple(select_gpus(gpus, device)) if gpus is not None else None
+    return LocalLaunch(parallel, gpus, per_gpu, placed)
+
+
+def run_local(plan: MatrixPlan, launch: LocalLaunch, echo=print) -> int:
+    """The local launcher: start the plan's unfinished runs as subprocesses, one per slot, and
+    write summary.json; 0 if all finished, 1 if a run failed, 130/143 when SIGINT/SIGTERM
+    stopped it (every run left resumable)."""
+    slots = launch.slots
+    command = continue_command(
+        plan.experiment, plan.preset, plan.out, plan.seeds, plan.data_root, launch.options(plan)
+    )
+    with plan.lock():  # one driver per matrix; each trainer locks its run
+        todo = plan.todo(echo)
+        placed = list(launch.placed) if launch.placed is not None else None
+        fields: dict[str, object] = {"status": "running", "failed": [], "wall_seconds": 0.0}
+        fields |= {"parallel": len(slots), "gpus": placed}
+        plan.write_summary(fields)
+        t0 = time.monotonic()
+        outcome = run_jobs(todo, dict(plan.commands), len(slots), echo, slots, launch.note())
+        fields["wall_seconds"] = time.monotonic() - t0
+        stopped = finish_matrix(outcome, fields, command, echo)
+        summary = plan.write_summary(fields)
+    return stopped if stopped is not None else print_results(summary, plan.out, echo)
+
+
 def reproduce(
     experiment: str,
     models: tuple[str, ...],
@@ -450,42 +602,19 @@ def reproduce(
     per_gpu: int | None = None,
     amp: str | None = None,
 ) -> int:
-    """Train the whole matrix (skipping finished runs), write summary.json; 0 if all finished,
-    1 if a run failed, 130/143 when SIGINT/SIGTERM stopped it (every run left resumable).
-    ``amp``: the ``--amp`` every run is asked for (a declared deviation where it differs)."""
-    check_counts(seeds, parallel, gpus, per_gpu)
-    preset = with_amp(preset, amp)
-    placed = select_gpus(gpus, device) if gpus is not None else None
-    slots = gpu_slots(placed, per_gpu or 1, parallel)
-    official = check_requirements(preset, data_root, device, force)
-    options = {"device": device, "parallel": parallel if placed is None else None}
-    options |= {"gpus": gpus, "per-gpu": per_gpu, "force": force, "amp": amp}
-    command = continue_command(experiment, preset, out, seeds, data_root, options)
-    note = f"{len(slots)} at once over --gpus {gpus}" + (f" --per-gpu {per_gpu}" if per_gpu else "")
-    out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out, "repro reproduce"):  # one driver per matrix; each trainer locks its run
-        check_out_dir(out, experiment, preset.name)
-        todo = plan_jobs(out, models, seeds, preset, echo)
-        threads = max(1, cpu_count() // len(slots)) if on_cpu(device) else None
-        commands = {
-            (j.model, j.seed): train_command(preset, j, data_root, device, threads) for j in todo
-        }
-        extra = {
-            "preset_description": preset.description,
-            "comparable_to_paper": preset.comparable and official,
-            "forced": force,
-            "data_official": official,
-            "driver_environment": environment(),
-            "status": "running",
-            "failed": [],
-            "wall_seconds": 0.0,
-            "parallel": len(slots),
-            "gpus": placed,
-        }
-        write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
-        t0 = time.monotonic()
-        outcome = run_jobs(todo, commands, len(slots), echo, slots, note)
-        extra["wall_seconds"] = time.monotonic() - t0
-        stopped = finish_matrix(outcome, extra, command, echo)
-        summary = write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
-    return stopped if stopped is not None else print_results(summary, out, echo)
+    """The local launcher in one call: :func:`local_launch`, :func:`plan_matrix`,
+    :func:`run_local` (scripts and tests; the CLI makes the same three calls)."""
+    launch = local_launch(parallel, gpus, per_gpu, device)
+    plan = plan_matrix(
+        experiment,
+        models,
+        preset,
+        out,
+        seeds,
+        data_root,
+        device=device,
+        force=force,
+        amp=amp,
+        threads=launch.threads(device),
+    )
+    return run_local(plan, launch, echo)

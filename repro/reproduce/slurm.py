@@ -33,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +47,6 @@ from repro.store import (
     FINAL,
     LAST,
     LOCK,
-    RunLock,
     expected_end,
     load_run,
     log_path,
@@ -55,7 +54,6 @@ from repro.store import (
     seed_dir,
 )
 from repro.tables import text_table
-from repro.train.environment import environment
 
 RECORD = "slurm_jobs.json"  # in the matrix folder: run -> job id, log, when submitted
 SUBMITIT_DIR = "submitit"  # in the matrix folder: submitit's scripts, pickles and job logs
@@ -724,7 +722,11 @@ def submit_array(
 
 
 def submit(
-    out: Path, options: SlurmOptions, params: SbatchParams, commands: dict, todo: list[runner.Job]
+    out: Path,
+    options: SlurmOptions,
+    params: SbatchParams,
+    commands: Mapping[tuple[str, int], list[str]],
+    todo: list[runner.Job],
 ) -> list[Any]:
     """Submit the runs as one job array and record the job ids (atomically) in slurm_jobs.json."""
     folder = (out / SUBMITIT_DIR).resolve()
@@ -742,6 +744,74 @@ def submit(
     return jobs
 
 
+def prepare(options: SlurmOptions) -> None:
+    """The Slurm launcher's own checks, before the matrix is planned: its options, submitit,
+    and (unless a dry run or submitit's local executor) sbatch and srun here."""
+    options.check()
+    import_submitit()
+    if not options.dry_run and options.cluster == "slurm":
+        check_slurm_here()
+
+
+def submit_plan(
+    plan: runner.MatrixPlan, options: SlurmOptions, echo: Callable[[str], None] = print
+) -> list[Any]:
+    """The Slurm launcher: submit every run of ``plan`` that is neither finished nor queued or
+    running as one job array (or, with ``dry_run``, print what would be submitted); the submitted
+    submitit jobs. ``plan.out`` must be absolute (the jobs may start in another folder)."""
+    out = plan.out
+    params = options.sbatch_parameters(f"repro-{plan.experiment}-{plan.preset.name}")
+    if options.dry_run:
+        todo = to_submit(plan.todo(echo), read_record(out), echo)
+        dry_run(
+            out, params, {(j.model, j.seed): plan.commands[(j.model, j.seed)] for j in todo}, echo
+        )
+        return []
+    with plan.lock():  # one driver at a time submits for this matrix
+        todo = to_submit(plan.todo(echo), read_record(out), echo)
+        if not todo:
+            echo(f"nothing to submit; see `repro reproduce --status {out}`")
+            return []
+        submitted = submit(out, options, params, plan.commands, todo)  # summary.json after it
+        fields = {"launcher": "slurm", "status": "submitted", "failed": []}
+        plan.write_summary(fields | {"wall_seconds": None, "parallel": None})
+    ids = ", ".join(str(j.job_id) for j in submitted)
+    echo(f"submitted {len(submitted)} run(s) as one job array ({ids}); each writes its log under")
+    echo(f"{out / 'logs'}. Follow it with: repro reproduce --status {out}")
+    echo("Run this command again to resubmit what did not finish (never a queued or running run).")
+    return submitted
+
+
+def plan_for_slurm(
+    experiment: str,
+    models: tuple[str, ...],
+    preset: Preset,
+    out: Path,
+    seeds: int,
+    data_root: Path,
+    options: SlurmOptions,
+    device: str | None = None,
+    force: bool = False,
+    amp: str | None = None,
+) -> runner.MatrixPlan:
+    """:func:`prepare`, then the matrix's plan for Slurm: its folder absolute, each run's
+    ``--threads`` its ``--cpus-per-run`` on the CPU, a GPU of its own otherwise."""
+    prepare(options)
+    return runner.plan_matrix(
+        experiment,
+        models,
+        preset,
+        Path(out).resolve(),  # the jobs may start in another working directory
+        seeds,
+        data_root,
+        device=device,
+        force=force,
+        amp=amp,
+        threads=options.cpus_per_run if not options.gpus_per_run else None,
+        gpu_per_run=options.gpus_per_run > 0,
+    )
+
+
 def submit_matrix(
     experiment: str,
     models: tuple[str, ...],
@@ -753,42 +823,10 @@ def submit_matrix(
     device: str | None = None,
     force: bool = False,
     echo: Callable[[str], None] = print,
+    amp: str | None = None,
 ) -> list[Any]:
-    """Submit every unfinished run of the matrix that is not queued or running as one job array
-    (or, with ``dry_run``, print what would be submitted); the submitted submitit jobs."""
-    options.check()
-    runner.check_counts(seeds, 1, None, None)
-    out = Path(out).resolve()  # the jobs may start in another working directory
-    import_submitit()
-    if not options.dry_run and options.cluster == "slurm":
-        check_slurm_here()
-    gpu = options.gpus_per_run > 0 and device in (None, "auto")
-    official = runner.check_requirements(preset, data_root, "cuda" if gpu else device, force)
-    runner.check_out_dir(out, experiment, preset.name)
-    jobs = runner.plan_jobs(out, models, seeds, preset, echo)
-    threads = options.cpus_per_run if not options.gpus_per_run else None
-    cmd = {
-        (j.model, j.seed): runner.train_command(preset, j, data_root, device, threads) for j in jobs
-    }
-    params = options.sbatch_parameters(f"repro-{experiment}-{preset.name}")
-    if options.dry_run:
-        todo = to_submit(jobs, read_record(out), echo)
-        dry_run(out, params, {(j.model, j.seed): cmd[(j.model, j.seed)] for j in todo}, echo)
-        return []
-    out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out, "repro reproduce"):  # one driver at a time submits for this matrix
-        todo = to_submit(jobs, read_record(out), echo)
-        if not todo:
-            echo(f"nothing to submit; see `repro reproduce --status {out}`")
-            return []
-        extra = {"launcher": "slurm", "status": "submitted", "failed": [], "forced": force}
-        extra |= {"preset_description": preset.description, "data_official": official}
-        extra |= {"comparable_to_paper": preset.comparable and official}
-        extra |= {"driver_environment": environment(), "wall_seconds": None, "parallel": None}
-        submitted = submit(out, options, params, cmd, todo)  # summary.json only once submitted
-        runner.write_matrix_summary(out, experiment, preset.name, models, seeds, extra)
-    ids = ", ".join(str(j.job_id) for j in submitted)
-    echo(f"submitted {len(submitted)} run(s) as one job array ({ids}); each writes its log under")
-    echo(f"{out / 'logs'}. Follow it with: repro reproduce --status {out}")
-    echo("Run this command again to resubmit what did not finish (never a queued or running run).")
-    return submitted
+    """The Slurm launcher in one call: :func:`plan_for_slurm`, then :func:`submit_plan`."""
+    plan = plan_for_slurm(
+        experiment, models, preset, out, seeds, data_root, options, device, force, amp
+    )
+    return submit_plan(plan, options, echo)

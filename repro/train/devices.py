@@ -11,6 +11,9 @@ from torch import nn
 
 from repro.errors import ReproError
 
+# Set by `repro reproduce --gpus`: where the matrix placed this run (config.json "placement").
+PLACEMENT_ENV = "REPRO_PLACEMENT"
+
 AMP_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 

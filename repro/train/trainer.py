@@ -76,7 +76,7 @@ from repro.train.config import (
     log_interval,
     resume_command,
 )
-from repro.train.devices import amp_name, resolve_amp, resolve_device
+from repro.train.devices import PLACEMENT_ENV, amp_name, resolve_amp, resolve_device
 from repro.train.environment import environment
 from repro.train.evaluate import evaluate
 from repro.train.metrics import Meter
@@ -96,10 +96,6 @@ class LoopState:
     best_iteration: int | None = None
     bad_evals: int = 0  # evaluations since the last improvement (early stopping)
     stop_reason: str | None = None
-
-
-# Set by `repro reproduce --gpus`: where the matrix placed this run (config.json "placement").
-PLACEMENT_ENV = "REPRO_PLACEMENT"
 
 
 class RuntimeKeys(TypedDict):
