@@ -448,3 +448,40 @@ def test_one_plan_hands_both_launchers_the_same_commands_and_summary_fields(
     )
     assert (local["status"], local["parallel"], local["gpus"]) == ("finished", 1, None)
     assert "launcher" not in local and "gpus" not in on_slurm
+
+
+# ------------------------------------------------------------------ the GPU default follows the partition (issue 24)
+
+SINFO = "echo 'debug*|(null)'; echo 'gpu|gpu:a100:4'; echo 'gpu|(null)'"  # sinfo -h -o %P|%G
+
+
+@pytest.mark.parametrize(
+    ("partition", "offers"), [(None, False), ("debug", False), ("gpu", True), ("nosuch", None)]
+)
+def test_sinfo_tells_whether_a_partition_has_a_gpu(
+    tmp_path: Path, monkeypatch, partition: str | None, offers: bool | None
+) -> None:
+    fake_slurm(tmp_path, monkeypatch, sinfo=SINFO)
+    assert slurm.partition_offers_gpus(partition) is offers
+
+
+def test_without_sinfo_each_run_asks_for_one_gpu_as_before(tmp_path: Path, monkeypatch) -> None:
+    fake_slurm(tmp_path, monkeypatch, sbatch="exit 1")  # no sinfo on PATH
+    assert slurm.default_gpus_per_run(None) == (1, None)
+    assert slurm.default_gpus_per_run("gpu") == (1, None)
+
+
+def test_the_gpu_request_follows_the_partition_unless_given(
+    synthetic_cifar: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    fake_slurm(tmp_path, monkeypatch, sinfo=SINFO)
+    dry = ("--launcher", "slurm", "--time", "9", "--slurm-dry-run")
+    rc, text, err = run_repro(capsys, *reproduce_args(synthetic_cifar, tmp_path / "a", *dry))
+    assert rc == 0, err
+    assert "the default partition has no GPUs" in text and "--gpus-per-node" not in text
+    gpu = reproduce_args(synthetic_cifar, tmp_path / "b", *dry, "--partition", "gpu")
+    rc, text, err = run_repro(capsys, *gpu)
+    assert rc == 0 and "#SBATCH --gpus-per-node=1" in text.splitlines() and "no GPUs" not in text
+    asked = reproduce_args(synthetic_cifar, tmp_path / "c", *dry, "--gpus-per-run", "1")
+    rc, text, err = run_repro(capsys, *asked)  # given: never overridden
+    assert rc == 0 and "#SBATCH --gpus-per-node=1" in text.splitlines() and "no GPUs" not in text

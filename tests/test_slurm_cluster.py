@@ -201,7 +201,7 @@ def test_scontrol_requeue_of_a_running_task_resumes_to_the_uninterrupted_result(
     [
         (["--partition", "nosuch", "--gpus-per-run", "0"], "invalid partition"),
         (["--mem", "999G", "--gpus-per-run", "0"], "node configuration is not available"),
-        ([], "--gpus-per-run 0"),  # a GPU per run (the default) where there is none
+        (["--gpus-per-run", "1"], "--gpus-per-run 0"),  # a GPU per run where there is none
     ],
 )
 def test_a_request_the_cluster_refuses_is_one_line_and_nothing_recorded(
@@ -214,6 +214,13 @@ def test_a_request_the_cluster_refuses_is_one_line_and_nothing_recorded(
     assert says.lower() in line.lower()
     assert not (out / RECORD).exists() and not (out / "summary.json").exists()
     assert not (out / SUBMITIT_DIR).exists() or not any((out / SUBMITIT_DIR).rglob("*"))
+
+
+def test_on_a_cluster_without_gpus_the_default_asks_for_none(data: Path, tmp_path: Path, capsys):
+    argv = reproduce_args(data, tmp_path / "run", "--launcher", "slurm", "--time", "5")
+    rc, text, err = run_repro(capsys, *argv, "--slurm-dry-run")
+    assert rc == 0, err
+    assert "the default partition has no GPUs" in text and "--gpus-per-node" not in text
 
 
 def test_a_time_limit_reached_stops_checkpoints_requeues_and_resumes(

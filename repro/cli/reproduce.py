@@ -114,7 +114,11 @@ def add_slurm_arguments(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument("--partition", default=None)
     group.add_argument(
-        "--gpus-per-run", type=int, default=None, metavar="0|1", help="default 1; 0: CPU runs"
+        "--gpus-per-run",
+        type=int,
+        default=None,
+        metavar="0|1",
+        help="default 1, or 0 where sinfo shows the partition has no GPU; 0: CPU runs",
     )
     group.add_argument(
         "--cpus-per-run", type=int, default=None, metavar="N", help="CPU cores per job"
@@ -166,12 +170,17 @@ def status(args: argparse.Namespace) -> int:
 
 def slurm_options(args: argparse.Namespace) -> SlurmOptions:
     """The Slurm launcher's options from the command line."""
-    from repro.reproduce.slurm import SlurmOptions
+    from repro.reproduce.slurm import SlurmOptions, default_gpus_per_run
 
+    gpus = args.gpus_per_run
+    if gpus is None:  # one per run, unless the partition has none
+        gpus, note = default_gpus_per_run(args.partition)
+        if note:
+            print(note)
     return SlurmOptions(
         time=args.time,
         partition=args.partition,
-        gpus_per_run=1 if args.gpus_per_run is None else args.gpus_per_run,
+        gpus_per_run=gpus,
         cpus_per_run=args.cpus_per_run,
         mem=args.mem,
         account=args.account,

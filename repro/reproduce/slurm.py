@@ -205,6 +205,38 @@ def check_slurm_here() -> None:
         )
 
 
+def partition_offers_gpus(partition: str | None) -> bool | None:
+    """Does ``partition`` (None: the cluster's default one, marked ``*`` by sinfo) have a node
+    with a ``gpu`` GRES? None when sinfo is absent or cannot tell (an unknown partition)."""
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["sinfo", "-h", "-o", "%P|%G"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rows = [line.split("|", 1) for line in done.stdout.splitlines() if "|" in line]
+    wanted = [
+        g for name, g in rows if (name.rstrip("*") == partition if partition else "*" in name)
+    ]
+    if done.returncode != 0 or not wanted:
+        return None
+    return any("gpu" in gres for gres in wanted)
+
+
+def default_gpus_per_run(partition: str | None) -> tuple[int, str | None]:
+    """``--gpus-per-run`` when it is not given: 1, unless sinfo shows the partition has no GPU
+    (then 0, with a note; sbatch would refuse a GPU request there)."""
+    if partition_offers_gpus(partition) is False:
+        name = f"partition {partition}" if partition else "the default partition"
+        return 0, (
+            f"note: {name} has no GPUs (sinfo shows no gpu GRES): each run asks for none "
+            "(--gpus-per-run 0); give --gpus-per-run 1 to ask anyway"
+        )
+    return 1, None
+
+
 # ---------------------------------------------------------------- one array task
 
 
