@@ -27,11 +27,14 @@ EXISTING = ("paper", "paper-val", "common", "mini", "smoke")
 @pytest.fixture
 def registry() -> Iterator[None]:
     """Undo every registration of the test (the registries are module-level dicts)."""
-    saved = (dict(PRESETS), dict(RECIPES), dict(experiments.POLICIES))
+    presets, recipes, policies = dict(PRESETS), dict(RECIPES), dict(experiments.POLICIES)
     yield
-    for live, old in zip((PRESETS, RECIPES, experiments.POLICIES), saved, strict=True):
-        live.clear()
-        live.update(old)
+    PRESETS.clear()
+    PRESETS.update(presets)
+    RECIPES.clear()
+    RECIPES.update(recipes)
+    experiments.POLICIES.clear()
+    experiments.POLICIES.update(policies)
 
 
 @pytest.mark.parametrize("name", EXISTING)
