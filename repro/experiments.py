@@ -230,8 +230,14 @@ def settings_for(name: str) -> Settings:
     else :data:`DEFAULT_POLICY`."""
     preset = get_preset(name)
     recipe = get_recipe(preset.recipe)
-    presets = load_baseline("tolerances").get("presets")
-    if isinstance(presets, dict) and name in presets:
+    tolerances: object = load_baseline("tolerances")
+    presets = tolerances.get("presets") if isinstance(tolerances, dict) else None
+    if not isinstance(presets, dict):  # never the default policy for a damaged file
+        raise ReproError(
+            "baselines/tolerances.json has no 'presets' object; restore the file from the "
+            "repository (git checkout baselines/)"
+        )
+    if name in presets:
         return Settings(preset, recipe, presets[name], "baselines/tolerances.json")
     if name in POLICIES:
         return Settings(preset, recipe, POLICIES[name], "code")
