@@ -32,7 +32,14 @@ from repro.calibration import (
     tolerance_characteristics,
 )
 from repro.errors import ReproError
-from repro.experiments import PRESETS, config_mismatch, declared_amp, get_experiment, get_preset
+from repro.experiments import (
+    PRESETS,
+    config_mismatch,
+    declared_amp,
+    get_experiment,
+    get_preset,
+    settings_for,
+)
 from repro.fileio import NUMBER, wrong_types
 from repro.matrix_summary import mean_std, seed_metrics
 from repro.store import (
@@ -161,7 +168,7 @@ CLAIM_TYPES: dict[str, tuple[Any, ...]] = {
 def _checked(name: str, where: str, obj: Any, spec: dict[str, tuple[Any, ...]], needs=()) -> Any:
     """``obj`` if it is an object with ``needs`` and the types of ``spec``; else one ReproError
     naming the baseline file (the claims never meet a malformed baseline)."""
-    problems = [f"{where} is not an object"] if not isinstance(obj, dict) else []
+    problems = [f"{where} is not an object"] if not isinstance(obj, Mapping) else []
     if not problems:
         problems = [f"{where} has no {k!r}" for k in needs if k not in obj]
         problems += wrong_types(obj, spec, where)
@@ -173,14 +180,12 @@ def _checked(name: str, where: str, obj: Any, spec: dict[str, tuple[Any, ...]], 
     return obj
 
 
-def preset_policy(preset: str) -> dict[str, Any]:
-    """The check policy of a preset from ``baselines/tolerances.json``."""
-    presets = _checked(
-        "tolerances", "the file", load_baseline("tolerances"), {"presets": (dict,)}, ("presets",)
-    )["presets"]
-    if preset not in presets:
-        raise ReproError(f"baselines/tolerances.json has no policy for preset {preset!r}")
-    policy = _checked("tolerances", f"presets.{preset}", presets[preset], POLICY_TYPES, ("checks",))
+def preset_policy(preset: str) -> Mapping[str, Any]:
+    """The check policy of a preset (``repro.experiments.settings_for``): its entry in
+    ``baselines/tolerances.json``, else the one registered with it, else the documented default
+    (completeness only); validated."""
+    raw = settings_for(preset).policy  # a damaged tolerances.json: ReproError there
+    policy = _checked("tolerances", f"presets.{preset}", raw, POLICY_TYPES, ("checks",))
     lists = (policy["checks"], policy.get("declared_deviations", []))
     probability = policy.get("pass_probability", 0.5)
     if not all(isinstance(x, str) for x in (*lists[0], *lists[1])) or not 0 < probability < 1:

@@ -13,8 +13,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
+from repro.baselines import load_baseline
 from repro.errors import ReproError
+from repro.recipes import RECIPES, Recipe, get_recipe, validate_recipe
 
 EXPERIMENTS: dict[str, tuple[str, ...]] = {
     "core": ("plain20", "plain56", "resnet20", "resnet56"),
@@ -54,8 +58,6 @@ class Preset:
     def expected_config(self) -> dict[str, object]:
         """The config.json fields every run of this preset must have (recipe + overrides; the
         precision ``amp`` too where the recipe fixes it: fp32 for the paper's)."""
-        from repro.recipes import get_recipe
-
         recipe = get_recipe(self.recipe, epochs=self.epochs, milestones=self.milestones, lr=self.lr)
         out: dict[str, object] = recipe.to_dict()
         out.pop("source", None)
@@ -193,3 +195,75 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ReproError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+# --- one place for a matrix's settings (issue 25 item 6) ---------------------------------------
+# The verdict policy of a preset with no entry in baselines/tolerances.json "presets" (nor one
+# given to :func:`register`): completeness only. Without a calibration no claim of Sec. 4.2 can
+# be asserted on its numbers, so it is never set beside the paper's.
+DEFAULT_POLICY: Mapping[str, Any] = MappingProxyType(
+    {
+        "checks": ["completeness"],
+        "why": "no calibration: not comparable (a preset without a policy in "
+        "baselines/tolerances.json is checked for completeness only)",
+    }
+)
+# Policies given in code by :func:`register`; baselines/tolerances.json's entry wins over them.
+POLICIES: dict[str, Mapping[str, Any]] = {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A matrix's settings reachable from one name: the preset, its recipe (with the preset's
+    schedule overrides not yet applied: :meth:`Preset.expected_config` applies them) and the
+    raw verdict policy that ``repro.claims.policy_for`` validates and builds on."""
+
+    preset: Preset
+    recipe: Recipe
+    policy: Mapping[str, Any]
+    policy_source: str  # "baselines/tolerances.json", "code" or "default"
+
+
+def settings_for(name: str) -> Settings:
+    """The :class:`Settings` of preset ``name``; ReproError listing the presets otherwise. The
+    policy is the preset's entry in baselines/tolerances.json, else the one registered in code,
+    else :data:`DEFAULT_POLICY`."""
+    preset = get_preset(name)
+    recipe = get_recipe(preset.recipe)
+    tolerances: object = load_baseline("tolerances")
+    presets = tolerances.get("presets") if isinstance(tolerances, dict) else None
+    if not isinstance(presets, dict):  # never the default policy for a damaged file
+        raise ReproError(
+            "baselines/tolerances.json has no 'presets' object; restore the file from the "
+            "repository (git checkout baselines/)"
+        )
+    if name in presets:
+        return Settings(preset, recipe, presets[name], "baselines/tolerances.json")
+    if name in POLICIES:
+        return Settings(preset, recipe, POLICIES[name], "code")
+    return Settings(preset, recipe, DEFAULT_POLICY, "default")
+
+
+def register(
+    preset: Preset, recipe: Recipe | None = None, policy: Mapping[str, Any] | None = None
+) -> Settings:
+    """Add a preset, with its own recipe and policy when given: a new recipe is this one call.
+
+    ``recipe`` must be named ``preset.recipe`` (a recipe of that name already registered must
+    equal it); without ``policy`` the preset gets :data:`DEFAULT_POLICY` unless
+    baselines/tolerances.json has an entry for it. ReproError for a preset name in use."""
+    if preset.name in PRESETS:
+        raise ReproError(f"preset {preset.name!r} already exists; pick another name")
+    if recipe is not None:
+        if recipe.name != preset.recipe:
+            raise ReproError(
+                f"preset {preset.name!r} names recipe {preset.recipe!r}, not {recipe.name!r}"
+            )
+        validate_recipe(recipe)
+        if RECIPES.setdefault(recipe.name, recipe) != recipe:
+            raise ReproError(f"recipe {recipe.name!r} already exists with other values")
+    get_recipe(preset.recipe)  # unknown recipe or invalid values: one clear error, nothing added
+    PRESETS[preset.name] = preset
+    if policy is not None:
+        POLICIES[preset.name] = MappingProxyType(dict(policy))
+    return settings_for(preset.name)
