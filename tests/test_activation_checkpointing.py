@@ -138,9 +138,9 @@ def test_compiled_checkpointing_gives_the_eager_gradients_and_bn_statistics() ->
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: no CUDA device here")
 def test_resnet1202_step_at_batch_128_fits_a_10_gb_gpu_with_checkpointing() -> None:
+    from repro.devices import resolve_amp
     from repro.recipes import get_recipe
     from repro.train.components import make_model, make_optimizer, make_step
-    from repro.train.devices import resolve_amp
 
     device = torch.device("cuda")
     peaks = {}

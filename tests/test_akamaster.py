@@ -14,11 +14,11 @@ from torch import nn
 
 from repro.data import IMAGENET_MEAN, IMAGENET_STD, load_cifar10
 from repro.errors import ReproError
+from repro.evaluate import evaluate
 from repro.foreign.akamaster import convert_state_dict, depth_of, load_akamaster, rename_key
 from repro.models import build_model
 from repro.models.cifar import IdentityPadShortcut
 from repro.train.checkpoint import save_checkpoint
-from repro.train.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_RUN = ROOT / "tests" / "fixtures" / "old_format" / "run"

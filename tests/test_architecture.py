@@ -13,11 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "repro"
 # Lower layers never import higher ones; units of one layer never import each other.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),
-    frozenset({"fileio", "tables"}),
+    frozenset({"fileio", "tables", "devices", "environment"}),  # devices, environment: run anywhere
     frozenset({"baselines", "run_config"}),  # run_config: config.json's record (issue 25 item 5)
     frozenset({"store"}),  # store: the run directory's files, Run, Matrix, RunLock
     frozenset({"data", "models", "calibration"}),
-    frozenset({"recipes"}),  # the paper's recipes: definitions below training and the verdicts
+    frozenset({"recipes", "evaluate"}),  # the recipes (Sec. 4.2); test error of any net
     frozenset({"experiments", "matrix_summary"}),  # what a matrix is and its statistics (issue 25)
     frozenset({"train"}),
     frozenset({"analysis", "reproduce"}),

@@ -15,9 +15,9 @@ from torch import nn
 
 from repro.data import CLASSES, get_split, load_cifar10, normalize
 from repro.errors import ReproError
+from repro.evaluate import EvalResult, evaluate, refuse_nan_logits
 from repro.models import build_model
 from repro.train.checkpoint import save_checkpoint
-from repro.train.evaluate import EvalResult, evaluate, refuse_nan_logits
 
 MEAN = (0.5, 0.4, 0.3)
 STD = (0.2, 0.25, 0.3)

@@ -14,12 +14,12 @@ from trainer_helpers import run_cli, tiny_args
 
 import repro.train.trainer as trainer_mod
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
+from repro.devices import resolve_amp
 from repro.errors import ReproError
 from repro.recipes import get_recipe
 from repro.store import read_metrics
 from repro.train.components import build_components, make_model, make_optimizer, make_step, set_lr
 from repro.train.config import FastPath, TrainConfig, fast_path, log_interval
-from repro.train.devices import resolve_amp
 from repro.train.metrics import Meter
 from repro.train.switches import COMPILE_MODES
 

@@ -24,9 +24,9 @@ from repro.data import (
     pixel_mean,
 )
 from repro.errors import ReproError
+from repro.evaluate import checkpoint_normalization
 from repro.recipes import get_recipe
 from repro.train.checkpoint import load_checkpoint
-from repro.train.evaluate import checkpoint_normalization
 
 
 def _images(n: int = 50, seed: int = 0) -> torch.Tensor:

@@ -13,13 +13,13 @@ import torch
 from trainer_helpers import run_cli, tiny_args
 
 from repro.baselines import load_baseline
+from repro.devices import resolve_amp
 from repro.experiments import PRESETS, config_mismatch, get_preset
 from repro.models import build_model
 from repro.recipes import Warmup, build_schedule, get_recipe, lr_at
 from repro.run_config import LEGACY_VALUES
 from repro.train.components import make_optimizer
 from repro.train.config import config_from_run
-from repro.train.devices import resolve_amp
 
 OLD_RUN = Path(__file__).resolve().parent / "fixtures" / "old_format" / "run"
 

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from trainer_helpers import tiny_args
 
 from repro.cli import main
+from repro.environment import environment
 from repro.errors import ReproError
 from repro.foreign.akamaster import AkamasterCheckpoint, load_akamaster
 from repro.models import build_model
@@ -42,7 +43,6 @@ from repro.train.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from repro.train.environment import environment
 from repro.train.rng import rng_state, set_rng_state
 
 ROOT = Path(__file__).resolve().parents[1]

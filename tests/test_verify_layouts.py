@@ -14,11 +14,11 @@ from foreign_nets import TheirNet, taught_cifar
 
 from repro.data import CIFAR10_MEAN, load_cifar10
 from repro.errors import ReproError
+from repro.evaluate import EvalResult
 from repro.foreign.layouts import LAYOUTS, Layout, parse_layout
 from repro.foreign.readings import Reading, decide, readings
 from repro.foreign.structure import Candidate, Match, folded_biases
 from repro.foreign.verify import load_foreign, verify
-from repro.train.evaluate import EvalResult
 
 COMMON_STD = (0.2023, 0.1994, 0.2010)
 

@@ -19,6 +19,7 @@ import torch
 from repro.analysis.layer_response import LayerResponse, layer_response_std, mean_response_std
 from repro.data import normalize
 from repro.errors import ReproError
+from repro.evaluate import InputNorm, checkpoint_normalization
 from repro.fileio import atomic_write
 from repro.models import CifarResNet
 from repro.run_config import RunConfig, parse_run_config
@@ -32,7 +33,6 @@ from repro.store import (
     write_layer_response,
 )
 from repro.train.checkpoint import load_checkpoint, model_from_checkpoint
-from repro.train.evaluate import InputNorm, checkpoint_normalization
 
 DEFINITION = (
     "population std over all elements (images, channels, positions) of each 3x3 layer's response, "

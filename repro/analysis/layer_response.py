@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, normalize
-from repro.train.devices import model_device
+from repro.devices import model_device
 
 
 class RunningMoments:

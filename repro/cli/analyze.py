@@ -20,9 +20,9 @@ from repro.analysis.fig7 import (
 )
 from repro.cli.options import add_data_root, add_device
 from repro.data import SPLITS, get_split, load_cifar10, resolve_data_root
+from repro.devices import resolve_device
 from repro.errors import ReproError
 from repro.store import check_writable
-from repro.train.devices import resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

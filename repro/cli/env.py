@@ -17,8 +17,8 @@ import torch
 
 from repro.cli.options import add_data_root, add_json
 from repro.data import load_cifar10, resolve_data_root
+from repro.environment import device_name, environment
 from repro.errors import ReproError
-from repro.train.environment import device_name, environment
 
 COMPILE_TIMEOUT_S = 180.0
 # Runs in a child process, so a hang or a crash in the compiler cannot take this command down.

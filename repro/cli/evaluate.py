@@ -22,18 +22,18 @@ import torch
 from repro.cli.options import add_data_root, add_device, add_json
 from repro.data import get_split, load_cifar10, resolve_data_root
 from repro.data.splits import DEFAULT_SPLIT_SEED, SPLITS
+from repro.devices import resolve_device
 from repro.errors import ReproError
-from repro.foreign.akamaster import MODELS as AKAMASTER_MODELS
-from repro.foreign.akamaster import load_akamaster
-from repro.foreign.structure import weights_problem
-from repro.train.checkpoint import TRUST_FLAG, model_from_checkpoint
-from repro.train.devices import resolve_device
-from repro.train.evaluate import (
+from repro.evaluate import (
     EvalResult,
     checkpoint_normalization,
     evaluate,
     refuse_nan_logits,
 )
+from repro.foreign.akamaster import MODELS as AKAMASTER_MODELS
+from repro.foreign.akamaster import load_akamaster
+from repro.foreign.structure import weights_problem
+from repro.train.checkpoint import TRUST_FLAG, model_from_checkpoint
 
 SOURCES = ("repro", "akamaster")
 

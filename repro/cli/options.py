@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from repro.data.cifar10 import DATA_ENV, DEFAULT_DATA_ROOT
-from repro.train.devices import AMP_CHOICES
+from repro.devices import AMP_CHOICES
 from repro.train.switches import COMPILE_MODES, SWITCHES
 
 

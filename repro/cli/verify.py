@@ -18,6 +18,7 @@ from typing import Any
 
 from repro.cli.options import add_data_root, add_device, add_json
 from repro.data import load_cifar10, resolve_data_root
+from repro.devices import resolve_device
 from repro.errors import ReproError
 from repro.foreign.layouts import PADDINGS, SUBSAMPLINGS, parse_layout
 from repro.foreign.normalizations import PRESETS
@@ -31,7 +32,6 @@ from repro.foreign.verify import (
 )
 from repro.tables import text_table
 from repro.train.checkpoint import TRUST_FLAG
-from repro.train.devices import resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

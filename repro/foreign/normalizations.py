@@ -26,8 +26,8 @@ import torch
 
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from repro.errors import ReproError
+from repro.evaluate import checkpoint_normalization
 from repro.train.checkpoint import exception_reason
-from repro.train.evaluate import checkpoint_normalization
 
 Triple = tuple[float, ...]
 # name -> (mean, std, what it is), each on the 0-1 scale

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from repro.errors import ReproError
+from repro.evaluate import EvalResult, evaluate, refuse_nan_logits
 from repro.foreign.checkpoint import Foreign
 from repro.foreign.layouts import DEFAULT, LAYOUTS, Layout, apply_layout
 from repro.foreign.normalizations import Normalization
@@ -33,7 +34,6 @@ from repro.foreign.structure import (
     units_of,
     weights_problem,
 )
-from repro.train.evaluate import EvalResult, evaluate, refuse_nan_logits
 
 PLAUSIBLE_MAX_ERROR = 50.0  # % test error; chance on CIFAR-10 is 90 %
 CHANCE_MARGIN = (

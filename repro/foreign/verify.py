@@ -21,6 +21,7 @@ import torch
 
 from repro.analysis.layer_response import layer_response_std
 from repro.errors import ReproError
+from repro.evaluate import EvalResult
 from repro.foreign.checkpoint import Foreign, find_state_dict, load_foreign, training_notes
 from repro.foreign.layouts import Layout
 from repro.foreign.normalizations import (
@@ -48,7 +49,6 @@ from repro.foreign.readings import (
 from repro.foreign.structure import folded_biases, num_classes_of, units_of
 from repro.models import IMAGENET_DEPTHS
 from repro.models.complexity import count_params, paper_figures, params_agree
-from repro.train.evaluate import EvalResult
 
 __all__ = [
     "NORMALIZATIONS",

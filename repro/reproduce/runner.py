@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro.devices import PLACEMENT_ENV
+from repro.environment import environment
 from repro.errors import ReproError
 from repro.experiments import Preset, config_mismatch, with_amp
 from repro.fileio import read_json
@@ -46,8 +48,6 @@ from repro.store import (
     seed_dir,
     write_summary,
 )
-from repro.train.devices import PLACEMENT_ENV
-from repro.train.environment import environment
 from repro.train.signals import StopFlag
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from repro.devices import amp_name, resolve_amp, resolve_device
 from repro.errors import ReproError
 from repro.recipes import Recipe, build_schedule, get_recipe
 from repro.train.components import (
@@ -28,7 +29,6 @@ from repro.train.components import (
     model_depth,
     set_lr,
 )
-from repro.train.devices import amp_name, resolve_amp, resolve_device
 from repro.train.switches import resolve_compile
 
 OFFICIAL_TRAIN = 50_000

@@ -32,7 +32,10 @@ import torch
 
 from repro.data import CLASSES, Splits, input_normalization, load_splits
 from repro.data.augment import Mean
+from repro.devices import PLACEMENT_ENV, amp_name, resolve_amp, resolve_device
+from repro.environment import environment
 from repro.errors import ReproError
+from repro.evaluate import evaluate
 from repro.recipes import Warmup, build_schedule, get_recipe, lr_at
 from repro.run_config import (
     TRAINER_NEVER_WRITES,
@@ -76,9 +79,6 @@ from repro.train.config import (
     log_interval,
     resume_command,
 )
-from repro.train.devices import PLACEMENT_ENV, amp_name, resolve_amp, resolve_device
-from repro.train.environment import environment
-from repro.train.evaluate import evaluate
 from repro.train.metrics import Meter
 from repro.train.progress import Progress
 from repro.train.resume import RunState, inspect_run_dir

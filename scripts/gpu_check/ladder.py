@@ -80,9 +80,9 @@ def measure_train(rung: Rung, sizes: Sizes, images: Any, labels: Any, device: An
     steps untimed, then blocks of 10 steps until ``window_s`` or one epoch has passed."""
     import torch
 
+    from repro.devices import resolve_amp
     from repro.recipes import get_recipe
     from repro.train.components import build_components, infinite_batches, make_model, set_lr
-    from repro.train.devices import resolve_amp
 
     torch.manual_seed(0)
     recipe = get_recipe("common", batch_size=sizes.batch)
@@ -131,7 +131,7 @@ def measure_eval(rung: Rung, model: Any, sizes: Sizes, images: Any, labels: Any,
     The trainer evaluates the uncompiled model, so a compile rung's evaluation would repeat the
     bf16 rung's figure: it is not measured (its time goes to the next compile mode)."""
     from repro.data import CIFAR10_MEAN, CIFAR10_STD
-    from repro.train.evaluate import evaluate
+    from repro.evaluate import evaluate
 
     if rung.compile is not None:
         return {"eval_note": "not measured: the trainer evaluates uncompiled (the bf16 rung)"}
@@ -153,7 +153,7 @@ def run_rungs(ctx: Context, names: list[str]) -> None:
     """The child process: measure each named rung, recording it as soon as it has a figure."""
     import torch
 
-    from repro.train.devices import resolve_device
+    from repro.devices import resolve_device
 
     device = resolve_device(ctx.sizes.device)
     images, labels, what = tiled_data(ctx)

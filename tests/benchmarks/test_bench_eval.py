@@ -1,4 +1,4 @@
-"""Evaluation throughput (images/s): ``repro.train.evaluate.evaluate`` (inference_mode, eval-mode
+"""Evaluation throughput (images/s): ``repro.evaluate.evaluate`` (inference_mode, eval-mode
 BN, normalisation on the device, one host read per call) over synthetic uint8 images in large
 batches. CPU: 256 images in one batch, fp32 NCHW and channels_last; CUDA (skipped without it):
 a 10,000-image test set in batches of 2,000, bf16 + channels_last, and fp32 NCHW for ResNet-56.
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from repro.data import CIFAR10_MEAN, CIFAR10_STD
+from repro.evaluate import evaluate
 from repro.train.components import make_model
-from repro.train.evaluate import evaluate
 
 MODELS = ("resnet20", "resnet56", "resnet110", "plain56")
 needs_cuda = pytest.mark.skipif(

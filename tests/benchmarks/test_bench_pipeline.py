@@ -19,10 +19,10 @@ import torch
 
 from benchmarks.classic import classic_loader
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, load_cifar10
+from repro.devices import amp_name, resolve_amp
 from repro.recipes import get_recipe
 from repro.train.components import make_model, make_optimizer, make_step
 from repro.train.config import TrainConfig, fast_path
-from repro.train.devices import amp_name, resolve_amp
 
 BATCH = 128
 # device -> (model, batches per round; None = one epoch of the mini set)

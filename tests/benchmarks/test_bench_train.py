@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from repro.devices import resolve_amp
 from repro.recipes import get_recipe
 from repro.train.components import make_model, make_optimizer, make_step
-from repro.train.devices import resolve_amp
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 128

@@ -19,9 +19,9 @@ from torch import nn
 from repro.data import CIFAR10_MEAN, CIFAR10_STD, normalize
 from repro.data.augment import Mean
 from repro.data.normalization import UNIT_STD
+from repro.devices import model_device, resolve_amp
 from repro.errors import ReproError
 from repro.run_config import parse_run_config, run_config_problems
-from repro.train.devices import model_device, resolve_amp
 
 
 @dataclass(frozen=True)
