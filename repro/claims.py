@@ -200,14 +200,6 @@ def preset_policy(preset: str) -> Mapping[str, Any]:
     return policy
 
 
-def preset_calibration(preset: str) -> tuple[Calibration | None, float]:
-    """The calibration behind a preset's verdicts and the pass probability they must reach."""
-    policy = preset_policy(preset)
-    if "calibration" not in policy:
-        return None, 1.0
-    return calibration_for(preset, policy["calibration"]), float(policy["pass_probability"])
-
-
 def checked_characteristic(
     claim: Claim, cal: Calibration | None, target: float, seeds: tuple[int, ...] = SEEDS_SHOWN
 ) -> Characteristic:
@@ -283,11 +275,6 @@ def policy_for(preset: str) -> Policy:
     )
 
 
-def not_asserted_claims(preset: str, claims: list[Claim], k: int) -> dict[str, str]:
-    """:meth:`Policy.not_asserted` of the preset's policy."""
-    return policy_for(preset).not_asserted(claims, k)
-
-
 def _claim_needs(claim: Any) -> tuple[str, ...]:
     kind = claim.get("kind") if isinstance(claim, dict) else None
     if kind in ("threshold", "unrun"):
@@ -312,11 +299,6 @@ def load_claims(name: str, metric: bool = False) -> list[Claim]:
             )
         out.append(c)
     return out
-
-
-def claim_models(claim: Claim) -> tuple[str, ...]:
-    """The nets a claim is about."""
-    return tuple(claim_models_of(claim))
 
 
 def model_seeds(matrix: Matrix, model: str) -> list[int]:
@@ -654,7 +636,7 @@ def _shown_rows(matrix: Matrix, claim: Claim, not_asserted: dict[str, str]):
     """(rows, failed, outcome) of a claim that is shown, never asserted (SHOWN_KINDS): the
     measured means beside the reason; it counts as shown only."""
     key = "final_train_error" if claim["metric"] == "train_error" else "final_test_error"
-    means = [mean_std(seed_values(matrix, m, key))["mean"] for m in claim_models(claim)]
+    means = [mean_std(seed_values(matrix, m, key))["mean"] for m in claim_models_of(claim)]
     label = claim_label(claim)
     why = not_asserted.get(claim["id"], "shown only")
     row = (label, key, means[0], means[1] if len(means) > 1 else None, "-", f"shown: {why}")
@@ -667,7 +649,7 @@ def _claim_rows(matrix: Matrix, claim: Claim, not_asserted: dict[str, str]):
     if claim.get("kind") in SHOWN_KINDS:
         return _shown_rows(matrix, claim, not_asserted)
     metric = "train_error" if claim["metric"] == "train_error" else "test_error"
-    missing = lacking(matrix, claim_models(claim), metric)
+    missing = lacking(matrix, claim_models_of(claim), metric)
     rows, failed, held = [], [], []
     for key in TRAIN_KEYS if metric == "train_error" else TEST_KEYS:
         if claim.get("kind") == "threshold":
@@ -701,7 +683,7 @@ def _ordering_check(matrix: Matrix, name: str, policy: Policy | None) -> Verdict
     if name not in policy.checks:
         return Verdict(name, SKIP, f"not asserted for preset {matrix.preset}: {policy.why}")
     of_check = policy.of_check(FIG6, name)
-    claims = [c for c in of_check if all(m in matrix.runs for m in claim_models(c))]
+    claims = [c for c in of_check if all(m in matrix.runs for m in claim_models_of(c))]
     if not claims:
         return _no_claim_verdict(matrix, name, of_check)
     not_asserted = policy.not_asserted(claims, seeds_per_net(matrix))
@@ -712,7 +694,7 @@ def _ordering_check(matrix: Matrix, name: str, policy: Policy | None) -> Verdict
         failed += claim_failed
         outcomes.append(outcome)
     note = _not_asserted_note(not_asserted, [c["id"] for c in claims])
-    models = {m for c in claims for m in claim_models(c)}
+    models = {m for c in claims for m in claim_models_of(c)}
     defining = policy.defining(FIG6, name)
     result = _ordering_verdict(name, (header, rows), failed, note, outcomes, defining)
     return unless_unfinished(result, matrix, models)
@@ -722,15 +704,15 @@ def _no_claim_verdict(matrix: Matrix, name: str, of_check: list[Claim]) -> Verdi
     """No claim of the check has all its nets here: SKIP when the experiment has none of them
     by design; else NOT ASSESSABLE, naming the nets its defining claims need that are missing."""
     allowed = set(experiment_models(matrix)) if matrix.experiment != RUN_FOLDER else None
-    wanted = [c for c in of_check if allowed is None or set(claim_models(c)) <= allowed]
+    wanted = [c for c in of_check if allowed is None or set(claim_models_of(c)) <= allowed]
     imports = any(r.imported for seeds in matrix.runs.values() for r in seeds.values())
     if not wanted or not (imports or allowed is None):  # our own matrix: completeness says it
         return Verdict(
             name, SKIP, f"experiment {matrix.experiment} has none of the models it compares"
         )
     defining = [c for c in wanted if c.get("defines")] or wanted
-    missing = sorted({m for c in defining for m in claim_models(c) if m not in matrix.runs})
-    what = ", ".join(f"{c['id']} ({' vs '.join(claim_models(c))})" for c in defining)
+    missing = sorted({m for c in defining for m in claim_models_of(c) if m not in matrix.runs})
+    what = ", ".join(f"{c['id']} ({' vs '.join(claim_models_of(c))})" for c in defining)
     return Verdict(
         name,
         NOT_ASSESSABLE,
@@ -1005,7 +987,7 @@ def operating_characteristics(
     out = []
     for name in CLAIM_FILES:
         for claim in policy.claims[name]:
-            if not set(claim_models(claim)) <= models:
+            if not set(claim_models_of(claim)) <= models:
                 continue
             check = claim["check"]
             ch = checked_characteristic(claim, cal, target, seeds)

@@ -23,7 +23,7 @@ from repro.claims import (
     check_layer_response,
     check_residual,
     check_tolerance,
-    preset_calibration,
+    policy_for,
 )
 from repro.experiments import MINI_EPOCHS
 from repro.matrix_summary import seed_metrics
@@ -155,7 +155,8 @@ def test_common_run_on_a_subset_fails_completeness(tmp_path: Path) -> None:
 
 def resnet20_band(k: int = 1) -> tuple[float, float]:
     """(expected, band) of ResNet-20's final test error in a 4-net `common` matrix."""
-    cal, target = preset_calibration("common")
+    policy = policy_for("common")
+    cal, target = policy.calibration, policy.target
     ref = cal.references[("resnet20", "test_error")]
     return ref.mean, band_z(target, 4) * ref.sd(k)
 
@@ -229,7 +230,7 @@ def test_paper_val_run_uses_val_selection_and_the_paper_mean_for_resnet110(
     rs = load_matrix(write_run(tmp_path, experiment="fig6", preset="paper-val"))
     m = seed_metrics(rs.runs["resnet56"][0])
     assert m["val_selected_test_error"] is not None
-    cal, _ = preset_calibration("paper-val")
+    cal = policy_for("paper-val").calibration
     ref = cal.references[("resnet110", "test_error")]
     assert "he2016-table6" in ref.sources
     v = check_tolerance(rs)
@@ -479,7 +480,8 @@ def test_a_declared_bf16_run_is_complete_and_its_band_widens_by_one_deviation(
     path.write_text(json.dumps({**doctored, "amp_requested": "bf16"}))  # asked for: declared
     assert check_completeness(load_matrix(root)).status == PASS
     after = {r[0]: r[6] for r in check_tolerance(load_matrix(root)).rows}["resnet56"]
-    cal, target = preset_calibration("paper")
+    policy = policy_for("paper")
+    cal, target = policy.calibration, policy.target
     ref = cal.references[("resnet56", "test_error")]
     z = band_z(target, 4)
     assert (before, after) == pytest.approx((z * ref.sd(1), z * ref.sd(1, deviations=1)))
@@ -527,13 +529,13 @@ def test_an_evaluation_without_lr_fails_the_lr_trace(tmp_path: Path) -> None:
 def test_a_claim_is_asserted_at_the_number_of_seeds_the_run_has() -> None:
     """`common`'s ResNet-20 > ResNet-32 (test error): a faithful run passes it with P < 0.95
     at K = 1 but >= 0.95 at K = 5, so a 5-seed run asserts it and a 1-seed run only shows it."""
-    from repro.claims import FIG6, load_claims, not_asserted_claims
+    from repro.claims import FIG6, load_claims, policy_for
 
     claim = next(c for c in load_claims(FIG6, metric=True) if c["id"] == "resnet_depth_gain_20_32")
-    assert "resnet_depth_gain_20_32" in not_asserted_claims("common", [claim], 1)
-    assert not_asserted_claims("common", [claim], 5) == {}
+    assert "resnet_depth_gain_20_32" in policy_for("common").not_asserted([claim], 1)
+    assert policy_for("common").not_asserted([claim], 5) == {}
     depth = next(c for c in load_claims(FIG6, metric=True) if c["id"] == "resnet_depth_gain")
     assert (
         "a faithful run passes with P < 0.95 (K=3: "
-        in not_asserted_claims("mini", [depth], 3)["resnet_depth_gain"]
+        in policy_for("mini").not_asserted([depth], 3)["resnet_depth_gain"]
     )

@@ -32,7 +32,6 @@ from repro.claims import (
     compare,
     operating_characteristics,
     policy_for,
-    preset_calibration,
 )
 from repro.errors import ReproError
 from repro.experiments import get_experiment
@@ -231,7 +230,7 @@ def test_a_faithful_run_passes_the_tolerance_check_with_at_least_95_percent(pres
 
 @pytest.mark.parametrize("k", [1, 5])
 def test_the_printed_chance_of_failing_a_run_1pp_worse_is_what_the_check_does(k) -> None:
-    cal, _ = preset_calibration("common")
+    cal = policy_for("common").calibration
     printed = {
         ch.claim: ch
         for check, ch in operating_characteristics("common", "core")
@@ -425,7 +424,7 @@ def test_values_of_the_wrong_type_are_one_error_not_a_type_error() -> None:
 def test_the_training_error_spread_is_the_documented_conservative_model() -> None:
     from repro.calibration import RELATIVE_TRAIN_SPREAD
 
-    cal, _ = preset_calibration("paper")
+    cal = policy_for("paper").calibration
     test_sigma = cal.references[("resnet56", "test_error")].sigma_run
     for model in ("plain20", "plain56", "resnet56"):
         ref = cal.references[(model, "train_error")]
@@ -437,7 +436,8 @@ def test_the_training_error_spread_is_the_documented_conservative_model() -> Non
 @pytest.mark.parametrize("k", [1, 5])
 def test_a_faithful_run_passes_the_defining_train_claims_with_at_least_95_percent(k) -> None:
     """Runs drawn under the spread model, judged by the compare rule the checks use."""
-    cal, target = preset_calibration("paper")
+    policy = policy_for("paper")
+    cal, target = policy.calibration, policy.target
     rng, n = random.Random(20 + k), 2000
     for hi_model, lo_model in (("plain56", "plain20"), ("plain56", "resnet56")):
         hi, lo = (cal.references[(m, "train_error")] for m in (hi_model, lo_model))
@@ -453,7 +453,8 @@ def test_a_faithful_run_passes_the_defining_train_claims_with_at_least_95_percen
 def test_the_printed_detectable_shift_is_failed_with_80_percent_power() -> None:
     from repro.calibration import POWER, detectable_shift
 
-    cal, target = preset_calibration("paper")
+    policy = policy_for("paper")
+    cal, target = policy.calibration, policy.target
     ref = cal.references[("resnet56", "test_error")]
     z = band_z(target, 4)
     printed = {

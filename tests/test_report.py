@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from synthetic_runs import FAITHFUL, write_run
 
-from repro.claims import preset_calibration
+from repro.claims import policy_for
 from repro.cli import main
 from repro.errors import ReproError
 from repro.report.report import title_of, write_report
@@ -25,7 +25,7 @@ def test_faithful_common_run_report_has_table_verdicts_and_curves(tmp_path: Path
     assert text.startswith("# Reproduction of He et al. 2016 on CIFAR-10: core, preset common")
     assert "Not the paper's numbers" not in text
     assert "| resnet56 | 6.57 ± 0.00 | 6.57, 6.57 |" in text
-    expected = preset_calibration("common")[0].references[("resnet56", "test_error")]
+    expected = policy_for("common").calibration.references[("resnet56", "test_error")]
     cell = f"{expected.mean:.2f} ({len(expected.sources)} sources)"
     assert f"| 6.97 | -0.40 | {cell} |" in text  # paper, Δ, expected at `common`
     for section in ("Operating characteristics", "Tolerance model", "Reference runs"):
